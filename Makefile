@@ -1,0 +1,54 @@
+# Postern: two commands matter on a fresh machine — `make demo` and `make test`.
+GO        ?= go
+PKGS      := ./...
+STATICCHECK_VERSION := v0.8.2
+FUZZTIME  ?= 10s
+SHORTFUZZ ?= 3s
+
+.PHONY: all build test test-deps unit lint fmt demo fuzz bench deps-graph clean docs
+
+all: build
+
+build:
+	$(GO) build -o bin/postern ./cmd/postern
+
+## test: install the system packages the tests need, lint, run every test
+## under the race detector, then a short fuzz run of every fuzz target.
+test: test-deps lint unit fuzz-short
+
+test-deps:
+	@bash scripts/install-test-deps.sh
+
+unit:
+	$(GO) test -race -count=1 $(PKGS)
+
+fuzz-short:
+	@FUZZTIME=$(SHORTFUZZ) bash scripts/fuzz.sh
+
+fuzz:
+	@FUZZTIME=$(FUZZTIME) bash scripts/fuzz.sh
+
+lint: deps-graph
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+		if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) $(PKGS)
+
+## deps-graph: imports flow one way (see design.md).
+deps-graph:
+	@bash scripts/check-imports.sh
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+docs:
+	$(GO) run ./internal/gendocs -out docs
+
+demo: build
+	./bin/postern check -c examples/quickstart/policy.yaml
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+clean:
+	rm -rf bin
