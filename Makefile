@@ -20,7 +20,7 @@ test-deps:
 	@bash scripts/install-test-deps.sh
 
 unit:
-	$(GO) test -race -count=1 $(PKGS)
+	POSTERN_REQUIRE_PEERS=1 $(GO) test -race -count=1 $(PKGS)
 
 fuzz-short:
 	@FUZZTIME=$(SHORTFUZZ) bash scripts/fuzz.sh

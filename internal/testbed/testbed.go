@@ -1,0 +1,158 @@
+// Package testbed starts real third-party servers (DNS servers, SMTP
+// receivers) on loopback for tests, and stops them when the test ends.
+//
+// Tests that need a real peer call [Require] first: when the program is not
+// installed the test is skipped, unless POSTERN_REQUIRE_PEERS=1 is set (as
+// `make test` and CI do), in which case it fails, so a missing install step
+// can never turn into a green run that tested nothing.
+package testbed
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Require returns the absolute path of program, or skips (or, with
+// POSTERN_REQUIRE_PEERS=1, fails) the test when it is not installed.
+func Require(t testing.TB, program string) string {
+	t.Helper()
+	for _, dir := range []string{"", "/usr/sbin/", "/usr/bin/", "/sbin/", "/usr/lib/postfix/sbin/"} {
+		if p, err := exec.LookPath(dir + program); err == nil {
+			return p
+		}
+	}
+	msg := fmt.Sprintf("%s is not installed (run scripts/install-test-deps.sh, or `make test`)", program)
+	if os.Getenv("POSTERN_REQUIRE_PEERS") == "1" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+	return ""
+}
+
+// FreePort returns a TCP port on host that was free a moment ago. The same
+// number is usually free for UDP too; callers that need both check.
+func FreePort(t testing.TB, host string) int {
+	t.Helper()
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		t.Fatalf("testbed: free port on %s: %v", host, err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// Process is a server started by [Start]. Its output is kept for failure
+// messages.
+type Process struct {
+	Name string
+	cmd  *exec.Cmd
+	mu   sync.Mutex
+	out  bytes.Buffer
+	done chan struct{}
+}
+
+type lockedWriter struct{ p *Process }
+
+func (w lockedWriter) Write(b []byte) (int, error) {
+	w.p.mu.Lock()
+	defer w.p.mu.Unlock()
+	return w.p.out.Write(b)
+}
+
+// Output returns what the process printed so far.
+func (p *Process) Output() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.out.String()
+}
+
+// Exited reports whether the process has ended.
+func (p *Process) Exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Start runs argv in dir (its own process group) and registers a cleanup
+// that stops it (SIGTERM, then SIGKILL after 3s) when the test ends. If the
+// test failed, the process output is logged.
+func Start(t testing.TB, dir string, argv ...string) *Process {
+	t.Helper()
+	p := &Process{Name: argv[0], done: make(chan struct{})}
+	p.cmd = exec.Command(argv[0], argv[1:]...)
+	p.cmd.Dir = dir
+	p.cmd.Stdout = lockedWriter{p}
+	p.cmd.Stderr = lockedWriter{p}
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("testbed: start %v: %v", argv, err)
+	}
+	go func() { _ = p.cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
+		select {
+		case <-p.done:
+		case <-time.After(3 * time.Second):
+			_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+			<-p.done
+		}
+		if t.Failed() {
+			t.Logf("testbed: output of %s:\n%s", p.Name, p.Output())
+		}
+	})
+	return p
+}
+
+// WaitFor polls ready every 20ms until it returns nil or timeout passes; on
+// timeout (or if p exits first) the test fails with the last error and the
+// process output.
+func WaitFor(t testing.TB, p *Process, timeout time.Duration, ready func(ctx context.Context) error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var err error
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		err = ready(ctx)
+		cancel()
+		if err == nil {
+			return
+		}
+		if p != nil && p.Exited() {
+			t.Fatalf("testbed: %s exited before it was ready (%v):\n%s", p.Name, err, p.Output())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	out := ""
+	if p != nil {
+		out = p.Output()
+	}
+	t.Fatalf("testbed: not ready after %v: %v\n%s", timeout, err, out)
+}
+
+// DialReady is a ready function for [WaitFor] that succeeds once a TCP
+// connection to addr is accepted.
+func DialReady(addr string) func(ctx context.Context) error {
+	return func(ctx context.Context) error {
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return err
+		}
+		return c.Close()
+	}
+}
+
+// Addr joins host and port.
+func Addr(host string, port int) string { return net.JoinHostPort(host, strconv.Itoa(port)) }
