@@ -1,0 +1,335 @@
+package expr
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"strings"
+
+	exprlang "github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/ast"
+	"github.com/expr-lang/expr/file"
+	"github.com/expr-lang/expr/parser"
+	"github.com/expr-lang/expr/vm"
+)
+
+// Type is the result type a setting's expression must have.
+type Type uint8
+
+// The result types.
+const (
+	Bool Type = iota
+	String
+	Int
+	StringList
+)
+
+// String names the type as error messages do.
+func (t Type) String() string {
+	switch t {
+	case Bool:
+		return "bool"
+	case String:
+		return "string"
+	case Int:
+		return "int"
+	case StringList:
+		return "list of strings"
+	}
+	return fmt.Sprintf("type(%d)", uint8(t))
+}
+
+// Spec says what an expression is for: the setting it belongs to (its path
+// in the policy, for messages), the result type, and the phase.
+type Spec struct {
+	Setting string // e.g. "routing.route[0].if"
+	Type    Type
+	Phase   Phase
+	// Extra names later-phase variables this setting may use anyway (the
+	// route name in tls.mta-sts and throttles).
+	Extra []string
+	// Why explains, for a phase error, what makes later variables
+	// unavailable here ("the route decides which MX hosts exist"). When
+	// empty a generic reason for the phase is used.
+	Why string
+}
+
+// Position is where an expression starts in its file. Line and Column are
+// 1-based and point at the expression's first character. For an expression
+// that spans lines (a YAML block scalar), Indent is the 1-based column at
+// which its second and later lines start; 0 means "same as Column".
+type Position struct {
+	File   string
+	Line   int
+	Column int
+	Indent int
+}
+
+// Error is a positioned error in a policy: a load-time problem, or an
+// expression that failed at run time. Line and Column are 1-based file
+// positions. For expression errors ExprLine/ExprColumn (1-based) locate the
+// token inside the expression, and Snippet is expr-lang's caret snippet.
+type Error struct {
+	File    string
+	Line    int
+	Column  int
+	Setting string
+	Message string
+
+	ExprLine   int
+	ExprColumn int
+	Snippet    string // "\n | source line\n | ....^", or ""
+
+	Err error // underlying cause, if any
+}
+
+// Error renders "file:line:col: setting: message", followed by the
+// expression position and snippet when there is one.
+func (e *Error) Error() string {
+	var b strings.Builder
+	if e.File != "" {
+		b.WriteString(e.File)
+		b.WriteByte(':')
+	}
+	if e.Line > 0 {
+		fmt.Fprintf(&b, "%d:%d: ", e.Line, e.Column)
+	} else if e.File != "" {
+		b.WriteByte(' ')
+	}
+	if e.Setting != "" {
+		b.WriteString(e.Setting)
+		b.WriteString(": ")
+	}
+	b.WriteString(e.Message)
+	if e.Snippet != "" {
+		fmt.Fprintf(&b, " (%d:%d)%s", e.ExprLine, e.ExprColumn, e.Snippet)
+	}
+	return b.String()
+}
+
+// Unwrap returns the cause.
+func (e *Error) Unwrap() error { return e.Err }
+
+// fromExprError converts an expr-lang error bound to its source into an
+// *Error at the right place in the file.
+func fromExprError(fe *file.Error, spec Spec, pos Position) *Error {
+	e := &Error{
+		File:       pos.File,
+		Setting:    spec.Setting,
+		Message:    fe.Message,
+		ExprLine:   fe.Line,
+		ExprColumn: fe.Column + 1,
+		Snippet:    fe.Snippet,
+		Err:        fe,
+	}
+	e.Line, e.Column = pos.shift(fe.Line, fe.Column)
+	return e
+}
+
+// shift maps a 1-based line and 0-based column inside the expression to the
+// file.
+func (p Position) shift(line, col int) (int, int) {
+	if line <= 1 {
+		return p.Line, p.Column + col
+	}
+	indent := p.Indent
+	if indent == 0 {
+		indent = p.Column
+	}
+	return p.Line + line - 1, indent + col
+}
+
+// maxNodes bounds the size of one expression: policies are written by
+// people, and a bound keeps a hostile file from exhausting memory.
+const maxNodes = 2000
+
+// Compile checks source as an expression of spec.Type in spec.Phase and
+// compiles it. Errors are *Error values positioned in the file: syntax and
+// type errors from expr-lang (with its caret snippet), a variable of a later
+// phase, an unknown list, a bad literal CIDR or pattern.
+func (l *Library) Compile(source string, spec Spec, pos Position) (*Program, error) {
+	if strings.TrimSpace(source) == "" {
+		return nil, &Error{File: pos.File, Line: pos.Line, Column: pos.Column, Setting: spec.Setting,
+			Message: fmt.Sprintf("empty expression: write an expression of type %s", spec.Type)}
+	}
+	tree, err := parser.Parse(source)
+	if err != nil {
+		return nil, convert(err, spec, pos)
+	}
+	lists, err := l.check(tree, spec, pos)
+	if err != nil {
+		return nil, err
+	}
+	opts := []exprlang.Option{exprlang.Env(Env{}), exprlang.MaxNodes(maxNodes)}
+	switch spec.Type {
+	case Bool:
+		opts = append(opts, exprlang.AsBool())
+	case String:
+		opts = append(opts, exprlang.AsKind(reflect.String))
+	case Int:
+		opts = append(opts, exprlang.AsInt())
+	case StringList:
+		opts = append(opts, exprlang.AsKind(reflect.Slice))
+	}
+	prog, err := compileSafely(source, opts)
+	if err != nil {
+		return nil, convert(err, spec, pos)
+	}
+	return &Program{prog: prog, typ: spec.Type, source: source, setting: spec.Setting, pos: pos, lists: lists}, nil
+}
+
+// compileSafely turns a panic inside expr-lang's compiler (a bug there, but
+// policies come from users) into an error.
+func compileSafely(source string, opts []exprlang.Option) (p *vm.Program, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("expression could not be compiled: %v", r)
+		}
+	}()
+	return exprlang.Compile(source, opts...)
+}
+
+func convert(err error, spec Spec, pos Position) error {
+	var fe *file.Error
+	if errors.As(err, &fe) {
+		if fe.Snippet == "" && fe.Line == 0 {
+			// Some checker errors (a wrong result type) carry no position:
+			// point at the whole expression.
+			return &Error{File: pos.File, Line: pos.Line, Column: pos.Column, Setting: spec.Setting,
+				Message: fe.Message, Err: err}
+		}
+		return fromExprError(fe, spec, pos)
+	}
+	return &Error{File: pos.File, Line: pos.Line, Column: pos.Column, Setting: spec.Setting,
+		Message: err.Error(), Err: err}
+}
+
+// check walks the parsed tree for what expr-lang cannot know: phases,
+// list names, literal CIDRs, e-mail parts and domain patterns.
+// It returns the names of the lists the expression uses.
+func (l *Library) check(tree *parser.Tree, spec Spec, pos Position) ([]string, error) {
+	c := &checker{lib: l, spec: spec, declared: map[string]bool{}}
+	ast.Walk(&tree.Node, declCollector(c.declared))
+	ast.Walk(&tree.Node, c)
+	if c.bad == nil {
+		return c.lists, nil
+	}
+	fe := (&file.Error{Location: c.bad.Location(), Message: c.msg}).Bind(tree.Source)
+	return nil, fromExprError(fe, spec, pos)
+}
+
+type declCollector map[string]bool
+
+func (d declCollector) Visit(n *ast.Node) {
+	if v, ok := (*n).(*ast.VariableDeclaratorNode); ok {
+		d[v.Name] = true
+	}
+}
+
+type checker struct {
+	lib      *Library
+	spec     Spec
+	declared map[string]bool
+	bad      ast.Node
+	msg      string
+	lists    []string
+}
+
+func (c *checker) fail(n ast.Node, format string, args ...any) {
+	if c.bad == nil { // keep the first problem: later ones often follow from it
+		c.bad, c.msg = n, fmt.Sprintf(format, args...)
+	}
+}
+
+func (c *checker) Visit(np *ast.Node) {
+	switch n := (*np).(type) {
+	case *ast.IdentifierNode:
+		c.identifier(n)
+	case *ast.CallNode:
+		c.call(n)
+	}
+}
+
+func (c *checker) identifier(n *ast.IdentifierNode) {
+	name := n.Value
+	if name == "$env" {
+		c.fail(n, "$env is not available in policies: use the variables by name")
+		return
+	}
+	if c.declared[name] {
+		return
+	}
+	v, ok := varIndex[name]
+	if !ok || v.Phase <= c.spec.Phase {
+		return // unknown names are reported by expr-lang's checker
+	}
+	for _, x := range c.spec.Extra {
+		if x == name {
+			return
+		}
+	}
+	why := c.spec.Why
+	if why == "" {
+		why = phaseReason(c.spec.Phase, v.Phase)
+	}
+	setting, _, _ := strings.Cut(c.spec.Setting, "[")
+	c.fail(n, "%s is not known when %s is evaluated: %s (%s is a %s-phase variable; %s is a %s-phase setting)",
+		name, setting, why, name, v.Phase, setting, c.spec.Phase)
+}
+
+func phaseReason(setting, variable Phase) string {
+	switch {
+	case setting == Recipient && variable == Host:
+		return "it is decided per recipient, before any MX host is chosen"
+	case setting == Recipient:
+		return "it is decided per recipient, before any host or address is chosen"
+	default:
+		return "it is decided per host, before the host's addresses are tried"
+	}
+}
+
+func (c *checker) call(n *ast.CallNode) {
+	id, ok := n.Callee.(*ast.IdentifierNode)
+	if !ok || len(n.Arguments) != 2 {
+		return // arity is expr-lang's job
+	}
+	lit, isLit := n.Arguments[0].(*ast.StringNode)
+	arg2, isLit2 := n.Arguments[1].(*ast.StringNode)
+	switch id.Value {
+	case "in_list":
+		switch {
+		case !isLit:
+			c.fail(n.Arguments[0], "in_list: the list name must be a string literal, e.g. in_list(\"microsoft\", rcpt_domain)")
+		case !c.lib.HasList(lit.Value):
+			c.fail(n.Arguments[0], "in_list: no list named %q%s", lit.Value, c.lib.listHint())
+		default:
+			c.lists = append(c.lists, lit.Value)
+		}
+	case "is_ip_in_cidr":
+		if isLit2 {
+			if _, err := parsePrefix(arg2.Value); err != nil {
+				c.fail(n.Arguments[1], "is_ip_in_cidr: %q is not a CIDR prefix (like \"192.0.2.0/24\" or \"2001:db8::/32\")", arg2.Value)
+			}
+		}
+	case "email_part":
+		if isLit2 && arg2.Value != "local" && arg2.Value != "domain" {
+			c.fail(n.Arguments[1], "email_part: the part must be \"local\" or \"domain\", not %q", arg2.Value)
+		}
+	case "domain_matches":
+		if isLit2 && !validPattern(arg2.Value) {
+			c.fail(n.Arguments[1], "domain_matches: %q is not a domain or *.domain pattern", arg2.Value)
+		}
+	}
+}
+
+func (l *Library) listHint() string {
+	if len(l.lists) == 0 {
+		return " (the policy defines no lists: add it under lists:)"
+	}
+	names := make([]string, 0, len(l.lists))
+	for n := range l.lists {
+		names = append(names, n)
+	}
+	sortStrings(names)
+	return " (lists defined: " + strings.Join(names, ", ") + ")"
+}

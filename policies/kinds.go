@@ -1,0 +1,242 @@
+package policies
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/postern-mta/postern/expr"
+	"gopkg.in/yaml.v3"
+)
+
+func scalarText(n *yaml.Node) (string, error) {
+	if n.Kind != yaml.ScalarNode {
+		return "", errors.New("expected a single value, not a " + nodeKind(n))
+	}
+	return n.Value, nil
+}
+
+func nodeKind(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "mapping"
+	case yaml.SequenceNode:
+		return "list"
+	case yaml.ScalarNode:
+		return "value"
+	}
+	return "YAML node"
+}
+
+func enumKind[T ~string](values ...T) *kind[T] {
+	words := make([]string, len(values))
+	for i, v := range values {
+		words[i] = string(v)
+	}
+	list := strings.Join(words, ", ")
+	check := func(s string) (T, error) {
+		if slices.Contains(values, T(s)) {
+			return T(s), nil
+		}
+		return "", fmt.Errorf("%q is not one of %s", s, list)
+	}
+	return &kind[T]{
+		name: "one of " + list,
+		typ:  expr.String,
+		parse: func(n *yaml.Node) (T, error) {
+			s, err := scalarText(n)
+			if err != nil {
+				return "", err
+			}
+			return check(s)
+		},
+		fromExpr: func(a any) (T, error) { return check(a.(string)) },
+		format:   func(v T) *yaml.Node { return strNode(string(v)) },
+		text:     func(v T) string { return string(v) },
+	}
+}
+
+var boolKind = &kind[bool]{
+	name: "bool (true or false)",
+	typ:  expr.Bool,
+	parse: func(n *yaml.Node) (bool, error) {
+		s, err := scalarText(n)
+		if err != nil {
+			return false, err
+		}
+		switch s {
+		case "true":
+			return true, nil
+		case "false":
+			return false, nil
+		}
+		return false, fmt.Errorf("%q is not a bool: write true or false", s)
+	},
+	fromExpr: func(a any) (bool, error) { return a.(bool), nil },
+	format: func(b bool) *yaml.Node {
+		return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!bool", Value: strconv.FormatBool(b)}
+	},
+	text: strconv.FormatBool,
+}
+
+func intKind(min, max int) *kind[int] {
+	check := func(i int) (int, error) {
+		if i < min || i > max {
+			return 0, fmt.Errorf("%d is out of range: it must be between %d and %d", i, min, max)
+		}
+		return i, nil
+	}
+	return &kind[int]{
+		name: fmt.Sprintf("integer, %d to %d", min, max),
+		typ:  expr.Int,
+		parse: func(n *yaml.Node) (int, error) {
+			s, err := scalarText(n)
+			if err != nil {
+				return 0, err
+			}
+			i, err := strconv.Atoi(s)
+			if err != nil {
+				return 0, fmt.Errorf("%q is not an integer", s)
+			}
+			return check(i)
+		},
+		fromExpr: func(a any) (int, error) { return check(a.(int)) },
+		format:   itoaNode,
+		text:     strconv.Itoa,
+	}
+}
+
+var durationKind = &kind[time.Duration]{
+	name: "duration (90s, 5m, 1h30m, 2d)",
+	typ:  expr.String,
+	parse: func(n *yaml.Node) (time.Duration, error) {
+		s, err := scalarText(n)
+		if err != nil {
+			return 0, err
+		}
+		return ParseDuration(s)
+	},
+	fromExpr: func(a any) (time.Duration, error) { return ParseDuration(a.(string)) },
+	format:   func(d time.Duration) *yaml.Node { return strNode(FormatDuration(d)) },
+	text:     FormatDuration,
+}
+
+// hostnameKind accepts a DNS host name; empty means "not set" when
+// allowEmpty.
+func hostnameKind(allowEmpty bool) *kind[string] {
+	check := func(s string) (string, error) {
+		s = strings.TrimSuffix(strings.ToLower(s), ".")
+		if s == "" && allowEmpty {
+			return "", nil
+		}
+		if !expr.IsHostname(s) {
+			return "", fmt.Errorf("%q is not a host name", s)
+		}
+		return s, nil
+	}
+	return &kind[string]{
+		name: "host name",
+		typ:  expr.String,
+		parse: func(n *yaml.Node) (string, error) {
+			s, err := scalarText(n)
+			if err != nil {
+				return "", err
+			}
+			return check(s)
+		},
+		fromExpr: func(a any) (string, error) { return check(a.(string)) },
+		format:   strNode,
+		text:     func(s string) string { return s },
+	}
+}
+
+// routeKind names a route; the check against the defined routes happens in
+// the loader, which knows them.
+func routeKind(exists func(string) bool) *kind[string] {
+	check := func(s string) (string, error) {
+		if !exists(s) {
+			return "", fmt.Errorf("route %q is not defined (define it under routing.routes, or use mx or local)", s)
+		}
+		return s, nil
+	}
+	return &kind[string]{
+		name: "route name (mx, local, or one of routing.routes)",
+		typ:  expr.String,
+		parse: func(n *yaml.Node) (string, error) {
+			s, err := scalarText(n)
+			if err != nil {
+				return "", err
+			}
+			return check(s)
+		},
+		fromExpr: func(a any) (string, error) { return check(a.(string)) },
+		format:   strNode,
+		text:     func(s string) string { return s },
+	}
+}
+
+var ipListKind = &kind[[]netip.Addr]{
+	name: "list of IP addresses",
+	typ:  expr.StringList,
+	list: true,
+	parse: func(n *yaml.Node) ([]netip.Addr, error) {
+		var items []*yaml.Node
+		switch n.Kind {
+		case yaml.ScalarNode:
+			items = []*yaml.Node{n}
+		case yaml.SequenceNode:
+			items = n.Content
+		default:
+			return nil, errors.New("expected a list of IP addresses")
+		}
+		out := make([]netip.Addr, 0, len(items))
+		for _, it := range items {
+			s, err := scalarText(it)
+			if err != nil {
+				return nil, err
+			}
+			a, err := parseIP(s)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, a)
+		}
+		return out, nil
+	},
+	fromExpr: func(a any) ([]netip.Addr, error) {
+		ss := a.([]string)
+		out := make([]netip.Addr, 0, len(ss))
+		for _, s := range ss {
+			ip, err := parseIP(s)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, ip)
+		}
+		return out, nil
+	},
+	format: func(l []netip.Addr) *yaml.Node {
+		seq := &yaml.Node{Kind: yaml.SequenceNode, Style: yaml.FlowStyle}
+		for _, a := range l {
+			seq.Content = append(seq.Content, strNode(a.String()))
+		}
+		return seq
+	},
+	text: func(l []netip.Addr) string {
+		s := make([]string, len(l))
+		for i, a := range l {
+			s[i] = a.String()
+		}
+		return "[" + strings.Join(s, ", ") + "]"
+	},
+}
+
+var (
+	tlsModeKind    = enumKind(TLSDisable, TLSOptional, TLSRequire)
+	lookupKind     = enumKind(IPv4Only, IPv6Only, IPv4ThenIPv6, IPv6ThenIPv4)
+	tlsVersionKind = enumKind[TLSVersion]("1.0", "1.1", "1.2", "1.3")
+)

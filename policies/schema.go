@@ -1,0 +1,277 @@
+package policies
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/postern-mta/postern/expr"
+	"gopkg.in/yaml.v3"
+)
+
+// Field documents one setting of the policy format. [Fields] lists them
+// all; the loader, `postern check --print-defaults` and docs/policy.md are
+// driven by the same list, so they cannot disagree.
+type Field struct {
+	Path    string // dotted path: "tls.starttls"
+	Type    string // human description of the type
+	Phase   string // recipient, host, connection, or "literal" for settings that cannot depend on the message
+	Default string // the default, as YAML would write it
+	Doc     string
+	Example string // a YAML fragment, may be empty
+
+	value  bool                                   // a Value: any of the four forms
+	early  bool                                   // decoded before expressions (lists, routes)
+	decode func(d *decoder, s *Set, n *yaml.Node) // reads the setting
+	node   func(s *Set) *yaml.Node                // renders the setting's current value
+	init   func(s *Set, hostname string)          // sets the default
+	// compile compiles default rule lists (only routing.route has one).
+	compile func(d *decoder, s *Set)
+}
+
+// IsValue reports whether the setting accepts the four Value forms
+// (literal, list, rules, expression) rather than only a literal.
+func (f Field) IsValue() bool { return f.value }
+
+// Fields returns the schema of the policy format, in file order.
+func Fields() []Field { return fields }
+
+var fields []Field
+
+// fieldIndex maps a path to its field; sectionKeys maps a section path to
+// its child keys, in order.
+var (
+	fieldIndex  = map[string]*Field{}
+	sectionKeys = map[string][]string{}
+)
+
+func init() {
+	fields = buildFields()
+	for i := range fields {
+		f := &fields[i]
+		fieldIndex[f.Path] = f
+		parent, key := splitPath(f.Path)
+		addKey(parent, key)
+	}
+}
+
+func addKey(section, key string) {
+	for _, k := range sectionKeys[section] {
+		if k == key {
+			return
+		}
+	}
+	sectionKeys[section] = append(sectionKeys[section], key)
+	if section != "" {
+		p, k := splitPath(section)
+		addKey(p, k)
+	}
+}
+
+func splitPath(p string) (string, string) {
+	for i := len(p) - 1; i >= 0; i-- {
+		if p[i] == '.' {
+			return p[:i], p[i+1:]
+		}
+	}
+	return "", p
+}
+
+// valueField declares a setting that is a Value[T].
+func valueField[T any](path string, k *kind[T], phase expr.Phase, def func(host string) T, get func(*Set) **Value[T],
+	doc, example string, o valueOpts, strictest *T) Field {
+	return Field{
+		Path: path, Type: k.name, Phase: phase.String(), Doc: doc, Example: example, value: true,
+		Default: defaultText(k, def),
+		init: func(s *Set, host string) {
+			dv := def(host)
+			v := &Value[T]{setting: path, phase: phase, k: k, def: dv, onError: dv}
+			if strictest != nil {
+				v.onError, v.strict = *strictest, true
+			}
+			*get(s) = v
+		},
+		decode: func(d *decoder, s *Set, n *yaml.Node) { decodeValue(d, n, *get(s), o) },
+		node:   func(s *Set) *yaml.Node { return (*get(s)).Node() },
+	}
+}
+
+func defaultText[T any](k *kind[T], def func(string) T) string {
+	n := k.format(def("HOSTNAME"))
+	if n.Kind == yaml.SequenceNode && len(n.Content) == 0 {
+		return "[]"
+	}
+	out, _ := yaml.Marshal(n)
+	return string(trimNL(out))
+}
+
+func trimNL(b []byte) []byte {
+	for len(b) > 0 && b[len(b)-1] == '\n' {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+func constant[T any](v T) func(string) T { return func(string) T { return v } }
+
+func ptr[T any](v T) *T { return &v }
+
+func buildFields() []Field {
+	min5 := 5 * time.Minute
+	return []Field{
+		{Path: "version", Type: "integer: 1", Phase: "literal", Default: "(required)", early: true,
+			Doc:  "Version of the policy format. Required; only 1 exists.",
+			node: func(*Set) *yaml.Node { return itoaNode(1) }},
+		valueField("hostname", hostnameKind(false), expr.Host, func(h string) string { return h },
+			func(s *Set) **Value[string] { return &s.Hostname },
+			"Default EHLO/LHLO name. Default: the machine's host name.", "hostname: mta.example.org", valueOpts{}, nil),
+		{Path: "local-domains", Type: "list of domains", Phase: "literal", Default: "[]", early: true,
+			Doc:     "Domains is_local_domain() answers true for (an embedding MTA may answer instead).",
+			Example: "local-domains: [example.org, example.net]",
+			decode:  decodeLocalDomains,
+			node: func(s *Set) *yaml.Node {
+				return flowList(s.LocalDomains)
+			}},
+		{Path: "lists", Type: "map of name to list of strings, or {file: PATH}", Phase: "literal", Default: "{}", early: true,
+			Doc:     "Named string sets for in_list(NAME, value). A {file:} list has one entry a line; # starts a comment. Comparison is case-insensitive.",
+			Example: "lists:\n  microsoft: [outlook.com, hotmail.com]\n  blocked: {file: lists/blocked.txt}",
+			decode:  decodeLists,
+			node:    func(s *Set) *yaml.Node { return listsNode(s) }},
+		routeField(),
+		{Path: "routing.routes", Type: "map of route name to route", Phase: "literal", Default: "{}", early: true,
+			Doc:     "Named routes. mx and local always exist. A route has type (mx | local | relay); a relay has address (host name or IP literal), port (25), protocol (smtp | lmtp), implicit-tls (false), allow-invalid-certs (false), allow-plaintext-auth (false) and auth {username, secret}.",
+			Example: "routing:\n  routes:\n    relay-eu:\n      type: relay\n      address: smtp.eu.example\n      port: 587\n      auth:\n        username: relay-user\n        secret: {env: RELAY_EU_SECRET}",
+			decode:  decodeRoutes,
+			node:    routesNode},
+		valueField("tls.mta-sts", tlsModeKind, expr.Recipient, constant(TLSOptional), func(s *Set) **Value[TLSMode] { return &s.TLS.MTASTS },
+			"MTA-STS (RFC 8461) for the recipient domain, decided before the MX lookup; route is available. On a run-time error: require.",
+			"tls:\n  mta-sts: require", valueOpts{extra: []string{"route", "route_type"}, why: "it is decided per domain, before the MX lookup"}, ptr(TLSRequire)),
+		valueField("tls.dane", tlsModeKind, expr.Host, constant(TLSOptional), func(s *Set) **Value[TLSMode] { return &s.TLS.DANE },
+			"DANE (RFC 7672) per host. On a run-time error: require.", "", valueOpts{}, ptr(TLSRequire)),
+		valueField("tls.starttls", tlsModeKind, expr.Host, constant(TLSOptional), func(s *Set) **Value[TLSMode] { return &s.TLS.STARTTLS },
+			"STARTTLS (RFC 3207) per host: disable never tries TLS; optional uses it when offered; require fails the host without it. On a run-time error: require.",
+			"tls:\n  starttls:\n    - if: mx endsWith \".legacy.example\"\n      then: optional\n    - else: require", valueOpts{}, ptr(TLSRequire)),
+		valueField("tls.allow-invalid-certs", boolKind, expr.Host, constant(false), func(s *Set) **Value[bool] { return &s.TLS.AllowInvalidCerts },
+			"Accept certificates that fail PKIX verification. An MTA-STS enforce policy overrides it. On a run-time error: false.", "", valueOpts{}, ptr(false)),
+		valueField("tls.min-version", tlsVersionKind, expr.Host, constant[TLSVersion]("1.2"), func(s *Set) **Value[TLSVersion] { return &s.TLS.MinVersion },
+			"Lowest TLS version accepted. On a run-time error: 1.3.", "", valueOpts{}, ptr[TLSVersion]("1.3")),
+		valueField("tls.timeouts.handshake", durationKind, expr.Host, constant(3*time.Minute), func(s *Set) **Value[time.Duration] { return &s.TLS.HandshakeTimeout },
+			"STARTTLS command and TLS handshake (or the implicit-TLS handshake).", "", valueOpts{}, nil),
+		valueField("tls.timeouts.mta-sts", durationKind, expr.Recipient, constant(min5), func(s *Set) **Value[time.Duration] { return &s.TLS.MTASTSTimeout },
+			"HTTPS fetch of an MTA-STS policy.", "", valueOpts{extra: []string{"route", "route_type"}}, nil),
+		valueField("ip-strategy.lookup", lookupKind, expr.Host, constant(IPv4ThenIPv6), func(s *Set) **Value[Lookup] { return &s.IPStrategy.Lookup },
+			"Address families resolved for a host, in the order tried.", "ip-strategy:\n  lookup:\n    - if: mx endsWith \".google.com\"\n      then: ipv4_only\n    - else: ipv6_then_ipv4", valueOpts{}, nil),
+		valueField("ip-strategy.source-ips", ipListKind, expr.Host, constant[[]netip.Addr](nil), func(s *Set) **Value[[]netip.Addr] { return &s.IPStrategy.SourceIPs },
+			"Source addresses. For each connection the entries of the remote address's family are used: one: it; several: spread evenly; none: the kernel chooses.",
+			"ip-strategy:\n  source-ips: [192.0.2.10, 192.0.2.11, 2001:db8::10]", valueOpts{}, nil),
+		valueField("ip-strategy.ehlo-hostname", hostnameKind(true), expr.Connection, constant(""), func(s *Set) **Value[string] { return &s.IPStrategy.EHLOHostname },
+			"EHLO/LHLO name per connection; empty: hostname. May depend on local_ip to match each source address's PTR.",
+			"ip-strategy:\n  ehlo-hostname:\n    - if: local_ip == \"192.0.2.10\"\n      then: out1.example.org\n    - else: out2.example.org", valueOpts{}, nil),
+		valueField("limits.mx", intKind(1, 100), expr.Recipient, constant(5), func(s *Set) **Value[int] { return &s.Limits.MX },
+			"MX hosts tried per attempt.", "", valueOpts{}, nil),
+		valueField("limits.multihomed", intKind(1, 100), expr.Host, constant(2), func(s *Set) **Value[int] { return &s.Limits.Multihomed },
+			"Addresses tried per host.", "", valueOpts{}, nil),
+		valueField("limits.recipients", intKind(1, 100000), expr.Recipient, constant(100), func(s *Set) **Value[int] { return &s.Limits.Recipients },
+			"RCPT commands per transaction: larger groups are split. Evaluated for each group's first recipient.", "", valueOpts{}, nil),
+		valueField("limits.messages-per-connection", intKind(1, 100000), expr.Host, constant(20), func(s *Set) **Value[int] { return &s.Limits.MessagesPerConnection },
+			"Transactions sent over one connection before it is closed.", "", valueOpts{}, nil),
+		timeoutField("connect", 5*time.Minute, func(s *Set) **Value[time.Duration] { return &s.Limits.Timeouts.Connect }),
+		timeoutField("greeting", 5*time.Minute, func(s *Set) **Value[time.Duration] { return &s.Limits.Timeouts.Greeting }),
+		timeoutField("ehlo", 5*time.Minute, func(s *Set) **Value[time.Duration] { return &s.Limits.Timeouts.EHLO }),
+		timeoutField("mail-from", 5*time.Minute, func(s *Set) **Value[time.Duration] { return &s.Limits.Timeouts.MailFrom }),
+		timeoutField("rcpt-to", 5*time.Minute, func(s *Set) **Value[time.Duration] { return &s.Limits.Timeouts.RcptTo }),
+		timeoutField("data", 10*time.Minute, func(s *Set) **Value[time.Duration] { return &s.Limits.Timeouts.Data }),
+		{Path: "limits.throttles", Type: "list of throttles", Phase: "literal", Default: "[]",
+			Doc:     "Concurrency and rate limits counted per key. Each has name (required, unique), match (boolean expression, optional), key (subset of sender, sender_domain, rcpt, rcpt_domain, route, mx, remote_ip, local_ip; empty: one global counter), concurrency and/or rate (COUNT/DURATION). A key with mx, remote_ip or local_ip makes the throttle per connection; otherwise it is checked per group before DNS. A full throttle defers, it never rejects.",
+			Example: "limits:\n  throttles:\n    - name: microsoft\n      match: in_list(\"microsoft\", rcpt_domain)\n      key: [rcpt_domain]\n      concurrency: 10\n      rate: 100/1m",
+			decode:  decodeThrottles,
+			node:    throttlesNode},
+		{Path: "limits.store", Type: "memory | redis://HOST:PORT/DB", Phase: "literal", Default: "memory",
+			Doc:    "Where throttle counters live: in this process, or in Redis shared by a fleet.",
+			decode: decodeStore,
+			node:   func(s *Set) *yaml.Node { return strNode(s.Limits.Store) },
+			init:   func(s *Set, _ string) { s.Limits.Store = "memory" }},
+		dnsField("dns.resolver", "system | custom | cloudflare | google | quad9 | static", "system", "Where DNS answers come from: resolv.conf, the servers below, a well-known public resolver (over TLS), or a zone file (offline dry-runs and tests)."),
+		dnsField("dns.servers", "list of udp://IP:PORT, tcp://IP:PORT, tls://IP:PORT#NAME", "[]", "Upstream servers for resolver: custom."),
+		dnsField("dns.zone-file", "path", "\"\"", "RFC 1035 zone file answering for resolver: static (relative to the policy's directory)."),
+		dnsField("dns.secure", "bool", "false", "resolver: static only: mark the zone file's answers DNSSEC-authenticated."),
+		dnsField("dns.timeout", "duration", "5s", "Timeout of one query to one server."),
+		dnsField("dns.attempts", "integer, 1 to 10", "2", "Tries per query (rotating through the servers)."),
+		dnsField("dns.concurrency", "integer, 1 to 1000", "8", "Queries in flight to the upstreams."),
+		dnsField("dns.tcp-on-error", "bool", "true", "Retry over TCP on truncation or a UDP error."),
+		dnsField("dns.edns", "bool", "true", "Send EDNS0 (1232-byte buffer)."),
+		dnsField("dns.dnssec", "bool", "true", "Set the DO bit; the AD bit is trusted only from loopback or TLS upstreams."),
+		dnsField("dns.cache.size", "integer, 0 to 10000000", "10000", "Cache entries (LRU); 0 disables the cache."),
+		dnsField("dns.cache.min-ttl", "duration", "0s", "Lower clamp of cached TTLs."),
+		dnsField("dns.cache.max-ttl", "duration", "1d", "Upper clamp of cached TTLs."),
+		dnsField("dns.cache.negative-ttl", "duration", "5m", "How long NXDOMAIN/NODATA answers are cached (at most the SOA minimum)."),
+	}
+}
+
+func timeoutField(name string, def time.Duration, get func(*Set) **Value[time.Duration]) Field {
+	return valueField("limits.timeouts."+name, durationKind, expr.Connection, constant(def), get,
+		"Timeout of the "+map[string]string{
+			"connect": "TCP connect", "greeting": "server greeting", "ehlo": "EHLO/LHLO reply",
+			"mail-from": "MAIL FROM reply", "rcpt-to": "reply to each RCPT TO", "data": "DATA phase: the whole body and the final reply",
+		}[name]+".", "", valueOpts{}, nil)
+}
+
+func flowList(items []string) *yaml.Node {
+	seq := &yaml.Node{Kind: yaml.SequenceNode, Style: yaml.FlowStyle}
+	for _, it := range items {
+		seq.Content = append(seq.Content, strNode(it))
+	}
+	return seq
+}
+
+// routeField is routing.route: a Value whose literals must name a defined
+// route, and whose default is a rule list.
+func routeField() Field {
+	const path = "routing.route"
+	f := Field{
+		Path: path, Type: "route name (mx, local, or one of routing.routes)", Phase: expr.Recipient.String(), value: true,
+		Default: "[{if: is_local_domain(rcpt_domain), then: local}, {else: mx}]",
+		Doc:     "Which route each recipient takes: mx, local, or a route of routing.routes. If it fails at run time the recipient is deferred (temporary failure).",
+		Example: "routing:\n  route:\n    - if: in_list(\"microsoft\", rcpt_domain)\n      then: relay-eu\n    - else: mx",
+	}
+	f.init = func(s *Set, _ string) {
+		k := routeKind(func(name string) bool { _, ok := s.Routes[name]; return ok })
+		s.Route = &Value[string]{setting: path, phase: expr.Recipient, k: k, def: "mx", onError: ""}
+	}
+	f.compile = func(d *decoder, s *Set) {
+		if s.Route.form != formDefault {
+			return
+		}
+		n := &yaml.Node{}
+		_ = yaml.Unmarshal([]byte("- if: is_local_domain(rcpt_domain)\n  then: local\n- else: mx\n"), n)
+		saved := d.file
+		d.file = "<default>"
+		decodeValue(d, n.Content[0], s.Route, valueOpts{})
+		d.file = saved
+		s.Route.at = Pos{File: "<default>"}
+	}
+	o := valueOpts{why: "the route decides which MX hosts exist"}
+	f.decode = func(d *decoder, s *Set, n *yaml.Node) {
+		decodeValue(d, n, s.Route, o)
+		switch s.Route.form {
+		case formLiteral:
+			d.usedRoutes[s.Route.lit] = true
+		case formRules:
+			for _, r := range s.Route.rules {
+				if r.then.prog != nil {
+					d.routeDynamic = true
+				}
+				d.usedRoutes[r.then.lit] = true
+			}
+			if s.Route.els != nil {
+				if s.Route.els.prog != nil {
+					d.routeDynamic = true
+				}
+				d.usedRoutes[s.Route.els.lit] = true
+			}
+		default:
+			d.routeDynamic = true
+		}
+	}
+	f.node = func(s *Set) *yaml.Node { return s.Route.Node() }
+	return f
+}

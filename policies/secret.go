@@ -1,0 +1,82 @@
+package policies
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+)
+
+// Secret is a credential written in a policy as {env: NAME}, {file: PATH}
+// or a literal string. Its String and GoString never reveal the value, so
+// it can be logged and printed safely.
+type Secret struct {
+	kind  string // "env", "file" or "literal"
+	ref   string // variable name or absolute path
+	shown string // the path as written, for messages
+	value string // literal only
+}
+
+// EnvSecret returns a secret read from environment variable name.
+func EnvSecret(name string) Secret { return Secret{kind: "env", ref: name, shown: name} }
+
+// FileSecret returns a secret read from the file at path.
+func FileSecret(path string) Secret { return Secret{kind: "file", ref: path, shown: path} }
+
+// LiteralSecret returns a secret written in the policy itself.
+func LiteralSecret(v string) Secret { return Secret{kind: "literal", value: v} }
+
+// IsZero reports whether no secret was given.
+func (s Secret) IsZero() bool { return s.kind == "" }
+
+// Source describes where the secret comes from without revealing it:
+// "<from env NAME>", "<from file PATH>" or "<literal in policy>".
+func (s Secret) Source() string {
+	switch s.kind {
+	case "env":
+		return "<from env " + s.ref + ">"
+	case "file":
+		return "<from file " + s.shown + ">"
+	case "literal":
+		return "<literal in policy>"
+	}
+	return "<none>"
+}
+
+// String is [Secret.Source]: a Secret printed by accident shows no value.
+func (s Secret) String() string { return s.Source() }
+
+// GoString keeps %#v from printing the value.
+func (s Secret) GoString() string { return "policies.Secret" + s.Source() }
+
+// Format keeps every fmt verb from printing the value.
+func (s Secret) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(s.Source())) }
+
+// MarshalText keeps encoders (JSON, YAML, slog) from printing the value.
+func (s Secret) MarshalText() ([]byte, error) { return []byte(s.Source()), nil }
+
+// ErrSecretUnavailable is wrapped by [Secret.Resolve] when the secret
+// cannot be read.
+var ErrSecretUnavailable = errors.New("secret unavailable")
+
+// Resolve reads the secret's value: the environment variable (which must be
+// set and non-empty), the file (trailing newlines removed), or the literal.
+func (s Secret) Resolve() (string, error) {
+	switch s.kind {
+	case "env":
+		v, ok := os.LookupEnv(s.ref)
+		if !ok || v == "" {
+			return "", fmt.Errorf("%w: environment variable %s is not set", ErrSecretUnavailable, s.ref)
+		}
+		return v, nil
+	case "file":
+		b, err := os.ReadFile(s.ref)
+		if err != nil {
+			return "", fmt.Errorf("%w: %w", ErrSecretUnavailable, err)
+		}
+		return strings.TrimRight(string(b), "\r\n"), nil
+	case "literal":
+		return s.value, nil
+	}
+	return "", fmt.Errorf("%w: no secret configured", ErrSecretUnavailable)
+}

@@ -1,0 +1,140 @@
+package policies
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/postern-mta/postern/expr"
+)
+
+// Set is a compiled policy. It is immutable once loaded and safe for
+// concurrent use.
+type Set struct {
+	// File is the policy's path as given to [LoadFile] (or the name given
+	// to [Parse]); positions in errors and traces use it.
+	File string
+	// Dir is the directory relative paths in the file are resolved from.
+	Dir string
+
+	Hostname     *Value[string] // default EHLO/LHLO name, host phase
+	LocalDomains []string
+	Lists        map[string][]string
+
+	Route  *Value[string]    // routing.route, recipient phase
+	Routes map[string]*Route // named routes, including mx and local
+
+	TLS        TLS
+	IPStrategy IPStrategy
+	Limits     Limits
+	DNS        DNS
+
+	// Warnings found while loading: a literal secret, a rule that can
+	// never be reached, an unused list or route.
+	Warnings []*expr.Error
+
+	lib *expr.Library
+}
+
+// Library returns the function library bound to the policy's lists and
+// local domains, for building an [expr.Env].
+func (s *Set) Library() *expr.Library { return s.lib }
+
+// TLS holds the tls: section.
+type TLS struct {
+	MTASTS            *Value[TLSMode]    // recipient phase (route available)
+	DANE              *Value[TLSMode]    // host phase
+	STARTTLS          *Value[TLSMode]    // host phase
+	AllowInvalidCerts *Value[bool]       // host phase
+	MinVersion        *Value[TLSVersion] // host phase
+	HandshakeTimeout  *Value[time.Duration]
+	MTASTSTimeout     *Value[time.Duration]
+}
+
+// IPStrategy holds the ip-strategy: section.
+type IPStrategy struct {
+	Lookup       *Value[Lookup]       // host phase
+	SourceIPs    *Value[[]netip.Addr] // host phase
+	EHLOHostname *Value[string]       // connection phase; "" means use hostname
+}
+
+// Timeouts are the per-command SMTP timeouts (connection phase).
+type Timeouts struct {
+	Connect  *Value[time.Duration]
+	Greeting *Value[time.Duration]
+	EHLO     *Value[time.Duration]
+	MailFrom *Value[time.Duration]
+	RcptTo   *Value[time.Duration]
+	Data     *Value[time.Duration]
+}
+
+// Limits holds the limits: section.
+type Limits struct {
+	MX                    *Value[int] // recipient phase
+	Multihomed            *Value[int] // host phase
+	Recipients            *Value[int] // recipient phase
+	MessagesPerConnection *Value[int] // host phase
+	Timeouts              Timeouts
+	Throttles             []*Throttle
+	// Store is "memory" or a redis://HOST:PORT/DB URL.
+	Store string
+}
+
+// Route is a named route of routing.routes.
+type Route struct {
+	Name string
+	Type RouteType
+	// Relay settings (Type == RouteRelay).
+	Address            string // host name or IP literal
+	AddressIP          netip.Addr
+	Port               int
+	Protocol           string // smtp or lmtp
+	ImplicitTLS        bool
+	AllowInvalidCerts  bool
+	AllowPlaintextAuth bool
+	Auth               *Auth
+	At                 Pos
+}
+
+// Auth is a relay's credentials. The secret is a [Secret]: its value is
+// read only when needed and never printed.
+type Auth struct {
+	Username string
+	Secret   Secret
+}
+
+// Throttle is one entry of limits.throttles.
+type Throttle struct {
+	Name        string
+	Match       *expr.Program // nil: always applies
+	Key         []string
+	Concurrency int
+	Rate        Rate
+	// Phase is when the throttle is checked: recipient (per group, before
+	// DNS) unless the key uses mx, remote_ip or local_ip (connection).
+	Phase expr.Phase
+	At    Pos
+}
+
+// DNS holds the dns: section. It is literal-only: the resolver exists
+// before any message does.
+type DNS struct {
+	Resolver    string // system | custom | cloudflare | google | quad9 | static
+	Servers     []string
+	ZoneFile    string // absolute, for static
+	Secure      bool   // static answers are DNSSEC-authenticated
+	Timeout     time.Duration
+	Attempts    int
+	Concurrency int
+	TCPOnError  bool
+	EDNS        bool
+	DNSSEC      bool
+	Cache       DNSCache
+}
+
+// DNSCache holds dns.cache.
+type DNSCache struct {
+	Size        int
+	MinTTL      time.Duration
+	MaxTTL      time.Duration
+	NegativeTTL time.Duration
+}
