@@ -56,7 +56,7 @@ func fieldComment(f Field) string {
 	if f.Phase != "literal" {
 		b.WriteString("; " + f.Phase + " phase")
 	}
-	if strings.Contains(f.Default, "\n") || f.Default == "" {
+	if strings.Contains(f.Default, "\n") || f.Default == "" || f.Path == "version" {
 		return b.String()
 	}
 	b.WriteString("; default: " + f.Default)

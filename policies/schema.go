@@ -121,9 +121,9 @@ func buildFields() []Field {
 		{Path: "version", Type: "integer: 1", Phase: "literal", Default: "(required)", early: true,
 			Doc:  "Version of the policy format. Required; only 1 exists.",
 			node: func(*Set) *yaml.Node { return itoaNode(1) }},
-		valueField("hostname", hostnameKind(false), expr.Host, func(h string) string { return h },
+		withDefault(valueField("hostname", hostnameKind(false), expr.Host, func(h string) string { return h },
 			func(s *Set) **Value[string] { return &s.Hostname },
-			"Default EHLO/LHLO name. Default: the machine's host name.", "hostname: mta.example.org", valueOpts{}, nil),
+			"Default EHLO/LHLO name.", "hostname: mta.example.org", valueOpts{}, nil), "the machine's host name"),
 		{Path: "local-domains", Type: "list of domains", Phase: "literal", Default: "[]", early: true,
 			Doc:     "Domains is_local_domain() answers true for (an embedding MTA may answer instead).",
 			Example: "local-domains: [example.org, example.net]",
@@ -213,6 +213,11 @@ func timeoutField(name string, def time.Duration, get func(*Set) **Value[time.Du
 			"connect": "TCP connect", "greeting": "server greeting", "ehlo": "EHLO/LHLO reply",
 			"mail-from": "MAIL FROM reply", "rcpt-to": "reply to each RCPT TO", "data": "DATA phase: the whole body and the final reply",
 		}[name]+".", "", valueOpts{}, nil)
+}
+
+func withDefault(f Field, def string) Field {
+	f.Default = def
+	return f
 }
 
 func flowList(items []string) *yaml.Node {

@@ -614,9 +614,12 @@ func (d *decoder) dnsSetting(s *Set, path string, n *yaml.Node) {
 			c.Servers = append(c.Servers, srv)
 		}
 	case "dns.zone-file":
-		if n.Kind != yaml.ScalarNode || n.Value == "" {
+		if n.Kind != yaml.ScalarNode {
 			d.errorf(n, path, "expected a file path")
 			return
+		}
+		if n.Value == "" {
+			return // not set
 		}
 		c.ZoneFile = d.path(n.Value)
 		d.zoneFileNode = n
