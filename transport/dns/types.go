@@ -1,0 +1,237 @@
+package dns
+
+import (
+	"context"
+	"net/netip"
+	"strings"
+	"time"
+
+	mdns "github.com/miekg/dns"
+)
+
+// Resolver answers the questions outbound delivery asks. *Client, *Cache
+// and *Static implement it; all are safe for concurrent use.
+//
+// Names may be given with or without a trailing dot, in any case. Failures
+// are always an *[Error]; use errors.Is with [ErrNotFound], [ErrNoData],
+// [ErrTemporary] or [ErrBogus] to tell them apart.
+//
+// The slices inside a result may be shared with a cache and must not be
+// modified.
+type Resolver interface {
+	LookupMX(ctx context.Context, domain string) (MXResult, error)
+	LookupA(ctx context.Context, host string) (AddrResult, error)
+	LookupAAAA(ctx context.Context, host string) (AddrResult, error)
+	LookupTLSA(ctx context.Context, name string) (TLSAResult, error) // name like "_25._tcp.mx.example.com"
+	LookupTXT(ctx context.Context, name string) (TXTResult, error)
+}
+
+// Info tells how an answer was obtained, for the dry-run trace.
+type Info struct {
+	Cached bool          // served from the cache
+	Stale  bool          // served stale after an upstream failure (RFC 8767)
+	TTL    time.Duration // TTL left at the time of the answer
+	Server string        // upstream that answered ("" when cached/static)
+}
+
+// MX is one mail exchanger.
+type MX struct {
+	Host       string // lower-cased, no trailing dot
+	Preference uint16
+}
+
+// MXResult is the answer to an MX question.
+type MXResult struct {
+	// Records are in answer order; the caller sorts and shuffles. A
+	// record whose host is "." is never listed here.
+	Records []MX
+	// NullMX is set when the domain publishes the single record "0 ."
+	// (RFC 7505: the domain accepts no mail). Records is then empty.
+	NullMX bool
+	Secure bool // DNSSEC-authenticated by a trusted validating upstream
+	Info   Info
+}
+
+// AddrResult is the answer to an A or AAAA question.
+type AddrResult struct {
+	Addrs  []netip.Addr
+	Secure bool
+	Info   Info
+}
+
+// TLSA is one TLSA record (RFC 6698).
+type TLSA struct {
+	Usage, Selector, MatchingType uint8
+	Data                          []byte // certificate association data
+}
+
+// TLSAResult is the answer to a TLSA question.
+type TLSAResult struct {
+	Records []TLSA
+	Secure  bool
+	Info    Info
+}
+
+// TXTResult is the answer to a TXT question.
+type TXTResult struct {
+	Records []string // each record's character-strings joined
+	Secure  bool
+	Info    Info
+}
+
+// response is the normalised, type-specific content of one answer, shared
+// by the resolvers and stored in the cache. Only the field matching the
+// question's type is set.
+type response struct {
+	mx     []MX
+	nullMX bool
+	addrs  []netip.Addr
+	tlsa   []TLSA
+	txt    []string
+	secure bool
+	// ttl is, for a positive answer, the smallest TTL of the records used
+	// (CNAMEs included); for a negative answer, the RFC 2308 negative TTL
+	// (smaller of the SOA's TTL and MINIMUM), valid only when hasTTL.
+	ttl    uint32
+	hasTTL bool
+	server string
+}
+
+// querier is what the generic lookups below need: an answer for a
+// normalised name (lower-case, no trailing dot) and a type, and how it was
+// obtained.
+type querier interface {
+	lookup(ctx context.Context, name string, qtype uint16) (*response, Info, error)
+}
+
+const maxCNAME = 8 // CNAME hops followed per question
+
+// normalize lower-cases name and removes one trailing dot. It does not
+// allocate for names that are already normal.
+func normalize(name string) string {
+	name = strings.ToLower(name)
+	if len(name) > 1 && name[len(name)-1] == '.' {
+		name = name[:len(name)-1]
+	}
+	return name
+}
+
+// fqdn turns a normalised name into the form used on the wire.
+func fqdn(name string) string {
+	if name == "." || name == "" {
+		return "."
+	}
+	return name + "."
+}
+
+func typeName(qtype uint16) string {
+	if s, ok := mdns.TypeToString[qtype]; ok {
+		return s
+	}
+	return "TYPE?"
+}
+
+func lookupMX(ctx context.Context, q querier, domain string) (MXResult, error) {
+	r, info, err := q.lookup(ctx, normalize(domain), mdns.TypeMX)
+	if err != nil {
+		return MXResult{}, err
+	}
+	return MXResult{Records: r.mx, NullMX: r.nullMX, Secure: r.secure, Info: info}, nil
+}
+
+func lookupAddr(ctx context.Context, q querier, host string, qtype uint16) (AddrResult, error) {
+	r, info, err := q.lookup(ctx, normalize(host), qtype)
+	if err != nil {
+		return AddrResult{}, err
+	}
+	return AddrResult{Addrs: r.addrs, Secure: r.secure, Info: info}, nil
+}
+
+func lookupTLSA(ctx context.Context, q querier, name string) (TLSAResult, error) {
+	r, info, err := q.lookup(ctx, normalize(name), mdns.TypeTLSA)
+	if err != nil {
+		return TLSAResult{}, err
+	}
+	return TLSAResult{Records: r.tlsa, Secure: r.secure, Info: info}, nil
+}
+
+func lookupTXT(ctx context.Context, q querier, name string) (TXTResult, error) {
+	r, info, err := q.lookup(ctx, normalize(name), mdns.TypeTXT)
+	if err != nil {
+		return TXTResult{}, err
+	}
+	return TXTResult{Records: r.txt, Secure: r.secure, Info: info}, nil
+}
+
+// collector accumulates the records of one type into a response.
+type collector struct {
+	resp  response
+	qtype uint16
+	n     int
+}
+
+// add appends rr's data when it is of the collected type; it reports
+// whether it was.
+func (c *collector) add(rr mdns.RR) bool {
+	switch v := rr.(type) {
+	case *mdns.MX:
+		if c.qtype != mdns.TypeMX {
+			return false
+		}
+		c.n++
+		host := normalize(v.Mx)
+		if host == "." || host == "" {
+			c.resp.nullMX = true
+			return true
+		}
+		c.resp.mx = append(c.resp.mx, MX{Host: host, Preference: v.Preference})
+	case *mdns.A:
+		if c.qtype != mdns.TypeA {
+			return false
+		}
+		a, ok := netip.AddrFromSlice(v.A.To4())
+		if !ok {
+			return false
+		}
+		c.n++
+		c.resp.addrs = append(c.resp.addrs, a)
+	case *mdns.AAAA:
+		if c.qtype != mdns.TypeAAAA {
+			return false
+		}
+		a, ok := netip.AddrFromSlice(v.AAAA.To16())
+		if !ok {
+			return false
+		}
+		c.n++
+		c.resp.addrs = append(c.resp.addrs, a)
+	case *mdns.TLSA:
+		if c.qtype != mdns.TypeTLSA {
+			return false
+		}
+		data, err := decodeHex(v.Certificate)
+		if err != nil {
+			return false
+		}
+		c.n++
+		c.resp.tlsa = append(c.resp.tlsa, TLSA{Usage: v.Usage, Selector: v.Selector, MatchingType: v.MatchingType, Data: data})
+	case *mdns.TXT:
+		if c.qtype != mdns.TypeTXT {
+			return false
+		}
+		c.n++
+		c.resp.txt = append(c.resp.txt, strings.Join(v.Txt, ""))
+	default:
+		return false
+	}
+	return true
+}
+
+// finish applies RFC 7505: a null MX is only the single "." record. A "."
+// mixed with real exchangers is dropped (it cannot receive mail), and the
+// real ones are kept.
+func (c *collector) finish() {
+	if c.resp.nullMX && len(c.resp.mx) > 0 {
+		c.resp.nullMX = false
+	}
+}
