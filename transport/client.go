@@ -1,0 +1,502 @@
+package transport
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+)
+
+// DefaultIdleTimeout is how long a pooled connection waits for its next
+// transaction when [Client.IdleTimeout] is zero.
+const DefaultIdleTimeout = 30 * time.Second
+
+// Client delivers messages according to [Plan]s and keeps a pool of
+// connections for reuse. The zero value is ready to use; a Client is safe
+// for concurrent use. Set the fields before the first Deliver and do not
+// change them afterwards. Call Close when done, to QUIT pooled connections.
+type Client struct {
+	// Dialer opens connections; nil means [NetDialer].
+	Dialer Dialer
+	// RootCAs verifies server certificates (PKIX); nil means the system
+	// roots.
+	RootCAs *x509.CertPool
+	// IdleTimeout closes a pooled connection unused for this long; zero
+	// means DefaultIdleTimeout, negative disables reuse.
+	IdleTimeout time.Duration
+	// MaxIdle bounds the number of idle pooled connections; zero means 100.
+	MaxIdle int
+	// Rand returns a number in [0, n) to spread connections over several
+	// source addresses; it must be safe for concurrent use. Nil means
+	// round-robin.
+	Rand func(n int) int
+	// Logger receives debug records of sessions (never credentials or
+	// message content); nil means no logging.
+	Logger *slog.Logger
+
+	rr   atomic.Uint64
+	pool pool
+}
+
+func (c *Client) dialer() Dialer {
+	if c.Dialer != nil {
+		return c.Dialer
+	}
+	return NetDialer{}
+}
+
+func (c *Client) debug(msg string, args ...any) {
+	if c.Logger != nil {
+		c.Logger.Debug("transport: "+msg, args...)
+	}
+}
+
+// Close QUITs and closes the pooled connections; later deliveries still
+// work but nothing more is pooled.
+func (c *Client) Close() error {
+	c.pool.closeAll()
+	return nil
+}
+
+// pickSource chooses the local address for a connection to remote.
+func (c *Client) pickSource(ips []netip.Addr, remote netip.Addr) netip.Addr {
+	var cands []netip.Addr
+	for _, ip := range ips {
+		ip = ip.Unmap()
+		if ip.Is4() == remote.Is4() {
+			cands = append(cands, ip)
+		}
+	}
+	switch len(cands) {
+	case 0:
+		return netip.Addr{}
+	case 1:
+		return cands[0]
+	}
+	if c.Rand != nil {
+		return cands[c.Rand(len(cands))%len(cands)]
+	}
+	return cands[(c.rr.Add(1)-1)%uint64(len(cands))]
+}
+
+// delivery is the state of one Deliver call.
+type delivery struct {
+	c       *Client
+	plan    *Plan
+	msg     *Message
+	start   time.Time
+	results []Result
+	pending []int // recipients without a result, in order
+	eight   bool  // the body has 8-bit bytes
+	utf8    bool  // SMTPUTF8 needed
+	current *session
+}
+
+// Deliver delivers msg to its recipients following plan, and returns one
+// [Result] per recipient of msg, in the same order — whatever happens,
+// including a cancelled ctx or a panic inside the transport (both give
+// temporary results to the recipients not yet answered).
+//
+// Hosts are tried in order, and each host's addresses in order. Failures
+// before MAIL FROM move on to the next address (connection failures) or the
+// next host (the host answered: a negative greeting or EHLO, a TLS or AUTH
+// failure, a SIZE, SMTPUTF8 or REQUIRETLS mismatch). Once MAIL FROM is sent,
+// the replies are final for this attempt: 2xx delivered, 4xx temporary, 5xx
+// permanent, per recipient where the reply is per recipient. When every host
+// failed, every recipient gets the last failure.
+func (c *Client) Deliver(ctx context.Context, plan *Plan, msg *Message) (results []Result) {
+	if msg == nil {
+		return nil
+	}
+	d := &delivery{c: c, plan: plan, msg: msg, start: time.Now(), results: make([]Result, len(msg.Recipients))}
+	defer func() {
+		if v := recover(); v != nil {
+			if d.current != nil {
+				d.current.close()
+			}
+			c.debug("panic", "panic", v, "stack", string(debug.Stack()))
+			d.finish(localError(451, EnhancedCode{4, 3, 0}, ClassIO, "", fmt.Sprintf("internal error in the transport: %v", v)))
+		}
+		results = d.results
+	}()
+	for i, r := range msg.Recipients {
+		d.results[i].Recipient = r.Address
+	}
+	d.run(ctx)
+	return d.results
+}
+
+func (d *delivery) run(ctx context.Context) {
+	msg := d.msg
+	if !validAddress(msg.From, true) {
+		d.finish(localError(501, EnhancedCode{5, 1, 7}, ClassUnexpectedReply, "MAIL FROM", fmt.Sprintf("bad sender address %q", msg.From)))
+		return
+	}
+	d.utf8 = msg.SMTPUTF8 || !isASCII(msg.From)
+	for i, r := range msg.Recipients {
+		if !validAddress(r.Address, false) {
+			d.set(i, nil, localError(501, EnhancedCode{5, 1, 3}, ClassUnexpectedReply, "RCPT TO", fmt.Sprintf("bad recipient address %q", r.Address)), nil)
+			continue
+		}
+		if !isASCII(r.Address) {
+			d.utf8 = true
+		}
+		d.pending = append(d.pending, i)
+	}
+	if len(d.pending) == 0 {
+		return
+	}
+	if msg.Body != nil {
+		eight, err := has8bit(msg.Body, msg.Size)
+		if err != nil {
+			d.finish(localError(451, EnhancedCode{4, 3, 0}, ClassIO, "", "reading the message: "+err.Error()))
+			return
+		}
+		d.eight = eight
+	}
+	if d.plan == nil || len(d.plan.Hosts) == 0 {
+		d.finish(localError(451, EnhancedCode{4, 4, 4}, ClassDNS, "", "no host to deliver to"))
+		return
+	}
+
+	var last *Error
+	for hi := range d.plan.Hosts {
+		h := d.plan.Hosts[hi] // a copy: PrepareHost may change it
+		if ctx.Err() != nil {
+			break
+		}
+		if d.plan.Settings != nil {
+			if err := d.plan.Settings.PrepareHost(ctx, &h); err != nil {
+				last = asError(err, ClassDNS, "host settings").at(h.Name, netip.AddrPort{})
+				continue
+			}
+		}
+		if len(h.Addresses) == 0 {
+			last = localError(550, EnhancedCode{5, 4, 4}, ClassDNS, "", "host has no usable address").at(h.Name, netip.AddrPort{})
+			continue
+		}
+		for _, addr := range h.Addresses {
+			if ctx.Err() != nil {
+				break
+			}
+			done, f := d.tryAddress(ctx, &h, addr.Unmap())
+			if done {
+				return
+			}
+			last = f.err
+			if f.nextHost {
+				break
+			}
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		last = localError(451, EnhancedCode{4, 3, 0}, ClassIO, "", "delivery interrupted: "+context.Cause(ctx).Error())
+		last.Err = context.Cause(ctx)
+	}
+	d.finish(last)
+}
+
+// asError returns err as an *Error, wrapping a plain error as a temporary
+// failure of class.
+func asError(err error, class Class, phase string) *Error {
+	if e, ok := err.(*Error); ok {
+		if e.Class == "" || e.Class == ClassNone {
+			e.Class = class
+		}
+		if e.Code == 0 {
+			e.Code = 451
+			if e.Permanent {
+				e.Code = 550
+			}
+		}
+		return e
+	}
+	return &Error{Code: 451, Enhanced: EnhancedCode{4, 4, 3}, Class: class, Message: phase + ": " + err.Error(), Err: err, Phase: phase}
+}
+
+// tryAddress delivers through one address. done reports that the
+// recipients got their results; otherwise f says why not.
+func (d *delivery) tryAddress(ctx context.Context, h *Host, addr netip.Addr) (done bool, f *failure) {
+	plan, msg := d.plan, d.msg
+	remote := netip.AddrPortFrom(addr, uint16(h.port()))
+	local := d.c.pickSource(h.SourceIPs, addr)
+	cs := ConnSettings{}
+	if plan.Settings != nil {
+		var err error
+		cs, err = plan.Settings.ConnectionSettings(ctx, h, addr, local)
+		if err != nil {
+			return false, &failure{err: asError(err, ClassConnection, "connection settings").at(h.Name, remote)}
+		}
+	}
+	p := &connParams{host: h, remote: remote, local: local, ehlo: cs.EHLOName, to: mergeTimeouts(cs.Timeouts, plan.Timeouts)}
+	if p.ehlo == "" {
+		p.ehlo = plan.EHLOName
+	}
+	if p.ehlo == "" {
+		p.ehlo = "localhost"
+	}
+	p.strict = h.StartTLS == StartTLSRequire || h.Verifier != nil || h.MTASTSEnforce || msg.RequireTLS || h.ImplicitTLS
+	p.mustPKIX = !h.AllowInvalidCerts || h.MTASTSEnforce || msg.RequireTLS
+	p.max = plan.MessagesPerConnection
+	if d.c.IdleTimeout < 0 || p.max < 1 {
+		p.max = 1
+	}
+	p.key = poolKey{remote: remote, local: local, host: strings.ToLower(h.Name), proto: h.Protocol, ehlo: p.ehlo,
+		tls: fmt.Sprintf("%d/%t/%t/%t/%t/%t/%d", h.StartTLS, h.ImplicitTLS, p.strict, p.mustPKIX, h.Verifier != nil, h.MTASTSEnforce, h.MinTLSVersion)}
+	if h.Auth != nil {
+		sum := sha256.Sum256([]byte(h.Auth.Username + "\x00" + string(h.Auth.Secret)))
+		p.key.creds = hex.EncodeToString(sum[:16])
+	}
+
+	var extra []Warning
+	for {
+		s := d.c.pool.get(p.key)
+		if s != nil {
+			s.bind(ctx)
+			r, err := s.cmd(s.to.EHLO, "RSET")
+			if err != nil || r.Code != 250 {
+				// Gone stale while idle: not a delivery failure.
+				s.close()
+				continue
+			}
+			c := d.c
+			c.debug("reusing connection", "host", h.Name, "remote", remote, "uses", s.uses)
+		} else {
+			var f *failure
+			s, f = d.c.open(ctx, p)
+			if f != nil {
+				if f.retryPlain && !p.noTLS {
+					// delivery.md step 7: optional STARTTLS whose
+					// handshake failed: once more, in plaintext.
+					p.noTLS = true
+					extra = append(extra, Warning{ClassTLS, f.err.Message + "; delivered in plaintext after reconnecting"})
+					continue
+				}
+				return false, f
+			}
+			s.warnings = append(s.warnings, extra...)
+		}
+		d.current = s
+		f := d.transact(s)
+		d.current = nil
+		d.c.release(s)
+		if f != nil {
+			return false, f
+		}
+		return true, nil
+	}
+}
+
+func mergeTimeouts(conn, plan Timeouts) Timeouts {
+	pick := func(a, b time.Duration) time.Duration {
+		if a > 0 {
+			return a
+		}
+		return b
+	}
+	return Timeouts{
+		Connect:      pick(conn.Connect, plan.Connect),
+		Greeting:     pick(conn.Greeting, plan.Greeting),
+		EHLO:         pick(conn.EHLO, plan.EHLO),
+		MailFrom:     pick(conn.MailFrom, plan.MailFrom),
+		RcptTo:       pick(conn.RcptTo, plan.RcptTo),
+		Data:         pick(conn.Data, plan.Data),
+		TLSHandshake: pick(conn.TLSHandshake, plan.TLSHandshake),
+	}.withDefaults()
+}
+
+// release puts s back into the pool, or closes it.
+func (c *Client) release(s *session) {
+	s.unbind()
+	if s.broken || s.uses >= s.max || c.IdleTimeout < 0 {
+		s.quit()
+		return
+	}
+	idle := c.IdleTimeout
+	if idle == 0 {
+		idle = DefaultIdleTimeout
+	}
+	maxIdle := c.MaxIdle
+	if maxIdle <= 0 {
+		maxIdle = 100
+	}
+	c.pool.put(s, idle, maxIdle)
+}
+
+// set records the result of recipient i: delivered by reply r, or failed
+// with e; s (if any) says where.
+func (d *delivery) set(i int, r *reply, e *Error, s *session) {
+	res := &d.results[i]
+	if res.Status != StatusUnknown {
+		return // never two results for one recipient
+	}
+	res.Duration = time.Since(d.start)
+	if s != nil {
+		res.Host, res.Address, res.Source, res.Protocol, res.TLS = s.host, s.remote, s.local, s.proto, s.tls
+		res.Warnings = append([]Warning(nil), s.warnings...)
+	}
+	if e == nil {
+		res.Status, res.Code, res.Enhanced, res.Text, res.Class = StatusDelivered, r.Code, r.Enhanced, r.text(), ClassNone
+		return
+	}
+	e2 := *e // each result gets its own error value
+	if s != nil && e2.Host == "" {
+		e2.Host, e2.Address = s.host, s.remote
+	}
+	if e2.Code == 0 {
+		e2.Code = 451
+	}
+	if e2.Class == "" || e2.Class == ClassNone {
+		e2.Class = ClassIO
+	}
+	res.Status = StatusTemporary
+	if e2.Permanent {
+		res.Status = StatusPermanent
+	}
+	res.Code, res.Enhanced, res.Text, res.Class, res.Err = e2.Code, e2.Enhanced, e2.Message, e2.Class, &e2
+	if s == nil {
+		res.Host, res.Address = e2.Host, e2.Address
+	}
+}
+
+// finish gives e to every recipient without a result.
+func (d *delivery) finish(e *Error) {
+	if e == nil {
+		e = localError(451, EnhancedCode{4, 3, 0}, ClassIO, "", "not delivered")
+	}
+	for i := range d.results {
+		if d.results[i].Status == StatusUnknown {
+			d.set(i, nil, e, nil)
+		}
+	}
+}
+
+// validAddress rejects what could break the command line: controls (CR
+// and LF above all), angle brackets, and overlong addresses. UTF-8 is fine
+// (SMTPUTF8 is then required).
+func validAddress(a string, sender bool) bool {
+	if a == "" {
+		return sender
+	}
+	if len(a) > 1000 || !utf8.ValidString(a) {
+		return false
+	}
+	for _, r := range a {
+		if r < 0x20 || r == 0x7f || r == '<' || r == '>' || r == ' ' && !strings.Contains(a, `"`) {
+			return false
+		}
+	}
+	return true
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+// poolKey identifies connections that are interchangeable: same address,
+// source, TLS requirements, EHLO name and credentials.
+type poolKey struct {
+	remote netip.AddrPort
+	local  netip.Addr
+	host   string
+	proto  Protocol
+	tls    string
+	ehlo   string
+	creds  string
+}
+
+// pool keeps idle sessions for reuse.
+type pool struct {
+	mu     sync.Mutex
+	idle   map[poolKey][]*session
+	n      int
+	closed bool
+}
+
+// get takes an idle session for key, or returns nil.
+func (p *pool) get(key poolKey) *session {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	l := p.idle[key]
+	if len(l) == 0 {
+		return nil
+	}
+	s := l[len(l)-1]
+	p.idle[key] = l[:len(l)-1]
+	if len(p.idle[key]) == 0 {
+		delete(p.idle, key)
+	}
+	p.n--
+	s.idle.Stop()
+	return s
+}
+
+// put keeps s for up to idle, or QUITs it when the pool is full or closed.
+func (p *pool) put(s *session, idle time.Duration, maxIdle int) {
+	p.mu.Lock()
+	if p.closed || p.n >= maxIdle {
+		p.mu.Unlock()
+		s.quit()
+		return
+	}
+	if p.idle == nil {
+		p.idle = map[poolKey][]*session{}
+	}
+	p.idle[s.key] = append(p.idle[s.key], s)
+	p.n++
+	s.idle = time.AfterFunc(idle, func() {
+		if p.remove(s) {
+			s.quit()
+		}
+	})
+	p.mu.Unlock()
+}
+
+// remove takes s out of the pool if it is still there.
+func (p *pool) remove(s *session) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	l := p.idle[s.key]
+	for i, x := range l {
+		if x == s {
+			p.idle[s.key] = append(l[:i:i], l[i+1:]...)
+			if len(p.idle[s.key]) == 0 {
+				delete(p.idle, s.key)
+			}
+			p.n--
+			return true
+		}
+	}
+	return false
+}
+
+func (p *pool) closeAll() {
+	p.mu.Lock()
+	p.closed = true
+	var all []*session
+	for _, l := range p.idle {
+		all = append(all, l...)
+	}
+	p.idle, p.n = nil, 0
+	p.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, s := range all {
+		s.idle.Stop()
+		wg.Go(s.quit)
+	}
+	wg.Wait()
+}

@@ -1,0 +1,61 @@
+// Package transport delivers one message to a group of recipients
+// according to a [Plan]: it dials (source address, address order,
+// timeouts), speaks SMTP or LMTP, negotiates TLS, runs the transaction, and
+// returns exactly one [Result] per recipient. It knows nothing about policy
+// files or expressions: the engine hands it settled values, and a small
+// [Settings] callback for the values that depend on the host and address it
+// reaches.
+//
+// Standards: RFC 5321 (SMTP), RFC 2033 (LMTP), RFC 3207 (STARTTLS),
+// RFC 1870 (SIZE), RFC 2920 (PIPELINING), RFC 3030 (CHUNKING/BDAT),
+// RFC 3461 (DSN parameters), RFC 6152 (8BITMIME), RFC 6531 (SMTPUTF8),
+// RFC 4954 (AUTH PLAIN and LOGIN), RFC 8689 (REQUIRETLS), RFC 7435
+// (opportunistic TLS). DANE (RFC 7672) and MTA-STS (RFC 8461) plug in through
+// [Host.Verifier] and [Host.MTASTSEnforce]; the lookups and the matching
+// live elsewhere.
+//
+// # Using it
+//
+// A [Client] is long-lived and safe for concurrent use; it pools
+// connections. Per message and group, build a Plan (the hosts in order, each
+// with its addresses in order and its settings) and a [Message] (envelope and
+// body), then call [Client.Deliver]:
+//
+//	c := &transport.Client{}
+//	defer c.Close()
+//	results := c.Deliver(ctx, plan, msg) // len(results) == len(msg.Recipients)
+//
+// Check a result's Status; for failures, Err is a *[Error] with the SMTP
+// code, enhanced code, class (the last_error word) and Temporary().
+//
+// # What happens
+//
+// For each host in order: [Settings.PrepareHost] (if any), then each address
+// in order: pick a source address of the same family, ask
+// [Settings.ConnectionSettings] for the EHLO name and timeouts, take a
+// pooled connection or connect, read the greeting, EHLO (LHLO for LMTP;
+// HELO after a 5xx unless TLS is strict), STARTTLS per [StartTLSMode], EHLO
+// again, AUTH, then the transaction: MAIL FROM (SIZE, BODY=8BITMIME,
+// SMTPUTF8, REQUIRETLS, RET, ENVID), RCPT TO (NOTIFY, ORCPT), and DATA (or
+// BDAT when CHUNKING is offered), pipelined when PIPELINING is offered.
+//
+// TLS is strict (no byte of the message in plaintext, no fallback) when the
+// host's StartTLS is require, a DANE Verifier is set, MTA-STS enforce
+// applies, the message has RequireTLS, or the host uses implicit TLS.
+// Otherwise (optional) a server without STARTTLS gets plaintext, and a failed
+// handshake leads to one reconnection in plaintext, with a warning on the
+// results. An optional session whose certificate does not verify stays
+// encrypted, with a warning: unauthenticated TLS is never worse than the
+// plaintext that optional mode would accept (RFC 7435).
+//
+// The body is normalised on the way out: every line ends in CRLF (bare LF
+// and bare CR become CRLF) and leading dots are doubled, so nothing on the
+// wire can be read as an end of data by a different parser (SMTP
+// smuggling).
+//
+// Connections are reused for up to [Plan.MessagesPerConnection]
+// transactions and [Client.IdleTimeout], with RSET between transactions,
+// when they lead to the same address from the same source with the same TLS
+// requirements, EHLO name and credentials. A connection that had an I/O or
+// protocol error, a 421, or a refused MAIL FROM is closed.
+package transport

@@ -1,0 +1,355 @@
+package transport
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"time"
+)
+
+// Protocol is the protocol spoken to a host.
+type Protocol uint8
+
+const (
+	// SMTP is RFC 5321 SMTP (the zero value).
+	SMTP Protocol = iota
+	// LMTP is RFC 2033 LMTP: LHLO instead of EHLO, and one reply per
+	// accepted recipient after the end of the data.
+	LMTP
+)
+
+// String returns "smtp" or "lmtp".
+func (p Protocol) String() string {
+	switch p {
+	case SMTP:
+		return "smtp"
+	case LMTP:
+		return "lmtp"
+	}
+	return fmt.Sprintf("Protocol(%d)", uint8(p))
+}
+
+// StartTLSMode says how STARTTLS (RFC 3207) is used on a host. It mirrors the
+// policy setting tls.starttls.
+type StartTLSMode uint8
+
+const (
+	// StartTLSOptional (the zero value, and the policy default) uses STARTTLS
+	// when the server offers it. When the server does not offer it the
+	// message goes in plaintext on the same connection; when the handshake
+	// fails, the client reconnects to the same address once and delivers in
+	// plaintext, recording a [ClassTLS] warning on the results (RFC 7435
+	// opportunistic security: an attacker able to break the handshake could
+	// have stripped the STARTTLS offer anyway).
+	StartTLSOptional StartTLSMode = iota
+	// StartTLSRequire makes TLS mandatory: a host that does not offer
+	// STARTTLS, refuses it, or fails the handshake or the certificate checks
+	// is skipped, and not one byte of the message is sent in plaintext.
+	StartTLSRequire
+	// StartTLSDisable never sends STARTTLS. It is overridden (to require) by
+	// anything that makes TLS strict: a DANE [Verifier], MTA-STS enforce, or
+	// a message that carries REQUIRETLS.
+	StartTLSDisable
+)
+
+// String returns the policy word: "optional", "require" or "disable".
+func (m StartTLSMode) String() string {
+	switch m {
+	case StartTLSOptional:
+		return "optional"
+	case StartTLSRequire:
+		return "require"
+	case StartTLSDisable:
+		return "disable"
+	}
+	return fmt.Sprintf("StartTLSMode(%d)", uint8(m))
+}
+
+// Verifier decides whether a TLS server is acceptable in place of PKIX
+// verification. It is the place where DANE (RFC 7672) plugs in: the engine
+// looks up the TLSA records of a host and sets a Verifier that matches the
+// presented chain against them. The transport itself implements no DANE
+// logic.
+//
+// VerifyConnection is called after the handshake with the peer's connection
+// state (PeerCertificates holds the chain as sent; VerifiedChains is empty
+// because the transport verifies by itself). A non-nil error fails the
+// handshake; it is reported with class [ClassDANE].
+type Verifier interface {
+	VerifyConnection(cs tls.ConnectionState) error
+}
+
+// VerifierFunc adapts a function to the [Verifier] interface.
+type VerifierFunc func(cs tls.ConnectionState) error
+
+// VerifyConnection calls f(cs).
+func (f VerifierFunc) VerifyConnection(cs tls.ConnectionState) error { return f(cs) }
+
+// Secret is a password or token. Its formatting, logging and text marshalling
+// print "[redacted]" so it never appears in a log line, a trace, or a %+v of
+// a [Plan]; use string(s) where the real value is needed.
+type Secret string
+
+const redacted = "[redacted]"
+
+// String returns "[redacted]".
+func (Secret) String() string { return redacted }
+
+// GoString returns "[redacted]".
+func (Secret) GoString() string { return redacted }
+
+// Format writes "[redacted]" for every verb.
+func (Secret) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, redacted) }
+
+// LogValue keeps the secret out of log/slog output.
+func (Secret) LogValue() slog.Value { return slog.StringValue(redacted) }
+
+// MarshalText returns "[redacted]", for encoding/json and friends.
+func (Secret) MarshalText() ([]byte, error) { return []byte(redacted), nil }
+
+// Auth holds the credentials for SMTP AUTH (RFC 4954) on a relay. PLAIN is
+// used when the server offers it, else LOGIN. Credentials are sent only over
+// TLS unless [Host.AllowPlaintextAuth] is set.
+type Auth struct {
+	Username string
+	Secret   Secret
+}
+
+// Timeouts bounds each phase of a session. A zero field takes the default
+// shown (the policy defaults, RFC 5321 section 4.5.3.2 in spirit).
+type Timeouts struct {
+	Connect      time.Duration // TCP connect; default 5m
+	Greeting     time.Duration // the 220 banner; default 5m
+	EHLO         time.Duration // EHLO/LHLO/HELO, AUTH, RSET; default 5m
+	MailFrom     time.Duration // MAIL FROM reply; default 5m
+	RcptTo       time.Duration // each RCPT TO reply; default 5m
+	Data         time.Duration // DATA/BDAT, each write of the body, and the final reply; default 10m
+	TLSHandshake time.Duration // STARTTLS command and handshake, or implicit-TLS handshake; default 3m
+}
+
+// Default phase timeouts, used for zero fields of [Timeouts].
+const (
+	DefaultConnectTimeout   = 5 * time.Minute
+	DefaultGreetingTimeout  = 5 * time.Minute
+	DefaultEHLOTimeout      = 5 * time.Minute
+	DefaultMailFromTimeout  = 5 * time.Minute
+	DefaultRcptToTimeout    = 5 * time.Minute
+	DefaultDataTimeout      = 10 * time.Minute
+	DefaultHandshakeTimeout = 3 * time.Minute
+)
+
+func (t Timeouts) withDefaults() Timeouts {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&t.Connect, DefaultConnectTimeout)
+	def(&t.Greeting, DefaultGreetingTimeout)
+	def(&t.EHLO, DefaultEHLOTimeout)
+	def(&t.MailFrom, DefaultMailFromTimeout)
+	def(&t.RcptTo, DefaultRcptToTimeout)
+	def(&t.Data, DefaultDataTimeout)
+	def(&t.TLSHandshake, DefaultHandshakeTimeout)
+	return t
+}
+
+// Host is one next hop: an MX host or a relay, with the host-phase settings
+// the engine evaluated for it.
+type Host struct {
+	// Name is the MX host name (no trailing dot) or the relay's name or IP
+	// literal. It is the name sent in SNI and checked by PKIX verification.
+	Name string
+	// Preference is the MX preference, for results and logs only.
+	Preference int
+	// Addresses are dialed in this order (the engine applies
+	// ip-strategy.lookup and limits.multihomed). A host with none is skipped
+	// with a permanent error, unless [Settings.PrepareHost] fills them in.
+	Addresses []netip.Addr
+	// Port defaults to 25 for SMTP and 24 for LMTP.
+	Port int
+	// Protocol is SMTP (default) or LMTP.
+	Protocol Protocol
+	// StartTLS is the tls.starttls setting for this host.
+	StartTLS StartTLSMode
+	// ImplicitTLS starts TLS right after connecting (port 465 style, for
+	// relays); STARTTLS is then not used, and TLS failures are never
+	// downgraded.
+	ImplicitTLS bool
+	// AllowInvalidCerts accepts a certificate that fails PKIX verification.
+	// It is ignored when MTASTSEnforce is set or the message requires TLS
+	// (REQUIRETLS), and it does not apply to a DANE Verifier.
+	AllowInvalidCerts bool
+	// MinTLSVersion is the lowest TLS version offered (tls.VersionTLS12 ...);
+	// zero means crypto/tls's client default (TLS 1.2).
+	MinTLSVersion uint16
+	// Verifier, when set, makes TLS strict and replaces PKIX verification
+	// (DANE: the engine sets it when the host has usable TLSA records).
+	// Results report the verification as "dane".
+	Verifier Verifier
+	// MTASTSEnforce is set when an MTA-STS policy in enforce mode (RFC 8461)
+	// covers the recipient domain and lists this host: TLS becomes strict
+	// and the certificate must pass PKIX verification for Name, whatever
+	// AllowInvalidCerts says. Results report the verification as "mta-sts".
+	// (The engine skips hosts that such a policy does not list.)
+	MTASTSEnforce bool
+	// Auth, when set, authenticates to the host (relays).
+	Auth *Auth
+	// AllowPlaintextAuth lets Auth be sent on a connection without TLS.
+	AllowPlaintextAuth bool
+	// IsRelay marks a configured relay rather than an MX host, for results.
+	IsRelay bool
+	// SourceIPs are the local addresses to bind. For each connection the
+	// entries of the remote address's family are used: one → it, several →
+	// spread evenly (see [Client.Rand]), none → the kernel chooses.
+	SourceIPs []netip.Addr
+}
+
+func (h *Host) port() int {
+	if h.Port > 0 {
+		return h.Port
+	}
+	if h.Protocol == LMTP {
+		return 24
+	}
+	return 25
+}
+
+// ConnSettings are the connection-phase settings of one connection.
+type ConnSettings struct {
+	// EHLOName is sent in EHLO/LHLO/HELO. Empty means Plan.EHLOName.
+	EHLOName string
+	// Timeouts for this connection. Zero fields fall back to
+	// Plan.Timeouts, then to the defaults.
+	Timeouts Timeouts
+}
+
+// Settings is implemented by the engine to supply settings that depend on
+// where the transport has got to. Both methods are called from the
+// goroutine running [Client.Deliver], in order, and only when needed: a host
+// after the one that took the message is never prepared.
+type Settings interface {
+	// PrepareHost is called once per host, before its addresses are dialed,
+	// with a copy of the Plan's host that it may change: evaluate host-phase
+	// settings, resolve the addresses (A/AAAA per ip-strategy.lookup), look up
+	// TLSA records and set a Verifier. An error skips the host and becomes
+	// its failure; return a *[Error] to choose the class and status (a plain
+	// error is a temporary ClassDNS failure).
+	PrepareHost(ctx context.Context, h *Host) error
+	// ConnectionSettings is called per address before connecting, with the
+	// remote address and the chosen source address (invalid when the kernel
+	// chooses). An error skips the address, like a failed connect; a
+	// *[Error] chooses the class and status.
+	ConnectionSettings(ctx context.Context, h *Host, remote, local netip.Addr) (ConnSettings, error)
+}
+
+// Plan says where and how to deliver one message to one group of
+// recipients: the hosts in order, with their settings. A Plan is read, never
+// changed, by [Client.Deliver].
+type Plan struct {
+	// Hosts are tried in order until one takes the message.
+	Hosts []Host
+	// EHLOName is sent in EHLO/LHLO/HELO unless ConnSettings says otherwise.
+	// Empty means "localhost".
+	EHLOName string
+	// Timeouts for every connection, unless ConnSettings says otherwise.
+	Timeouts Timeouts
+	// MessagesPerConnection is how many transactions one connection may
+	// carry (limits.messages-per-connection). Zero or one means a connection
+	// is closed after its transaction; larger values let [Client] keep it in
+	// its pool for the next message to the same address.
+	MessagesPerConnection int
+	// Settings, when set, supplies host- and connection-phase settings as
+	// the transport reaches each host and address.
+	Settings Settings
+}
+
+// NotifyFlags are the DSN NOTIFY conditions of a recipient (RFC 3461).
+type NotifyFlags uint8
+
+const (
+	// NotifyNever asks for no DSN at all; it excludes the other flags.
+	NotifyNever NotifyFlags = 1 << iota
+	// NotifySuccess asks for a DSN on delivery.
+	NotifySuccess
+	// NotifyFailure asks for a DSN on failure.
+	NotifyFailure
+	// NotifyDelay asks for a DSN on delay.
+	NotifyDelay
+)
+
+// String returns the NOTIFY parameter value ("SUCCESS,FAILURE"), or "" when
+// no flag is set.
+func (n NotifyFlags) String() string {
+	if n&NotifyNever != 0 {
+		return "NEVER"
+	}
+	s := ""
+	for _, f := range []struct {
+		f NotifyFlags
+		w string
+	}{{NotifySuccess, "SUCCESS"}, {NotifyFailure, "FAILURE"}, {NotifyDelay, "DELAY"}} {
+		if n&f.f != 0 {
+			if s != "" {
+				s += ","
+			}
+			s += f.w
+		}
+	}
+	return s
+}
+
+// Recipient is one envelope recipient.
+type Recipient struct {
+	// Address is the forward-path without angle brackets.
+	Address string
+	// Notify, when non-zero, is sent as NOTIFY= if the server offers DSN.
+	Notify NotifyFlags
+	// ORcpt, when set, is the original recipient address, sent as
+	// ORCPT=rfc822;ADDRESS (xtext-encoded) if the server offers DSN.
+	ORcpt string
+}
+
+// DSNReturn is the RET parameter of MAIL FROM (RFC 3461).
+type DSNReturn uint8
+
+const (
+	// ReturnDefault sends no RET parameter.
+	ReturnDefault DSNReturn = iota
+	// ReturnFull asks for the full message in DSNs.
+	ReturnFull
+	// ReturnHeaders asks for the headers only.
+	ReturnHeaders
+)
+
+// Message is the message to deliver and its envelope.
+type Message struct {
+	// From is the reverse-path without angle brackets; "" is the null
+	// sender <>.
+	From string
+	// Recipients receive one [Result] each, in this order.
+	Recipients []Recipient
+	// Body is the message (header and body) as stored. Line endings may be
+	// LF or CRLF; they are normalised to CRLF, bare CRs become CRLF, and
+	// lines starting with a dot are dot-stuffed. Body is read from offset 0
+	// for every attempt, so it must stay unchanged during Deliver.
+	Body io.ReaderAt
+	// Size is the length of Body in bytes. It is also the SIZE= value.
+	Size int64
+	// Return is the DSN RET parameter, sent when the server offers DSN.
+	Return DSNReturn
+	// EnvID is the DSN ENVID parameter, sent (xtext-encoded) when the server
+	// offers DSN.
+	EnvID string
+	// RequireTLS asks for REQUIRETLS (RFC 8689): TLS is strict, the
+	// certificate must verify, and the server must offer REQUIRETLS, which is
+	// then sent on MAIL FROM.
+	RequireTLS bool
+	// SMTPUTF8 says the message needs SMTPUTF8 (RFC 6531). It is implied
+	// when From or a recipient address is not ASCII. A server that does not
+	// offer it is skipped with a permanent 5.6.7 error.
+	SMTPUTF8 bool
+}

@@ -1,0 +1,270 @@
+package transport
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Status is the outcome for one recipient.
+type Status uint8
+
+const (
+	// StatusUnknown is the zero value; a Result from [Client.Deliver] never
+	// has it ([CheckResults] reports it).
+	StatusUnknown Status = iota
+	// StatusDelivered: the server accepted the message for the recipient.
+	StatusDelivered
+	// StatusTemporary: try again later.
+	StatusTemporary
+	// StatusPermanent: do not try again; bounce.
+	StatusPermanent
+)
+
+// String returns "delivered", "temporary", "permanent" or "unknown".
+func (s Status) String() string {
+	switch s {
+	case StatusDelivered:
+		return "delivered"
+	case StatusTemporary:
+		return "temporary"
+	case StatusPermanent:
+		return "permanent"
+	}
+	return "unknown"
+}
+
+// Class is the kind of failure, with the words of the policy variable
+// last_error.
+type Class string
+
+// The failure classes.
+const (
+	ClassNone            Class = "none"
+	ClassDNS             Class = "dns"
+	ClassConnection      Class = "connection"
+	ClassTLS             Class = "tls"
+	ClassDANE            Class = "dane"
+	ClassMTASTS          Class = "mta-sts"
+	ClassUnexpectedReply Class = "unexpected-reply"
+	ClassRate            Class = "rate"
+	ClassConcurrency     Class = "concurrency"
+	ClassIO              Class = "io"
+)
+
+// EnhancedCode is an RFC 3463 enhanced status code such as 5.1.1; the zero
+// value means none.
+type EnhancedCode [3]int
+
+// IsZero reports whether e is unset.
+func (e EnhancedCode) IsZero() bool { return e == EnhancedCode{} }
+
+// String returns "5.1.1", or "" when e is unset.
+func (e EnhancedCode) String() string {
+	if e.IsZero() {
+		return ""
+	}
+	return strconv.Itoa(e[0]) + "." + strconv.Itoa(e[1]) + "." + strconv.Itoa(e[2])
+}
+
+// Error is a delivery failure with its SMTP status. Use it with errors.As.
+// The zero value of Permanent (false) means temporary: a failure whose
+// nature is unknown is retried, never bounced.
+type Error struct {
+	// Code is the SMTP reply code, the server's or one the transport chose
+	// for a local failure (4xx or 5xx).
+	Code int
+	// Enhanced is the enhanced status code.
+	Enhanced EnhancedCode
+	// Message is the server's reply text, or a description of the local
+	// failure.
+	Message string
+	// Class is the kind of failure.
+	Class Class
+	// Permanent is true when retrying cannot help.
+	Permanent bool
+	// Phase is the step that failed: "connect", "greeting", "EHLO",
+	// "STARTTLS", "TLS handshake", "AUTH", "MAIL FROM", "RCPT TO", "DATA",
+	// "end of data", ... (empty when not tied to one).
+	Phase string
+	// Host and Address say where the failure happened, when known.
+	Host    string
+	Address netip.AddrPort
+	// Err is the underlying error (a net.Error, a TLS error, ...), if any.
+	Err error
+}
+
+// Error returns "phase: code enhanced message (host address): cause", leaving
+// out what is unknown.
+func (e *Error) Error() string {
+	var b strings.Builder
+	if e.Phase != "" {
+		b.WriteString(e.Phase)
+		b.WriteString(": ")
+	}
+	if e.Code != 0 {
+		b.WriteString(strconv.Itoa(e.Code))
+		b.WriteByte(' ')
+	}
+	if !e.Enhanced.IsZero() {
+		b.WriteString(e.Enhanced.String())
+		b.WriteByte(' ')
+	}
+	b.WriteString(e.Message)
+	if e.Host != "" || e.Address.IsValid() {
+		b.WriteString(" (")
+		b.WriteString(e.Host)
+		if e.Address.IsValid() {
+			if e.Host != "" {
+				b.WriteByte(' ')
+			}
+			b.WriteString(e.Address.String())
+		}
+		b.WriteByte(')')
+	}
+	if e.Err != nil && !strings.Contains(e.Message, e.Err.Error()) {
+		b.WriteString(": ")
+		b.WriteString(e.Err.Error())
+	}
+	return b.String()
+}
+
+// Unwrap returns the underlying error.
+func (e *Error) Unwrap() error { return e.Err }
+
+// Temporary reports whether the failure is worth retrying later.
+func (e *Error) Temporary() bool { return !e.Permanent }
+
+// Verification says how the server's certificate was checked.
+type Verification string
+
+// The verification methods.
+const (
+	VerifiedNone   Verification = "none"    // no TLS, or a certificate accepted unverified
+	VerifiedPKIX   Verification = "pkix"    // WebPKI chain and name (RFC 6125)
+	VerifiedDANE   Verification = "dane"    // the host's [Verifier] (RFC 7672)
+	VerifiedMTASTS Verification = "mta-sts" // PKIX under an MTA-STS enforce policy (RFC 8461)
+)
+
+// TLSInfo describes the TLS state of the connection a result came from.
+type TLSInfo struct {
+	// Version is the TLS version (tls.VersionTLS13 ...), zero without TLS.
+	Version uint16
+	// CipherSuite is the negotiated suite, zero without TLS.
+	CipherSuite uint16
+	// Verified says how the certificate was checked.
+	Verified Verification
+	// ServerName is the name the certificate was checked against.
+	ServerName string
+}
+
+// Enabled reports whether the connection used TLS.
+func (t TLSInfo) Enabled() bool { return t.Version != 0 }
+
+// String returns e.g. "TLS 1.3 TLS_AES_128_GCM_SHA256 verified=pkix", or
+// "none".
+func (t TLSInfo) String() string {
+	if !t.Enabled() {
+		return "none"
+	}
+	return tls.VersionName(t.Version) + " " + tls.CipherSuiteName(t.CipherSuite) + " verified=" + string(t.Verified)
+}
+
+// Warning is something that went wrong without stopping the delivery, such
+// as a STARTTLS handshake failure followed by plaintext delivery.
+type Warning struct {
+	Class Class
+	Text  string
+}
+
+// String returns "class: text".
+func (w Warning) String() string { return string(w.Class) + ": " + w.Text }
+
+// Result is the outcome for one recipient.
+type Result struct {
+	// Recipient is the recipient's address, as in the Message.
+	Recipient string
+	// Status is delivered, temporary or permanent.
+	Status Status
+	// Code, Enhanced and Text are the reply that decided Status (the
+	// server's, or one the transport made for a local failure).
+	Code     int
+	Enhanced EnhancedCode
+	Text     string
+	// Class is ClassNone for delivered recipients, else the kind of failure
+	// (the last_error variable of the next attempt).
+	Class Class
+	// Host is the name of the host that answered (or failed last).
+	Host string
+	// Address is the remote address and port, Source the local address, when
+	// a connection was made.
+	Address netip.AddrPort
+	Source  netip.AddrPort
+	// Protocol is the protocol spoken to Host.
+	Protocol Protocol
+	// TLS describes the connection's TLS state.
+	TLS TLSInfo
+	// Warnings lists problems that did not stop the delivery.
+	Warnings []Warning
+	// Duration is the time from the start of Deliver to this result.
+	Duration time.Duration
+	// RetryAfter is the earliest time worth retrying. The transport leaves it
+	// zero; the engine sets it for throttled groups.
+	RetryAfter time.Time
+	// Err is the failure as a *Error (nil when delivered).
+	Err *Error
+}
+
+// CheckResults verifies the transport's promise: exactly one result per
+// recipient, in order, each with a final status, delivered results with a
+// 2xx code and no error, failed ones with a 4xx/5xx code, a class and an
+// error that agrees with the status. Every test of the transport (and of
+// code that wraps it) should call it.
+func CheckResults(recipients []Recipient, results []Result) error {
+	var errs []error
+	if len(results) != len(recipients) {
+		errs = append(errs, fmt.Errorf("transport: %d results for %d recipients", len(results), len(recipients)))
+	}
+	for i := range min(len(results), len(recipients)) {
+		r := &results[i]
+		bad := func(format string, args ...any) {
+			errs = append(errs, fmt.Errorf("transport: result %d (%s): %s", i, recipients[i].Address, fmt.Sprintf(format, args...)))
+		}
+		if r.Recipient != recipients[i].Address {
+			bad("result is for %q", r.Recipient)
+		}
+		switch r.Status {
+		case StatusDelivered:
+			if r.Code < 200 || r.Code > 299 {
+				bad("delivered with code %d", r.Code)
+			}
+			if r.Err != nil {
+				bad("delivered with an error: %v", r.Err)
+			}
+			if r.Class != ClassNone {
+				bad("delivered with class %q", r.Class)
+			}
+		case StatusTemporary, StatusPermanent:
+			if r.Err == nil {
+				bad("%s without an error", r.Status)
+				break
+			}
+			if r.Err.Temporary() != (r.Status == StatusTemporary) {
+				bad("status %s but error temporary=%v", r.Status, r.Err.Temporary())
+			}
+			if r.Code < 400 || r.Code > 599 {
+				bad("%s with code %d", r.Status, r.Code)
+			}
+			if r.Class == "" || r.Class == ClassNone {
+				bad("%s without a class", r.Status)
+			}
+		default:
+			bad("no status")
+		}
+	}
+	return errors.Join(errs...)
+}
