@@ -1,0 +1,56 @@
+package dnsbed
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	mdns "github.com/miekg/dns"
+)
+
+// The bed serves what its documentation promises: AD for the signed
+// zone, none for the unsigned one, SERVFAIL for the wrong anchor, and
+// SetRecord changes show at Knot at once.
+func TestBed(t *testing.T) {
+	start := time.Now()
+	b := Start(t, Options{Records: map[string][]string{Insecure: {"extra IN A 127.0.0.99"}}})
+	t.Logf("bed ready in %v", time.Since(start))
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name   string
+		qtype  uint16
+		rcode  int
+		ad     bool
+		answer int
+	}{
+		{"_25._tcp.mx1." + Signed, mdns.TypeTLSA, mdns.RcodeSuccess, true, 1},
+		{"_25._tcp.mx1." + Insecure, mdns.TypeTLSA, mdns.RcodeSuccess, false, 1},
+		{"extra." + Insecure, mdns.TypeA, mdns.RcodeSuccess, false, 1},
+		{"_25._tcp.mx1." + Bogus, mdns.TypeTLSA, mdns.RcodeServerFailure, false, 0},
+		{"nosuch." + Signed, mdns.TypeA, mdns.RcodeNameError, true, 0},
+	} {
+		m, err := ask(ctx, b.Unbound, tc.name, tc.qtype, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		answers := 0
+		for _, rr := range m.Answer {
+			if rr.Header().Rrtype == tc.qtype {
+				answers++
+			}
+		}
+		if m.Rcode != tc.rcode || m.AuthenticatedData != tc.ad || answers != tc.answer {
+			t.Errorf("%s: rcode %s AD %v answers %d; want %s %v %d", tc.name, mdns.RcodeToString[m.Rcode],
+				m.AuthenticatedData, answers, mdns.RcodeToString[tc.rcode], tc.ad, tc.answer)
+		}
+	}
+	b.SetRecord(t, Signed, "changed", 2, "A", "127.0.0.42")
+	m, err := ask(ctx, b.Knot, "changed."+Signed, mdns.TypeA, false)
+	if err != nil || len(m.Answer) == 0 {
+		t.Fatalf("after SetRecord: %v %v", m, err)
+	}
+	a, ok := m.Answer[0].(*mdns.A)
+	if !ok || a.A.String() != "127.0.0.42" || a.Hdr.Ttl != 2 {
+		t.Errorf("after SetRecord: %v", m.Answer)
+	}
+}
