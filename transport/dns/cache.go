@@ -93,8 +93,8 @@ type Cache struct {
 
 	bg     context.Context // prefetches run under it; Close cancels it
 	stop   context.CancelFunc
-	wg     sync.WaitGroup
-	closed atomic.Bool
+	wg     sync.WaitGroup // prefetches in flight
+	closed bool           // under mu
 }
 
 type cacheKey struct {
@@ -158,10 +158,14 @@ func (c *Cache) Stats() Stats {
 	}
 }
 
-// Close stops background prefetches and waits for them to end. The cache
-// still answers afterwards, without prefetching.
+// Close cancels background prefetches and waits for them to end. The
+// cache still answers afterwards, without prefetching. (Questions asked
+// on behalf of callers are not tracked: they end with the upstream's own
+// timeouts.)
 func (c *Cache) Close() {
-	c.closed.Store(true)
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
 	c.stop()
 	c.wg.Wait()
 }
@@ -192,12 +196,6 @@ func (c *Cache) LookupTLSA(ctx context.Context, name string) (TLSAResult, error)
 // LookupTXT implements [Resolver].
 func (c *Cache) LookupTXT(ctx context.Context, name string) (TXTResult, error) {
 	return lookupTXT(ctx, c, name)
-}
-
-// query lets a Cache be the upstream of another Cache.
-func (c *Cache) query(ctx context.Context, name string, qtype uint16) (*response, error) {
-	r, _, err := c.lookup(ctx, name, qtype)
-	return r, err
 }
 
 func (c *Cache) lookup(ctx context.Context, name string, qtype uint16) (*response, Info, error) {
@@ -261,7 +259,6 @@ func (c *Cache) fetch(ctx context.Context, k cacheKey) (e *cacheEntry, cached bo
 		}
 		call = &flightCall{done: make(chan struct{})}
 		c.flight[k] = call
-		c.wg.Add(1)
 		go c.run(context.WithoutCancel(ctx), k, call)
 	}
 	c.mu.Unlock()
@@ -276,24 +273,26 @@ func (c *Cache) fetch(ctx context.Context, k cacheKey) (e *cacheEntry, cached bo
 // prefetch refreshes k in the background unless a question for it is
 // already in flight.
 func (c *Cache) prefetch(k cacheKey) {
-	if c.closed.Load() {
-		return
-	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.closed {
+		return
+	}
 	if _, ok := c.flight[k]; ok {
 		return
 	}
 	c.prefetches.Add(1)
 	call := &flightCall{done: make(chan struct{})}
 	c.flight[k] = call
-	c.wg.Add(1)
-	go c.run(c.bg, k, call)
+	c.wg.Add(1) // under mu, and never after Close set closed: no Add races Wait
+	go func() {
+		defer c.wg.Done()
+		c.run(c.bg, k, call)
+	}()
 }
 
 // run asks the upstream, stores what can be cached, and wakes the waiters.
 func (c *Cache) run(ctx context.Context, k cacheKey, call *flightCall) {
-	defer c.wg.Done()
 	c.upstream.Add(1)
 	resp, err := c.up.query(ctx, k.name, k.qtype)
 	now := c.now()

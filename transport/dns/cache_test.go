@@ -378,7 +378,11 @@ func TestCacheCallerCancel(t *testing.T) {
 		t.Fatalf("cancelled caller: err = %v", err)
 	}
 	close(release)
-	c.Close() // waits for the question to finish
+	for deadline := time.Now().Add(5 * time.Second); c.Stats().Entries == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the question never finished")
+		}
+	}
 	r, err := c.LookupA(context.Background(), "slow.test")
 	if err != nil || !r.Info.Cached || up.calls.Load() != 1 {
 		t.Fatalf("the finished question was not cached: %+v %v calls=%d", r, err, up.calls.Load())

@@ -28,9 +28,9 @@ const (
 // end the search; SERVFAIL, REFUSED, other error codes, timeouts and
 // network errors move on. A SERVFAIL is checked for a DNSSEC failure:
 // an Extended DNS Error code 6-12 in the answer, or a repeat of the
-// question with the CD bit set that does get an answer, makes the result
-// [ErrBogus] at once (a validation failure is not cured by asking
-// another server).
+// question with the CD bit set that gets an answer while the plain
+// question still fails, makes the result [ErrBogus] at once (a
+// validation failure is not cured by asking another server).
 //
 // CNAME chains are followed (8 hops at most), within an answer and by
 // asking again for the target when an answer ends in a CNAME.
@@ -312,12 +312,20 @@ func (c *Client) exchange(ctx context.Context, name string, qtype uint16) (*mdns
 						Err: fmt.Errorf("SERVFAIL with extended error %d (%s)%s", ede.InfoCode, mdns.ExtendedErrorCodeToString[ede.InfoCode], extraText(ede))}
 				}
 				// A validating resolver answers SERVFAIL for bogus data; with
-				// CD set it returns the data unchecked. Getting data back
-				// that way shows this was a validation failure.
+				// CD set it returns the data unchecked. Data that comes back
+				// with CD while the plain question still fails shows a
+				// validation failure. (The plain question is repeated so a
+				// SERVFAIL that was only transient is not taken for bogus.)
 				if cd, err := c.ask(ctx, srv, name, qtype, true); err == nil &&
 					(cd.Rcode == mdns.RcodeSuccess || cd.Rcode == mdns.RcodeNameError) {
-					return nil, srv, &Error{Kind: Bogus, Server: srv.name,
-						Err: errors.New("SERVFAIL, but the answer comes back with checking disabled (DNSSEC validation failed)")}
+					again, err := c.ask(ctx, srv, name, qtype, false)
+					if err == nil && (again.Rcode == mdns.RcodeSuccess || again.Rcode == mdns.RcodeNameError) {
+						return again, srv, nil
+					}
+					if err == nil && again.Rcode == mdns.RcodeServerFailure {
+						return nil, srv, &Error{Kind: Bogus, Server: srv.name,
+							Err: errors.New("SERVFAIL, but the answer comes back with checking disabled (DNSSEC validation failed)")}
+					}
 				}
 				last = &Error{Kind: Temporary, Server: srv.name, Err: errors.New("SERVFAIL")}
 			default:

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -364,6 +365,20 @@ func TestClientBogus(t *testing.T) {
 		if other.queries() != 0 {
 			t.Errorf("%s: fell back to the next server after a bogus answer", tc.name)
 		}
+	}
+	// A SERVFAIL that goes away by itself is not bogus.
+	var n atomic.Int64
+	flaky := startServer(t, func(w mdns.ResponseWriter, q *mdns.Msg, udp bool) {
+		if n.Add(1) == 1 {
+			rcodeHandler(mdns.RcodeServerFailure)(w, q, udp)
+			return
+		}
+		good(w, q, udp)
+	})
+	c := customClient(t, Config{EDNS: true, DNSSEC: true}, flaky.addr)
+	r, err := c.LookupTLSA(ctx, "_25._tcp.mx1.example.test")
+	if err != nil || len(r.Records) != 1 || !r.Secure {
+		t.Errorf("transient SERVFAIL: %+v, %v", r, err)
 	}
 }
 
