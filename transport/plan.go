@@ -118,6 +118,21 @@ type Auth struct {
 	Secret   Secret
 }
 
+// Format prints the username and "[redacted]" for the secret, whatever the
+// verb, so that printing a Host or Plan never shows a secret.
+func (a Auth) Format(f fmt.State, verb rune) {
+	if f.Flag('+') || f.Flag('#') {
+		_, _ = fmt.Fprintf(f, "{Username:%q Secret:%s}", a.Username, redacted)
+		return
+	}
+	_, _ = fmt.Fprintf(f, "{%s %s}", a.Username, redacted)
+}
+
+// LogValue keeps the secret out of log/slog output.
+func (a Auth) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("username", a.Username), slog.String("secret", redacted))
+}
+
 // Timeouts bounds each phase of a session. A zero field takes the default
 // shown (the policy defaults, RFC 5321 section 4.5.3.2 in spirit).
 type Timeouts struct {

@@ -177,6 +177,13 @@ func ioError(ctx context.Context, phase, host string, remote netip.AddrPort, err
 	e := &Error{Code: 451, Enhanced: EnhancedCode{4, 4, 2}, Class: ClassIO, Host: host, Address: remote, Err: err, Phase: phase}
 	var pe *protocolError
 	var ne net.Error
+	if ctx != nil && ctx.Err() == nil {
+		// The conn deadline may be the context's deadline, and fire a
+		// moment before the context reports it.
+		if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
+			<-ctx.Done()
+		}
+	}
 	switch {
 	case ctx != nil && ctx.Err() != nil:
 		e.Enhanced = EnhancedCode{4, 3, 0}

@@ -1,0 +1,125 @@
+package smtpbed
+
+import (
+	_ "embed"
+	"encoding/json"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/postern-mta/postern/internal/testbed"
+)
+
+//go:embed aiosink.py
+var aiosinkPy []byte
+
+// AIOOptions configure [StartAIOSink].
+type AIOOptions struct {
+	// LMTP makes the receiver speak LMTP instead of SMTP.
+	LMTP bool
+	// Host to listen on; default 127.0.0.1.
+	Host string
+	// Leaf is the certificate offered on STARTTLS.
+	Leaf *Leaf
+	// LMTPReplies are used in turn for the recipients of each LMTP message
+	// (default: all "250 2.0.0 ok").
+	LMTPReplies []string
+}
+
+// AIOSink is a running aiosmtpd receiver (Debian python3-aiosmtpd) with
+// STARTTLS.
+type AIOSink struct {
+	Addr netip.AddrPort
+	Dir  string
+	Proc *testbed.Process
+}
+
+// AIOMessage is one message received by an [AIOSink].
+type AIOMessage struct {
+	From        string   `json:"from"`
+	Rcpts       []string `json:"rcpts"`
+	MailOptions []string `json:"mail_options"`
+	RcptOptions []string `json:"rcpt_options"`
+	TLS         bool     `json:"tls"`
+	Peer        string   `json:"peer"`
+	Helo        string   `json:"helo"`
+	Content     []byte   `json:"-"` // as received, dots unstuffed, CRLF kept
+}
+
+// StartAIOSink starts the receiver and waits until it accepts connections.
+// It needs /usr/bin/python3 with the aiosmtpd module (the pyenv python3 on
+// PATH does not have it; testbed.md section 1c).
+func StartAIOSink(t testing.TB, o AIOOptions) *AIOSink {
+	t.Helper()
+	py := testbed.Require(t, "python3")
+	if _, err := os.Stat("/usr/bin/python3"); err == nil {
+		py = "/usr/bin/python3"
+	}
+	host := o.Host
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	port := testbed.FreePort(t, host)
+	dir := t.TempDir()
+	script := filepath.Join(dir, "aiosink.py")
+	if err := os.WriteFile(script, aiosinkPy, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "out")
+	if err := os.Mkdir(out, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mode := "smtp"
+	if o.LMTP {
+		mode = "lmtp"
+	}
+	addr := netip.AddrPortFrom(netip.MustParseAddr(host), uint16(port))
+	p := testbed.Start(t, dir, py, script, mode, host, strconv.Itoa(port), o.Leaf.CertFile, o.Leaf.KeyFile, out,
+		strings.Join(o.LMTPReplies, "|"))
+	testbed.WaitFor(t, p, 15*time.Second, testbed.DialReady(addr.String()))
+	return &AIOSink{Addr: addr, Dir: out, Proc: p}
+}
+
+// Messages returns what was received so far, in order.
+func (s *AIOSink) Messages(t testing.TB) []AIOMessage {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(s.Dir, "msg-*.json"))
+	sort.Slice(files, func(i, j int) bool {
+		return len(files[i]) < len(files[j]) || len(files[i]) == len(files[j]) && files[i] < files[j]
+	})
+	var msgs []AIOMessage
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m AIOMessage
+		if err := json.Unmarshal(b, &m); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		m.Content, err = os.ReadFile(strings.TrimSuffix(f, ".json") + ".eml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		msgs = append(msgs, m)
+	}
+	return msgs
+}
+
+// WaitMessages waits up to 5s for n messages.
+func (s *AIOSink) WaitMessages(t testing.TB, n int) []AIOMessage {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		m := s.Messages(t)
+		if len(m) >= n || time.Now().After(deadline) {
+			return m
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -1,0 +1,61 @@
+# A STARTTLS-capable SMTP/LMTP receiver for the Postern tests (testbed.md 1c).
+# usage: /usr/bin/python3 aiosink.py {smtp|lmtp} HOST PORT CERT KEY DIR [LMTP-REPLIES]
+# Every message is written to DIR/msg-N.json (envelope, TLS state) and
+# DIR/msg-N.eml (the content as received, dots unstuffed, CRLF kept).
+# LMTP-REPLIES, when given, is a "|"-separated list of replies used in turn
+# for the recipients of each LMTP message ("250 2.0.0 ok|452 4.2.2 full").
+import asyncio, json, os, ssl, sys
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP
+from aiosmtpd.lmtp import LMTP
+
+mode, host, port, cert, key, outdir = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5], sys.argv[6]
+lmtp_replies = sys.argv[7].split("|") if len(sys.argv) > 7 and sys.argv[7] else []
+ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+ctx.load_cert_chain(cert, key)
+
+
+class Handler:
+    count = 0
+
+    async def handle_DATA(self, server, session, envelope):
+        Handler.count += 1
+        n = Handler.count
+        content = envelope.original_content if envelope.original_content is not None else envelope.content
+        if isinstance(content, str):
+            content = content.encode("utf-8", "surrogateescape")
+        with open(os.path.join(outdir, "msg-%d.eml" % n), "wb") as f:
+            f.write(content)
+        meta = {
+            "from": envelope.mail_from,
+            "rcpts": envelope.rcpt_tos,
+            "mail_options": envelope.mail_options,
+            "rcpt_options": envelope.rcpt_options,
+            "tls": session.ssl is not None,
+            "peer": session.peer[0],
+            "helo": session.host_name,
+        }
+        tmp = os.path.join(outdir, "msg-%d.tmp" % n)
+        with open(tmp, "w") as f:
+            json.dump(meta, f)
+        os.rename(tmp, os.path.join(outdir, "msg-%d.json" % n))
+        print("msg#%d from=%s rcpts=%s tls=%s" % (n, envelope.mail_from, envelope.rcpt_tos, meta["tls"]), flush=True)
+        if mode == "lmtp":
+            out = []
+            for i, _ in enumerate(envelope.rcpt_tos):
+                out.append(lmtp_replies[i % len(lmtp_replies)] if lmtp_replies else "250 2.0.0 ok")
+            return "\r\n".join(out)
+        return "250 2.0.0 queued"
+
+
+class C(Controller):
+    def factory(self):
+        cls = LMTP if mode == "lmtp" else SMTP
+        return cls(self.handler, tls_context=ctx, require_starttls=False, hostname="mx1.example.test",
+                   enable_SMTPUTF8=True)
+
+
+c = C(Handler(), hostname=host, port=port)
+c.start()
+print("listening %s %s:%d" % (mode, host, port), flush=True)
+asyncio.get_event_loop().run_forever()

@@ -1,0 +1,397 @@
+package transport_test
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/tls"
+	"io"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// fakeServer is a scriptable SMTP/LMTP server on 127.0.0.1 that misbehaves
+// on request. It records every byte it receives on the wire (before any
+// TLS), and the messages it accepted.
+//
+// Verbs used as keys in the script maps: CONNECT (the greeting), EHLO,
+// HELO, LHLO, STARTTLS, AUTH, MAIL, RCPT, DATA, "." (end of data), BDAT,
+// RSET, QUIT.
+type fakeServer struct {
+	t    testing.TB
+	ln   net.Listener
+	Addr netip.AddrPort
+	sc   script
+
+	mu    sync.Mutex
+	wire  bytes.Buffer // all bytes received, all connections
+	msgs  []fakeMsg
+	conns int
+	cmds  []string // every command line received, in order
+	open  map[net.Conn]bool
+	done  chan struct{}
+}
+
+// script says how the server behaves. The zero value is a well-behaved
+// ESMTP server with PIPELINING, 8BITMIME, ENHANCEDSTATUSCODES, DSN,
+// SMTPUTF8 and SIZE.
+type script struct {
+	greeting string            // default "220 fake.example ESMTP"
+	ext      []string          // EHLO keywords; nil = the defaults above
+	reply    map[string]string // verb → reply ("\r\n" added; may hold several lines)
+	rcpt     map[string]string // recipient address → RCPT reply
+	lmtp     map[string]string // recipient address → LMTP end-of-data reply
+	drop     map[string]bool   // close the connection on receiving verb, without replying
+	hang     map[string]bool   // never answer verb (the client's timeout must fire)
+	tls      *tls.Config       // offer STARTTLS with this config
+	hideTLS  bool              // with tls set: do not advertise STARTTLS
+	lmtpMode bool              // LHLO instead of EHLO
+	// tlsGarbage answers STARTTLS with 220 and then sends garbage instead
+	// of a TLS handshake, so the client's handshake fails.
+	tlsGarbage bool
+	noRecord   bool // do not record wire bytes and messages (benchmarks)
+	// firstConn applies only to the first connection; later ones use the
+	// rest of the script (e.g. a handshake that fails only once).
+	firstConn *script
+}
+
+type fakeMsg struct {
+	From, Helo string
+	MailLine   string
+	RcptLines  []string
+	Rcpts      []string
+	Data       []byte // as on the wire after the DATA/BDAT framing: dot-stuffed, CRLF
+	TLS        bool
+	Remote     string
+	ConnNo     int
+}
+
+var defaultExt = []string{"PIPELINING", "8BITMIME", "ENHANCEDSTATUSCODES", "DSN", "SMTPUTF8", "SIZE 10000000"}
+
+func newFakeServer(t testing.TB, sc script) *fakeServer {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &fakeServer{t: t, ln: ln, sc: sc, open: map[net.Conn]bool{}, done: make(chan struct{}),
+		Addr: ln.Addr().(*net.TCPAddr).AddrPort()}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		n := 0
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			n++
+			sc := s.sc
+			if n == 1 && sc.firstConn != nil {
+				sc = *sc.firstConn
+			}
+			s.mu.Lock()
+			s.conns++
+			s.open[c] = true
+			s.mu.Unlock()
+			connNo := n
+			wg.Go(func() {
+				defer func() {
+					s.mu.Lock()
+					delete(s.open, c)
+					s.mu.Unlock()
+					c.Close()
+				}()
+				s.serve(c, sc, connNo)
+			})
+		}
+	})
+	t.Cleanup(func() {
+		close(s.done)
+		ln.Close()
+		s.mu.Lock()
+		for c := range s.open {
+			c.Close()
+		}
+		s.mu.Unlock()
+		wg.Wait()
+	})
+	return s
+}
+
+// recConn records what the client sends.
+type recConn struct {
+	net.Conn
+	s *fakeServer
+}
+
+func (r recConn) Read(p []byte) (int, error) {
+	n, err := r.Conn.Read(p)
+	if r.s.sc.noRecord {
+		return n, err
+	}
+	r.s.mu.Lock()
+	r.s.wire.Write(p[:n])
+	r.s.mu.Unlock()
+	return n, err
+}
+
+func (s *fakeServer) Wire() []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return bytes.Clone(s.wire.Bytes())
+}
+
+func (s *fakeServer) Messages() []fakeMsg {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]fakeMsg(nil), s.msgs...)
+}
+
+func (s *fakeServer) Conns() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.conns
+}
+
+func (s *fakeServer) Commands() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.cmds...)
+}
+
+func (s *fakeServer) serve(nc net.Conn, sc script, connNo int) {
+	var conn net.Conn = recConn{nc, s}
+	br := bufio.NewReader(conn)
+	inTLS := false
+	send := func(r string) bool {
+		if !strings.HasSuffix(r, "\n") {
+			r += "\r\n"
+		}
+		_, err := io.WriteString(conn, r)
+		return err == nil
+	}
+	hang := func() {
+		// Answer nothing; wait for the client to give up (or the test to
+		// end).
+		_, _ = io.Copy(io.Discard, br)
+	}
+	get := func(verb, def string) string {
+		if r, ok := sc.reply[verb]; ok {
+			return r
+		}
+		return def
+	}
+	if sc.drop["CONNECT"] {
+		return
+	}
+	if sc.hang["CONNECT"] {
+		hang()
+		return
+	}
+	greeting := sc.greeting
+	if greeting == "" {
+		greeting = "220 fake.example ESMTP"
+	}
+	if !send(greeting) {
+		return
+	}
+	var cur *fakeMsg
+	helo := ""
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			return
+		}
+		line = strings.TrimRight(line, "\r\n")
+		verb, arg, _ := strings.Cut(line, " ")
+		verb = strings.ToUpper(verb)
+		if strings.HasPrefix(verb, "MAIL") || strings.HasPrefix(verb, "RCPT") {
+			verb = verb[:4]
+		}
+		if !sc.noRecord {
+			s.mu.Lock()
+			s.cmds = append(s.cmds, line)
+			s.mu.Unlock()
+		}
+		if sc.drop[verb] {
+			return
+		}
+		if sc.hang[verb] {
+			hang()
+			return
+		}
+		switch verb {
+		case "EHLO", "LHLO":
+			helo = arg
+			if r, ok := sc.reply[verb]; ok {
+				send(r)
+				continue
+			}
+			ext := sc.ext
+			if ext == nil {
+				ext = defaultExt
+			}
+			if sc.tls != nil && !inTLS && !sc.hideTLS {
+				ext = append(append([]string(nil), ext...), "STARTTLS")
+			}
+			var b strings.Builder
+			b.WriteString("250")
+			if len(ext) > 0 {
+				b.WriteString("-")
+			} else {
+				b.WriteString(" ")
+			}
+			b.WriteString("fake.example\r\n")
+			for i, e := range ext {
+				sep := "-"
+				if i == len(ext)-1 {
+					sep = " "
+				}
+				b.WriteString("250" + sep + e + "\r\n")
+			}
+			send(b.String())
+		case "HELO":
+			helo = arg
+			send(get("HELO", "250 fake.example"))
+		case "STARTTLS":
+			r := get("STARTTLS", "220 2.0.0 go ahead")
+			send(r)
+			if sc.tlsGarbage {
+				// Wait for the ClientHello, then answer with garbage.
+				_, _ = br.Read(make([]byte, 1))
+				send("this is not TLS at all")
+				return
+			}
+			if !strings.HasPrefix(r, "220") || sc.tls == nil {
+				continue
+			}
+			tc := tls.Server(nc, sc.tls)
+			_ = tc.SetDeadline(time.Now().Add(5 * time.Second))
+			if err := tc.Handshake(); err != nil {
+				return
+			}
+			_ = tc.SetDeadline(time.Time{})
+			conn, inTLS = tc, true
+			br = bufio.NewReader(conn)
+		case "AUTH":
+			if strings.HasPrefix(strings.ToUpper(arg), "LOGIN") {
+				send("334 VXNlcm5hbWU6")
+				if _, err := br.ReadString('\n'); err != nil {
+					return
+				}
+				send("334 UGFzc3dvcmQ6")
+				if _, err := br.ReadString('\n'); err != nil {
+					return
+				}
+			}
+			send(get("AUTH", "235 2.7.0 ok"))
+		case "MAIL":
+			r := get("MAIL", "250 2.1.0 ok")
+			if strings.HasPrefix(r, "250") {
+				from, _, _ := strings.Cut(strings.TrimPrefix(arg, "FROM:<"), ">")
+				cur = &fakeMsg{From: from, Helo: helo, MailLine: line, TLS: inTLS, Remote: nc.RemoteAddr().String(), ConnNo: connNo}
+			}
+			send(r)
+		case "RCPT":
+			to, _, _ := strings.Cut(strings.TrimPrefix(arg, "TO:<"), ">")
+			r, ok := sc.rcpt[to]
+			if !ok {
+				r = get("RCPT", "250 2.1.5 ok")
+			}
+			if cur == nil {
+				r = "503 5.5.1 need MAIL"
+			} else if strings.HasPrefix(r, "25") {
+				cur.Rcpts = append(cur.Rcpts, to)
+				cur.RcptLines = append(cur.RcptLines, line)
+			}
+			send(r)
+		case "DATA":
+			r := get("DATA", "354 go ahead")
+			if cur == nil || len(cur.Rcpts) == 0 {
+				r = "554 5.5.1 no valid recipients"
+			}
+			send(r)
+			if !strings.HasPrefix(r, "354") {
+				continue
+			}
+			var data []byte
+			for {
+				l, err := br.ReadString('\n')
+				if err != nil {
+					return
+				}
+				if l == ".\r\n" {
+					break
+				}
+				data = append(data, l...)
+			}
+			if sc.drop["."] {
+				return
+			}
+			if sc.hang["."] {
+				hang()
+				return
+			}
+			cur.Data = data
+			s.finish(sc, cur, send)
+			cur = nil
+		case "BDAT":
+			f := strings.Fields(arg)
+			n, err := strconv.Atoi(f[0])
+			if err != nil || cur == nil {
+				send("501 5.5.4 bad BDAT")
+				return
+			}
+			buf := make([]byte, n)
+			if _, err := io.ReadFull(br, buf); err != nil {
+				return
+			}
+			cur.Data = append(cur.Data, buf...)
+			if len(f) > 1 && strings.EqualFold(f[1], "LAST") {
+				s.finish(sc, cur, send)
+				cur = nil
+			} else {
+				send(get("BDAT", "250 2.0.0 chunk ok"))
+			}
+		case "RSET":
+			cur = nil
+			send(get("RSET", "250 2.0.0 ok"))
+		case "QUIT":
+			send("221 2.0.0 bye")
+			return
+		case "NOOP":
+			send("250 2.0.0 ok")
+		default:
+			send("502 5.5.2 unknown command")
+		}
+	}
+}
+
+// finish ends a transaction: records the message and sends the reply (one
+// per recipient for LMTP).
+func (s *fakeServer) finish(sc script, m *fakeMsg, send func(string) bool) {
+	r := sc.reply["."]
+	if r == "" {
+		r = "250 2.0.0 queued"
+	}
+	if strings.HasPrefix(r, "2") && !sc.noRecord {
+		s.mu.Lock()
+		s.msgs = append(s.msgs, *m)
+		s.mu.Unlock()
+	}
+	if !sc.lmtpMode {
+		send(r)
+		return
+	}
+	for _, rc := range m.Rcpts {
+		if lr, ok := sc.lmtp[rc]; ok {
+			send(lr)
+		} else {
+			send(r)
+		}
+	}
+}
