@@ -236,7 +236,7 @@ func TestStartTLSStrictNeverPlaintext(t *testing.T) {
 		}, nil, transport.StatusPermanent, "5.7.10"},
 		{"stripped, MTA-STS enforce", script{tls: tcfg, hideTLS: true}, func(h *transport.Host) { h.MTASTSEnforce = true }, nil, transport.StatusPermanent, "5.7.10"},
 		{"stripped, REQUIRETLS message", script{tls: tcfg, hideTLS: true}, disableTLS, func(m *transport.Message) { m.RequireTLS = true }, transport.StatusPermanent, "5.7.10"},
-		{"EHLO refused, require (no HELO fallback)", script{tls: tcfg, reply: map[string]string{"EHLO": "502 5.5.1 no EHLO"}}, requireTLS, nil, transport.StatusPermanent, "5.5.1"},
+		{"EHLO refused, require (no HELO fallback)", script{tls: tcfg, reply: map[string]string{"EHLO": "502 5.5.1 no EHLO"}}, requireTLS, nil, transport.StatusPermanent, "5.7.10"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

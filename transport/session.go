@@ -213,7 +213,7 @@ func replyError(phase string, r *reply, class Class, host string, remote netip.A
 		Permanent: r.Code >= 500, Host: host, Address: remote, Phase: phase}
 	if r.Code < 400 {
 		// A positive reply where another was expected (220 to DATA...).
-		e.Code, e.Permanent = 451, false
+		e.Code, e.Permanent, e.Enhanced = 451, false, EnhancedCode{4, 5, 0}
 		e.Message = "unexpected reply " + r.String()
 		e.Class = ClassUnexpectedReply
 	}
@@ -361,6 +361,11 @@ func (c *Client) hello(s *session, p *connParams) *failure {
 		s.esmtp, s.ext = true, parseEHLO(r.Lines)
 		return nil
 	}
+	if p.strict && !s.tls.Enabled() && r.Code >= 500 {
+		// No EHLO, no STARTTLS: and HELO cannot help.
+		return &failure{err: localError(530, EnhancedCode{5, 7, 10}, ClassTLS, verb,
+			"TLS is required but the server refused "+verb+" ("+r.String()+")").at(s.host, s.remote), nextHost: true}
+	}
 	if r.Code < 500 || s.proto == LMTP || p.strict || s.tls.Enabled() {
 		return &failure{err: s.replyError(verb, r, ClassUnexpectedReply), nextHost: true}
 	}
@@ -502,7 +507,7 @@ func (c *Client) auth(s *session, p *connParams) *failure {
 	if err != nil {
 		return &failure{err: s.errorFor("AUTH", err)}
 	}
-	if r.Code != 235 {
+	if r.Code/100 != 2 { // 235 per RFC 4954; some servers say 250
 		return &failure{err: s.replyError("AUTH "+mech, r, ClassUnexpectedReply), nextHost: true}
 	}
 	return nil

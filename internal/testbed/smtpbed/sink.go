@@ -56,8 +56,13 @@ func StartSink(t testing.TB, o SinkOptions) *Sink {
 			port = testbed.FreePort(t, host)
 		}
 	}
-	dir := t.TempDir()
-	// smtp-sink drops to nobody (-u) before writing captures.
+	// smtp-sink drops to nobody (-u) before writing captures, and t.TempDir
+	// is inside a directory only root may enter: use a directory of our own.
+	dir, err := os.MkdirTemp("", "postern-sink-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
 	if err := os.Chmod(dir, 0o777); err != nil {
 		t.Fatal(err)
 	}
