@@ -226,7 +226,9 @@ func (c *Cache) lookup(ctx context.Context, name string, qtype uint16) (*respons
 		}
 		return ne.answer(Info{TTL: max(ne.expires.Sub(now), 0), Server: ne.resp.server})
 	}
-	if staleOK && errors.Is(err, ErrTemporary) {
+	// Serve stale when the upstream failed, not when this caller gave up
+	// (its context is done): that says nothing about the upstream.
+	if staleOK && ctx.Err() == nil && errors.Is(err, ErrTemporary) {
 		e.retryAt.Store(c.now().Add(staleRetry).UnixNano())
 		c.stale.Add(1)
 		return e.answer(Info{Cached: true, Stale: true, TTL: StaleTTL})

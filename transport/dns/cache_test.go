@@ -389,6 +389,53 @@ func TestCacheCallerCancel(t *testing.T) {
 	}
 }
 
+// A caller whose context ends while an expired entry is being refreshed
+// gets its context error, and the entry is not put in the "upstream
+// failed" state: the next caller asks the upstream again.
+func TestCacheStaleNotForCancelledCaller(t *testing.T) {
+	clock := newFakeClock()
+	var block atomic.Bool
+	release := make(chan struct{})
+	up := &fakeUpstream{fn: func(string, uint16) (*response, error) {
+		if block.Load() {
+			<-release
+			return nil, &Error{Kind: Temporary, Err: errors.New("timeout")}
+		}
+		return &response{addrs: addrs("127.0.0.1"), ttl: 10}, nil
+	}}
+	c := NewCache(up, CacheConfig{Now: clock.Now, NoPrefetch: true})
+	if _, err := c.LookupA(context.Background(), "x.test"); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(11 * time.Second)
+	block.Store(true)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	_, err := c.LookupA(ctx, "x.test")
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v, want the caller's deadline", err)
+	}
+	close(release)
+	for up.calls.Load() != 2 {
+		time.Sleep(time.Millisecond)
+	}
+	// Wait for the flight to end, then the next caller asks again (and,
+	// the upstream failing for real now, gets stale data).
+	for {
+		c.mu.Lock()
+		n := len(c.flight)
+		c.mu.Unlock()
+		if n == 0 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	r, err := c.LookupA(context.Background(), "x.test")
+	if err != nil || !r.Info.Stale || up.calls.Load() != 3 {
+		t.Fatalf("next caller: %+v, %v, calls %d (want stale after a third upstream call)", r, err, up.calls.Load())
+	}
+}
+
 // simulateZipf runs n lookups over distinct names drawn from a Zipf
 // distribution with exponent s, at rate questions per second of fake
 // time, and returns the hit rate and stats. With prefetch, each lookup
