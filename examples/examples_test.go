@@ -384,7 +384,6 @@ func isDocAddr(a netip.Addr) bool {
 func TestZoneFiles(t *testing.T) {
 	for _, dir := range exampleDirs(t) {
 		t.Run(dir, func(t *testing.T) {
-			setEnv(t, examples[dir].env, true)
 			s := load(t, dir)
 			if s.DNS.Resolver != "static" {
 				if _, listed := examples[dir]; listed {
