@@ -26,7 +26,10 @@ func newDataWriter(w io.Writer, stuff bool) *dataWriter {
 	return &dataWriter{w: w, stuff: stuff, bol: true}
 }
 
-var crlf = []byte("\r\n")
+var (
+	crlf = []byte("\r\n")
+	dot  = []byte{'.'}
+)
 
 func (d *dataWriter) out(b []byte) error {
 	if len(b) == 0 {
@@ -55,7 +58,7 @@ func (d *dataWriter) Write(p []byte) (int, error) {
 			}
 		}
 		if d.bol && d.stuff && p[0] == '.' {
-			if err := d.out([]byte{'.'}); err != nil {
+			if err := d.out(dot); err != nil {
 				return 0, err
 			}
 		}
@@ -119,7 +122,9 @@ func normalize(b []byte, stuff bool) []byte {
 
 // has8bit reports whether the body has a byte above 127.
 func has8bit(r io.ReaderAt, size int64) (bool, error) {
-	buf := make([]byte, 32*1024)
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf := *bp
 	var off int64
 	for off < size {
 		n, err := r.ReadAt(buf[:min(int64(len(buf)), size-off)], off)

@@ -103,9 +103,10 @@ func (n *Netns) ExecPrefix() []string {
 // valid. Its signature matches transport.Dialer.
 //
 // The socket is created by a goroutine locked to an OS thread that has
-// entered the namespace; a socket keeps the namespace it was created in.
-// The thread is never switched back: it ends with the goroutine (Go
-// terminates a thread whose goroutine exits while locked).
+// entered the namespace (a socket keeps the namespace it was created in);
+// the thread then returns to its own namespace. It must not simply die
+// with the goroutine: a child process started with Pdeathsig (as
+// testbed.Start does) from that thread earlier would be killed with it.
 func (n *Netns) DialContext(ctx context.Context, network string, remote netip.AddrPort, local netip.Addr) (net.Conn, error) {
 	type res struct {
 		c   net.Conn
@@ -114,7 +115,15 @@ func (n *Netns) DialContext(ctx context.Context, network string, remote netip.Ad
 	ch := make(chan res, 1)
 	go func() {
 		runtime.LockOSThread()
+		orig, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			runtime.UnlockOSThread()
+			ch <- res{nil, err}
+			return
+		}
+		defer orig.Close()
 		if err := n.enter(); err != nil {
+			runtime.UnlockOSThread()
 			ch <- res{nil, err}
 			return
 		}
@@ -123,23 +132,13 @@ func (n *Netns) DialContext(ctx context.Context, network string, remote netip.Ad
 			d.LocalAddr = net.TCPAddrFromAddrPort(netip.AddrPortFrom(local, 0))
 		}
 		c, err := d.DialContext(ctx, network, remote.String())
+		if unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET) == nil {
+			runtime.UnlockOSThread()
+		} // else: stay locked, and the thread ends with the goroutine
 		ch <- res{c, err}
 	}()
 	r := <-ch
 	return r.c, r.err
-}
-
-// enter moves the calling thread into the namespace.
-func (n *Netns) enter() error {
-	f, err := os.Open("/run/netns/" + n.Name)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-		return fmt.Errorf("setns %s: %w", n.Name, err)
-	}
-	return nil
 }
 
 // DialReady is a ready check for testbed.WaitFor that connects to addr
@@ -158,4 +157,17 @@ func (n *Netns) DialReady(addr netip.AddrPort) func(ctx context.Context) error {
 		}
 		return c.Close()
 	}
+}
+
+// enter moves the calling thread into the namespace.
+func (n *Netns) enter() error {
+	f, err := os.Open("/run/netns/" + n.Name)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+		return fmt.Errorf("setns %s: %w", n.Name, err)
+	}
+	return nil
 }
