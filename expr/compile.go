@@ -175,6 +175,15 @@ func (l *Library) Compile(source string, spec Spec, pos Position) (*Program, err
 	if err != nil {
 		return nil, convert(err, spec, pos)
 	}
+	if t := prog.Node().Type(); t != nil && t.Kind() == reflect.Interface && spec.Type != StringList {
+		// expr-lang accepts an expression whose type it cannot know
+		// (a ternary with branches of different types) and would fail
+		// only at run time. Policies are checked when they load. (Lists
+		// are exempt: expr-lang types every array literal as []any, so
+		// their elements are checked when the program runs.)
+		return nil, &Error{File: pos.File, Line: pos.Line, Column: pos.Column, Setting: spec.Setting,
+			Message: fmt.Sprintf("expected %s, but the expression's type is only known at run time: make every branch of type %s", spec.Type, spec.Type)}
+	}
 	return &Program{prog: prog, typ: spec.Type, source: source, setting: spec.Setting, pos: pos, lists: lists}, nil
 }
 
@@ -208,8 +217,7 @@ func convert(err error, spec Spec, pos Position) error {
 // list names, literal CIDRs, e-mail parts and domain patterns.
 // It returns the names of the lists the expression uses.
 func (l *Library) check(tree *parser.Tree, spec Spec, pos Position) ([]string, error) {
-	c := &checker{lib: l, spec: spec, declared: map[string]bool{}}
-	ast.Walk(&tree.Node, declCollector(c.declared))
+	c := &checker{lib: l, spec: spec}
 	ast.Walk(&tree.Node, c)
 	if c.bad == nil {
 		return c.lists, nil
@@ -218,21 +226,12 @@ func (l *Library) check(tree *parser.Tree, spec Spec, pos Position) ([]string, e
 	return nil, fromExprError(fe, spec, pos)
 }
 
-type declCollector map[string]bool
-
-func (d declCollector) Visit(n *ast.Node) {
-	if v, ok := (*n).(*ast.VariableDeclaratorNode); ok {
-		d[v.Name] = true
-	}
-}
-
 type checker struct {
-	lib      *Library
-	spec     Spec
-	declared map[string]bool
-	bad      ast.Node
-	msg      string
-	lists    []string
+	lib   *Library
+	spec  Spec
+	bad   ast.Node
+	msg   string
+	lists []string
 }
 
 func (c *checker) fail(n ast.Node, format string, args ...any) {
@@ -256,9 +255,8 @@ func (c *checker) identifier(n *ast.IdentifierNode) {
 		c.fail(n, "$env is not available in policies: use the variables by name")
 		return
 	}
-	if c.declared[name] {
-		return
-	}
+	// expr-lang refuses `let` names that shadow variables, so an
+	// identifier that names a variable is that variable.
 	v, ok := varIndex[name]
 	if !ok || v.Phase <= c.spec.Phase {
 		return // unknown names are reported by expr-lang's checker

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/postern-mta/postern/expr"
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 )
 
 func scalarText(n *yaml.Node) (string, error) {

@@ -11,7 +11,7 @@ import (
 	"strings"
 
 	"github.com/postern-mta/postern/expr"
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 )
 
 // ErrorList is every problem found in a policy, sorted by position. Its
@@ -132,7 +132,22 @@ func yamlError(file string, err error) *expr.Error {
 			}
 		}
 	}
+	// yaml.v3 reports parser errors at the 0-based line of the construct
+	// they are in, and scanner errors 1-based: shift the parser ones.
+	for _, p := range yamlParserProblems {
+		if line > 0 && msg == p {
+			line++
+			msg += " (in the construct that starts on this line)"
+			break
+		}
+	}
 	return &expr.Error{File: file, Line: line, Column: 1, Message: "YAML syntax: " + msg, Err: err}
+}
+
+var yamlParserProblems = []string{
+	"did not find expected <document start>", "did not find expected node content",
+	"did not find expected key", "did not find expected '-' indicator",
+	"did not find expected ',' or ']'", "did not find expected ',' or '}'",
 }
 
 // decoder walks the YAML tree, collecting every problem.
@@ -148,10 +163,9 @@ type decoder struct {
 	listAt     map[string]Pos
 	usedRoutes map[string]bool
 
-	dnsResolverNode *yaml.Node
-	zoneFileNode    *yaml.Node
-	routeDynamic    bool
-	usedLists       map[string]bool
+	dnsSeen      map[string]*yaml.Node // dns: keys written, for checks across them
+	routeDynamic bool
+	usedLists    map[string]bool
 }
 
 func (d *decoder) pos(n *yaml.Node) Pos { return Pos{File: d.file, Line: n.Line, Column: n.Column} }
@@ -244,24 +258,31 @@ func suggest(w string, known []string) string {
 	return best
 }
 
+// editDistance is the optimal string alignment distance: insertions,
+// deletions, substitutions and transpositions of neighbours ("prot" is one
+// edit from "port").
 func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
+	d := make([][]int, len(a)+1)
+	for i := range d {
+		d[i] = make([]int, len(b)+1)
+		d[i][0] = i
+	}
+	for j := range d[0] {
+		d[0][j] = j
 	}
 	for i := 1; i <= len(a); i++ {
-		cur[0] = i
 		for j := 1; j <= len(b); j++ {
 			c := 1
 			if a[i-1] == b[j-1] {
 				c = 0
 			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+c)
+			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+c)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
+			}
 		}
-		prev, cur = cur, prev
 	}
-	return prev[len(b)]
+	return d[len(a)][len(b)]
 }
 
 // exprPosition is where the text of scalar n starts in the file, for
@@ -377,7 +398,7 @@ func decodeValue[T any](d *decoder, n *yaml.Node, v *Value[T], o valueOpts) {
 }
 
 func looksLikeExpr(s string) bool {
-	return strings.ContainsAny(s, " ()=<>!&|?\"'")
+	return strings.ContainsAny(s, "()=<>!&|?\"'")
 }
 
 // decodeBranch reads a then/else/whole value: a literal, or {expr: ...}.

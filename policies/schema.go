@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"github.com/postern-mta/postern/expr"
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 )
 
 // Field documents one setting of the policy format. [Fields] lists them
@@ -138,13 +138,13 @@ func buildFields() []Field {
 			node:    func(s *Set) *yaml.Node { return listsNode(s) }},
 		routeField(),
 		{Path: "routing.routes", Type: "map of route name to route", Phase: "literal", Default: "{}", early: true,
-			Doc:     "Named routes. mx and local always exist. A route has type (mx | local | relay); a relay has address (host name or IP literal), port (25), protocol (smtp | lmtp), implicit-tls (false), allow-invalid-certs (false), allow-plaintext-auth (false) and auth {username, secret}.",
+			Doc:     "Named routes. mx and local always exist. A route has type (mx | local | relay); a relay has address (host name or IP literal), port (25), protocol (smtp | lmtp), implicit-tls (false), allow-invalid-certs (false), allow-plaintext-auth (false), auth {username, secret} and an optional description.",
 			Example: "routing:\n  routes:\n    relay-eu:\n      type: relay\n      address: smtp.eu.example\n      port: 587\n      auth:\n        username: relay-user\n        secret: {env: RELAY_EU_SECRET}",
 			decode:  decodeRoutes,
 			node:    routesNode},
 		valueField("tls.mta-sts", tlsModeKind, expr.Recipient, constant(TLSOptional), func(s *Set) **Value[TLSMode] { return &s.TLS.MTASTS },
 			"MTA-STS (RFC 8461) for the recipient domain, decided before the MX lookup; route is available. On a run-time error: require.",
-			"tls:\n  mta-sts: require", valueOpts{extra: []string{"route", "route_type"}, why: "it is decided per domain, before the MX lookup"}, ptr(TLSRequire)),
+			"tls:\n  mta-sts: require", valueOpts{extra: routeVars, why: "it is decided per domain, before the MX lookup"}, ptr(TLSRequire)),
 		valueField("tls.dane", tlsModeKind, expr.Host, constant(TLSOptional), func(s *Set) **Value[TLSMode] { return &s.TLS.DANE },
 			"DANE (RFC 7672) per host. On a run-time error: require.", "", valueOpts{}, ptr(TLSRequire)),
 		valueField("tls.starttls", tlsModeKind, expr.Host, constant(TLSOptional), func(s *Set) **Value[TLSMode] { return &s.TLS.STARTTLS },
@@ -157,7 +157,7 @@ func buildFields() []Field {
 		valueField("tls.timeouts.handshake", durationKind, expr.Host, constant(3*time.Minute), func(s *Set) **Value[time.Duration] { return &s.TLS.HandshakeTimeout },
 			"STARTTLS command and TLS handshake (or the implicit-TLS handshake).", "", valueOpts{}, nil),
 		valueField("tls.timeouts.mta-sts", durationKind, expr.Recipient, constant(min5), func(s *Set) **Value[time.Duration] { return &s.TLS.MTASTSTimeout },
-			"HTTPS fetch of an MTA-STS policy.", "", valueOpts{extra: []string{"route", "route_type"}}, nil),
+			"HTTPS fetch of an MTA-STS policy.", "", valueOpts{extra: routeVars}, nil),
 		valueField("ip-strategy.lookup", lookupKind, expr.Host, constant(IPv4ThenIPv6), func(s *Set) **Value[Lookup] { return &s.IPStrategy.Lookup },
 			"Address families resolved for a host, in the order tried.", "ip-strategy:\n  lookup:\n    - if: mx endsWith \".google.com\"\n      then: ipv4_only\n    - else: ipv6_then_ipv4", valueOpts{}, nil),
 		valueField("ip-strategy.source-ips", ipListKind, expr.Host, constant[[]netip.Addr](nil), func(s *Set) **Value[[]netip.Addr] { return &s.IPStrategy.SourceIPs },
@@ -167,11 +167,11 @@ func buildFields() []Field {
 			"EHLO/LHLO name per connection; empty: hostname. May depend on local_ip to match each source address's PTR.",
 			"ip-strategy:\n  ehlo-hostname:\n    - if: local_ip == \"192.0.2.10\"\n      then: out1.example.org\n    - else: out2.example.org", valueOpts{}, nil),
 		valueField("limits.mx", intKind(1, 100), expr.Recipient, constant(5), func(s *Set) **Value[int] { return &s.Limits.MX },
-			"MX hosts tried per attempt.", "", valueOpts{}, nil),
+			"MX hosts tried per attempt. Evaluated per group, so route and route_type are available.", "", valueOpts{extra: routeVars}, nil),
 		valueField("limits.multihomed", intKind(1, 100), expr.Host, constant(2), func(s *Set) **Value[int] { return &s.Limits.Multihomed },
 			"Addresses tried per host.", "", valueOpts{}, nil),
 		valueField("limits.recipients", intKind(1, 100000), expr.Recipient, constant(100), func(s *Set) **Value[int] { return &s.Limits.Recipients },
-			"RCPT commands per transaction: larger groups are split. Evaluated for each group's first recipient.", "", valueOpts{}, nil),
+			"RCPT commands per transaction: larger groups are split. Evaluated per group (for its first recipient), so route and route_type are available.", "", valueOpts{extra: routeVars}, nil),
 		valueField("limits.messages-per-connection", intKind(1, 100000), expr.Host, constant(20), func(s *Set) **Value[int] { return &s.Limits.MessagesPerConnection },
 			"Transactions sent over one connection before it is closed.", "", valueOpts{}, nil),
 		timeoutField("connect", 5*time.Minute, func(s *Set) **Value[time.Duration] { return &s.Limits.Timeouts.Connect }),
@@ -206,6 +206,10 @@ func buildFields() []Field {
 		dnsField("dns.cache.negative-ttl", "duration", "5m", "How long NXDOMAIN/NODATA answers are cached (at most the SOA minimum)."),
 	}
 }
+
+// routeVars are the host-phase variables known to recipient-phase settings
+// evaluated after routing (per group of one domain and route).
+var routeVars = []string{"route", "route_type"}
 
 func timeoutField(name string, def time.Duration, get func(*Set) **Value[time.Duration]) Field {
 	return valueField("limits.timeouts."+name, durationKind, expr.Connection, constant(def), get,

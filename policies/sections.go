@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/postern-mta/postern/expr"
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 )
 
 // newDefaultSet returns a Set with every setting at its default (rule-list
@@ -371,8 +371,10 @@ func (d *decoder) secret(n *yaml.Node, setting string) Secret {
 				continue
 			}
 			sec = EnvSecret(v.Value)
-			if _, ok := os.LookupEnv(v.Value); !ok {
+			if val, ok := os.LookupEnv(v.Value); !ok {
 				d.warnf(v, setting+".env", "environment variable %s is not set here", v.Value)
+			} else if val == "" {
+				d.warnf(v, setting+".env", "environment variable %s is set but empty here", v.Value)
 			}
 		case "file":
 			if v.Kind != yaml.ScalarNode || v.Value == "" {
@@ -487,7 +489,7 @@ func decodeThrottles(d *decoder, s *Set, n *yaml.Node) {
 		default:
 			names[t.Name] = name.Line
 		}
-		if t.Concurrency == 0 && t.Rate.Count == 0 {
+		if seen := d.keysOf(item); !seen["concurrency"] && !seen["rate"] {
 			d.errorf(item, path, "a throttle needs concurrency, rate, or both")
 		}
 		t.Phase = expr.Recipient
@@ -497,7 +499,7 @@ func decodeThrottles(d *decoder, s *Set, n *yaml.Node) {
 			}
 		}
 		if match != nil {
-			spec := expr.Spec{Setting: path + ".match", Type: expr.Bool, Phase: t.Phase, Extra: []string{"route", "route_type"},
+			spec := expr.Spec{Setting: path + ".match", Type: expr.Bool, Phase: t.Phase, Extra: routeVars,
 				Why: "this throttle is checked per group before DNS because its key has only recipient-phase variables (add mx or remote_ip to key to check it per connection)"}
 			t.Match = d.compile(match, spec)
 		}
@@ -593,6 +595,10 @@ func (d *decoder) dnsSetting(s *Set, path string, n *yaml.Node) {
 			*dst = v
 		}
 	}
+	if d.dnsSeen == nil {
+		d.dnsSeen = map[string]*yaml.Node{}
+	}
+	d.dnsSeen[strings.TrimPrefix(path, "dns.")] = n
 	switch path {
 	case "dns.resolver":
 		if v, err := resolverKind.parse(n); err != nil {
@@ -600,7 +606,6 @@ func (d *decoder) dnsSetting(s *Set, path string, n *yaml.Node) {
 		} else {
 			c.Resolver = v
 		}
-		d.dnsResolverNode = n
 	case "dns.servers":
 		for i, srv := range d.stringList(n, path) {
 			if err := checkServer(srv); err != nil {
@@ -622,7 +627,6 @@ func (d *decoder) dnsSetting(s *Set, path string, n *yaml.Node) {
 			return // not set
 		}
 		c.ZoneFile = d.path(n.Value)
-		d.zoneFileNode = n
 	case "dns.secure":
 		boolean(&c.Secure)
 	case "dns.timeout":
@@ -651,7 +655,7 @@ func (d *decoder) dnsSetting(s *Set, path string, n *yaml.Node) {
 // checkDNS validates the dns: block as a whole.
 func (d *decoder) checkDNS(s *Set, root *yaml.Node) {
 	c := &s.DNS
-	at := d.dnsResolverNode
+	at := d.dnsSeen["resolver"]
 	if at == nil {
 		at = root
 	}
@@ -664,11 +668,22 @@ func (d *decoder) checkDNS(s *Set, root *yaml.Node) {
 		if c.ZoneFile == "" {
 			d.errorf(at, "dns.zone-file", "missing: resolver: static answers from a zone file: add zone-file: PATH")
 		} else if _, err := os.Stat(c.ZoneFile); err != nil {
-			d.errorf(d.zoneFileNode, "dns.zone-file", "cannot read the zone file: %v", err)
+			d.errorf(d.dnsSeen["zone-file"], "dns.zone-file", "cannot read the zone file: %v", err)
 		}
 	}
+	if c.Resolver != "static" {
+		if n := d.dnsSeen["zone-file"]; n != nil && c.ZoneFile != "" {
+			d.warnf(n, "dns.zone-file", "only used with resolver: static (the resolver is %s)", c.Resolver)
+		}
+		if n := d.dnsSeen["secure"]; n != nil && c.Secure {
+			d.warnf(n, "dns.secure", "only used with resolver: static (the resolver is %s)", c.Resolver)
+		}
+	}
+	if n := d.dnsSeen["servers"]; n != nil && c.Resolver != "custom" && len(c.Servers) > 0 {
+		d.warnf(n, "dns.servers", "only used with resolver: custom (the resolver is %s)", c.Resolver)
+	}
 	if c.Cache.MinTTL > c.Cache.MaxTTL {
-		d.errorf(at, "dns.cache.min-ttl", "min-ttl (%s) is larger than max-ttl (%s)", c.Cache.MinTTL, c.Cache.MaxTTL)
+		d.errorf(at, "dns.cache.min-ttl", "min-ttl (%s) is larger than max-ttl (%s)", FormatDuration(c.Cache.MinTTL), FormatDuration(c.Cache.MaxTTL))
 	}
 }
 
@@ -724,4 +739,15 @@ func dnsNode(s *Set, path string) *yaml.Node {
 		return durationKind.format(c.Cache.NegativeTTL)
 	}
 	return scalar("")
+}
+
+// keysOf returns the keys of mapping n.
+func (d *decoder) keysOf(n *yaml.Node) map[string]bool {
+	keys := map[string]bool{}
+	if n.Kind == yaml.MappingNode {
+		for i := 0; i < len(n.Content); i += 2 {
+			keys[n.Content[i].Value] = true
+		}
+	}
+	return keys
 }

@@ -123,31 +123,19 @@ func ParseDuration(s string) (time.Duration, error) {
 }
 
 // FormatDuration writes d the way policies write it: whole days as "Nd",
-// otherwise Go's format ("5m0s").
+// otherwise Go's format without zero tails ("5m", "1h30m", "90ms").
 func FormatDuration(d time.Duration) string {
 	if d > 0 && d%(24*time.Hour) == 0 {
 		return fmt.Sprintf("%dd", d/(24*time.Hour))
 	}
-	return d.String()
-}
-
-// ParseSize parses a byte count with an optional suffix: B, KB, MB, GB
-// (powers of 1000) or KiB, MiB, GiB (powers of 1024).
-func ParseSize(s string) (int64, error) {
-	t := strings.TrimSpace(s)
-	i := len(t)
-	for i > 0 && (t[i-1] < '0' || t[i-1] > '9') {
-		i--
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
 	}
-	n, err := strconv.ParseInt(strings.TrimSpace(t[:i]), 10, 64)
-	if err != nil || n < 0 {
-		return 0, fmt.Errorf("%q is not a size: write bytes, or a number with KB, MB, GB, KiB, MiB or GiB", s)
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
 	}
-	mult := map[string]int64{"": 1, "b": 1, "kb": 1e3, "mb": 1e6, "gb": 1e9, "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30}[strings.ToLower(strings.TrimSpace(t[i:]))]
-	if mult == 0 {
-		return 0, fmt.Errorf("%q is not a size: unknown unit %q (use KB, MB, GB, KiB, MiB or GiB)", s, t[i:])
-	}
-	return n * mult, nil
+	return s
 }
 
 // parseIP parses an IP address in any standard form and returns it

@@ -6,7 +6,7 @@ import (
 	"strings"
 
 	"github.com/postern-mta/postern/expr"
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 )
 
 // kind describes the type of a setting: how to read a literal, which
@@ -110,10 +110,14 @@ func (v *Value[T]) Literal() (T, bool) {
 func (v *Value[T]) Eval(m *expr.VM, env *expr.Env, tr *Trace) (T, error) {
 	switch v.form {
 	case formDefault:
-		tr.add(TraceEntry{Setting: v.setting, Phase: v.phase.String(), Kind: KindDefault, Value: v.k.text(v.def)})
+		if tr != nil {
+			tr.add(TraceEntry{Setting: v.setting, Phase: v.phase.String(), Kind: KindDefault, Value: v.k.text(v.def)})
+		}
 		return v.def, nil
 	case formLiteral:
-		tr.add(TraceEntry{Setting: v.setting, Phase: v.phase.String(), Kind: KindLiteral, At: v.at.String(), Value: v.k.text(v.lit)})
+		if tr != nil {
+			tr.add(TraceEntry{Setting: v.setting, Phase: v.phase.String(), Kind: KindLiteral, At: v.at.String(), Value: v.k.text(v.lit)})
+		}
 		return v.lit, nil
 	case formExpr:
 		val, err := v.branch(m, env, v.els)
@@ -131,13 +135,17 @@ func (v *Value[T]) Eval(m *expr.VM, env *expr.Env, tr *Trace) (T, error) {
 		r := &v.rules[i]
 		ok, err := r.cond.Bool(m, env)
 		if err != nil {
-			tr.add(TraceEntry{Setting: v.setting, Phase: v.phase.String(), Kind: KindRule, Rule: i + 1,
-				At: r.at.String(), If: r.cond.Source(), Error: err.Error(), Value: v.k.text(v.onError)})
+			if tr != nil {
+				tr.add(TraceEntry{Setting: v.setting, Phase: v.phase.String(), Kind: KindRule, Rule: i + 1,
+					At: r.at.String(), If: r.cond.Source(), Error: err.Error(), Value: v.k.text(v.onError)})
+			}
 			return v.onError, err
 		}
 		if !ok {
-			tr.add(TraceEntry{Setting: v.setting, Phase: v.phase.String(), Kind: KindRule, Rule: i + 1,
-				At: r.at.String(), If: r.cond.Source()})
+			if tr != nil {
+				tr.add(TraceEntry{Setting: v.setting, Phase: v.phase.String(), Kind: KindRule, Rule: i + 1,
+					At: r.at.String(), If: r.cond.Source()})
+			}
 			continue
 		}
 		val, err := v.branch(m, env, &r.then)
@@ -155,8 +163,10 @@ func (v *Value[T]) Eval(m *expr.VM, env *expr.Env, tr *Trace) (T, error) {
 		return val, err
 	}
 	if v.els == nil {
-		tr.add(TraceEntry{Setting: v.setting, Phase: v.phase.String(), Kind: KindDefault, Rule: len(v.rules) + 1,
-			Value: v.k.text(v.def)})
+		if tr != nil {
+			tr.add(TraceEntry{Setting: v.setting, Phase: v.phase.String(), Kind: KindDefault, Rule: len(v.rules) + 1,
+				Value: v.k.text(v.def)})
+		}
 		return v.def, nil
 	}
 	val, err := v.branch(m, env, v.els)
