@@ -53,6 +53,31 @@
 // wire can be read as an end of data by a different parser (SMTP
 // smuggling).
 //
+// # Failures and classes
+//
+// Each failed result carries an *Error whose Class is the last_error word of
+// the next attempt:
+//
+//	connection        TCP connect failed or timed out (451 4.4.1)
+//	io                connection lost, a phase timed out, the context ended,
+//	                  or a panic was recovered (451 4.4.2 / 4.3.0)
+//	unexpected-reply  a 4xx/5xx reply (its code), a reply that is not SMTP
+//	                  (451 4.5.0), or a limit the server announced (SIZE:
+//	                  552 5.3.4, SMTPUTF8: 553 5.6.7)
+//	tls               STARTTLS missing (530 5.7.10) or refused under strict
+//	                  TLS, handshake or PKIX failure (454 4.7.5), plaintext
+//	                  AUTH refused (454 4.7.10), REQUIRETLS impossible
+//	                  (550 5.7.30)
+//	dane, mta-sts     certificate refused by the Verifier, or PKIX failure
+//	                  under MTA-STS enforce
+//	dns               no address (550 5.4.4), no host, or a PrepareHost error
+//
+// Failures before MAIL FROM decide where to go next: a connection failure
+// (refused, connect timeout, connection lost or timed out after the
+// greeting) moves to the next address of the same host; a failed greeting
+// (delivery.md step 7) and anything the host itself answered (EHLO, TLS,
+// AUTH, SIZE/SMTPUTF8/REQUIRETLS) move to the next host.
+//
 // Connections are reused for up to [Plan.MessagesPerConnection]
 // transactions and [Client.IdleTimeout], with RSET between transactions,
 // when they lead to the same address from the same source with the same TLS

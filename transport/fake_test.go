@@ -973,3 +973,46 @@ func TestSourceIPSpread(t *testing.T) {
 		t.Errorf("source %v", res[0].Source)
 	}
 }
+
+func TestHandshakeTimeout(t *testing.T) {
+	ca := smtpbed.NewCA(t)
+	tcfg := &tls.Config{Certificates: []tls.Certificate{ca.Issue(t, "mx.example.test").Cert}}
+	t.Run("require", func(t *testing.T) {
+		s := newFakeServer(t, script{tls: tcfg, tlsHang: true})
+		p := with(planFor(s.Addr), requireTLS)
+		p.Timeouts = shortTimeouts
+		start := time.Now()
+		res := deliver(t, newClient(t, ca.Pool), p, newMsg(body, "b@example.test"))
+		wantAll(t, res, transport.StatusTemporary, transport.ClassTLS)
+		if el := time.Since(start); el > time.Second || !strings.Contains(res[0].Text, "timeout") {
+			t.Errorf("took %v: %s", el, dump(res))
+		}
+		if contains(s.Wire(), marker) {
+			t.Error("plaintext")
+		}
+	})
+	t.Run("optional: plaintext after reconnecting", func(t *testing.T) {
+		s := newFakeServer(t, script{tls: tcfg, firstConn: &script{tls: tcfg, tlsHang: true}})
+		p := planFor(s.Addr)
+		p.Timeouts = shortTimeouts
+		res := deliver(t, newClient(t, ca.Pool), p, newMsg(body, "b@example.test"))
+		wantAll(t, res, transport.StatusDelivered, transport.ClassNone)
+		if s.Conns() != 2 || len(res[0].Warnings) != 1 || res[0].TLS.Enabled() {
+			t.Errorf("%d conns%s", s.Conns(), dump(res))
+		}
+	})
+}
+
+func TestVerifierPanic(t *testing.T) {
+	ca := smtpbed.NewCA(t)
+	tcfg := &tls.Config{Certificates: []tls.Certificate{ca.Issue(t, "mx.example.test").Cert}}
+	s := newFakeServer(t, script{tls: tcfg})
+	p := with(planFor(s.Addr), func(h *transport.Host) {
+		h.Verifier = transport.VerifierFunc(func(tls.ConnectionState) error { panic("verifier bug") })
+	})
+	res := deliver(t, newClient(t, ca.Pool), p, newMsg(body, "a@example.test", "b@example.test"))
+	wantAll(t, res, transport.StatusTemporary, transport.ClassIO)
+	if len(s.Messages()) != 0 {
+		t.Error("delivered")
+	}
+}

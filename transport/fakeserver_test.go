@@ -53,6 +53,7 @@ type script struct {
 	// tlsGarbage answers STARTTLS with 220 and then sends garbage instead
 	// of a TLS handshake, so the client's handshake fails.
 	tlsGarbage bool
+	tlsHang    bool // answer STARTTLS with 220, then never speak TLS
 	noRecord   bool // do not record wire bytes and messages (benchmarks)
 	// firstConn applies only to the first connection; later ones use the
 	// rest of the script (e.g. a handshake that fails only once).
@@ -260,6 +261,10 @@ func (s *fakeServer) serve(nc net.Conn, sc script, connNo int) {
 		case "STARTTLS":
 			r := get("STARTTLS", "220 2.0.0 go ahead")
 			send(r)
+			if sc.tlsHang {
+				hang()
+				return
+			}
 			if sc.tlsGarbage {
 				// Wait for the ClientHello, then answer with garbage.
 				_, _ = br.Read(make([]byte, 1))

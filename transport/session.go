@@ -277,6 +277,14 @@ func (c *Client) open(ctx context.Context, p *connParams) (*session, *failure) {
 	}
 	s.bind(ctx)
 	c.debug("connected", "host", h.Name, "remote", p.remote, "local", s.local)
+	defer func() {
+		// A panic (in a Verifier, say) must not leak the connection;
+		// Deliver turns the panic itself into results.
+		if v := recover(); v != nil {
+			s.close()
+			panic(v)
+		}
+	}()
 
 	fail := func(f *failure) (*session, *failure) {
 		s.close()
