@@ -278,7 +278,7 @@ func (d *delivery) tryAddress(ctx context.Context, h *Host, addr netip.Addr) (do
 					// delivery.md step 7: optional STARTTLS whose
 					// handshake failed: once more, in plaintext.
 					p.noTLS = true
-					extra = append(extra, Warning{ClassTLS, f.err.Message + "; delivered in plaintext after reconnecting"})
+					extra = append(extra, Warning{ClassTLS, f.err.Message + "; delivered in plaintext after reconnecting", f.err.TLSResult})
 					continue
 				}
 				return false, f

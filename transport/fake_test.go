@@ -254,6 +254,9 @@ func TestStartTLSStrictNeverPlaintext(t *testing.T) {
 			if res[0].Enhanced.String() != tt.enh {
 				t.Errorf("enhanced %s, want %s%s", res[0].Enhanced, tt.enh, dump(res))
 			}
+			if tt.enh == "5.7.10" && res[0].Err.TLSResult != transport.TLSResultStartTLSNotSupported {
+				t.Errorf("TLS-RPT result type %q", res[0].Err.TLSResult)
+			}
 			for i, srv := range []*fakeServer{s, s2} {
 				w := srv.Wire()
 				if contains(w, marker) || contains(w, "MAIL FROM") || contains(w, "RCPT TO") {
@@ -323,7 +326,8 @@ func TestStartTLSOptional(t *testing.T) {
 		res := deliver(t, c, planFor(s.Addr), newMsg(body, "b@example.test"))
 		wantAll(t, res, transport.StatusDelivered, transport.ClassNone)
 		r := res[0]
-		if !r.TLS.Enabled() || r.TLS.Verified != transport.VerifiedNone || len(r.Warnings) != 1 || !strings.Contains(r.Warnings[0].Text, "not verified") {
+		if !r.TLS.Enabled() || r.TLS.Verified != transport.VerifiedNone || len(r.Warnings) != 1 || !strings.Contains(r.Warnings[0].Text, "not verified") ||
+			r.Warnings[0].TLSResult != transport.TLSResultHostMismatch {
 			t.Errorf("tls %v warnings %v", r.TLS, r.Warnings)
 		}
 		if contains(s.Wire(), marker) {
@@ -352,24 +356,26 @@ func TestCertificateChecks(t *testing.T) {
 		}
 		return nil
 	})
-	reject := transport.VerifierFunc(func(tls.ConnectionState) error { return errors.New("no matching TLSA record") })
+	expired := &tls.Config{Certificates: []tls.Certificate{ca.IssueValid(t, time.Now().Add(-48*time.Hour), time.Now().Add(-24*time.Hour), "mx.example.test").Cert}}
+	reject := transport.VerifierFunc(func(tls.ConnectionState) error { return tlsaError{} })
 	tests := []struct {
-		name     string
-		srv      *tls.Config
-		mod      func(*transport.Host)
-		st       transport.Status
-		class    transport.Class
-		verified transport.Verification
+		name      string
+		srv       *tls.Config
+		mod       func(*transport.Host)
+		st        transport.Status
+		class     transport.Class
+		verified  transport.Verification // when delivered
+		tlsResult string                 // when failed
 	}{
-		{"require ok", good, requireTLS, transport.StatusDelivered, transport.ClassNone, transport.VerifiedPKIX},
-		{"require wrong name", wrongName, requireTLS, transport.StatusTemporary, transport.ClassTLS, ""},
-		{"require unknown CA", unknownCA, requireTLS, transport.StatusTemporary, transport.ClassTLS, ""},
-		{"require wrong name, allow-invalid-certs", wrongName, func(h *transport.Host) { requireTLS(h); allowInvalid(h) }, transport.StatusDelivered, transport.ClassNone, transport.VerifiedNone},
-		{"MTA-STS enforce ok", good, func(h *transport.Host) { h.MTASTSEnforce = true }, transport.StatusDelivered, transport.ClassNone, transport.VerifiedMTASTS},
-		{"MTA-STS enforce overrides allow-invalid-certs", wrongName, func(h *transport.Host) { h.MTASTSEnforce = true; allowInvalid(h) }, transport.StatusTemporary, transport.ClassMTASTS, ""},
-		{"DANE verifier accepts unknown CA", unknownCA, func(h *transport.Host) { h.Verifier = accept }, transport.StatusDelivered, transport.ClassNone, transport.VerifiedDANE},
-		{"DANE verifier rejects", good, func(h *transport.Host) { h.Verifier = reject; allowInvalid(h) }, transport.StatusTemporary, transport.ClassDANE, ""},
-		{"min version above server", good, func(h *transport.Host) { requireTLS(h) }, transport.StatusDelivered, transport.ClassNone, transport.VerifiedPKIX},
+		{"require ok", good, requireTLS, transport.StatusDelivered, transport.ClassNone, transport.VerifiedPKIX, ""},
+		{"require wrong name", wrongName, requireTLS, transport.StatusTemporary, transport.ClassTLS, "", "certificate-host-mismatch"},
+		{"require unknown CA", unknownCA, requireTLS, transport.StatusTemporary, transport.ClassTLS, "", "certificate-not-trusted"},
+		{"require expired", expired, requireTLS, transport.StatusTemporary, transport.ClassTLS, "", "certificate-expired"},
+		{"require wrong name, allow-invalid-certs", wrongName, func(h *transport.Host) { requireTLS(h); allowInvalid(h) }, transport.StatusDelivered, transport.ClassNone, transport.VerifiedNone, ""},
+		{"MTA-STS enforce ok", good, func(h *transport.Host) { h.MTASTSEnforce = true }, transport.StatusDelivered, transport.ClassNone, transport.VerifiedMTASTS, ""},
+		{"MTA-STS enforce overrides allow-invalid-certs", wrongName, func(h *transport.Host) { h.MTASTSEnforce = true; allowInvalid(h) }, transport.StatusTemporary, transport.ClassMTASTS, "", "certificate-host-mismatch"},
+		{"DANE verifier accepts unknown CA", unknownCA, func(h *transport.Host) { h.Verifier = accept }, transport.StatusDelivered, transport.ClassNone, transport.VerifiedDANE, ""},
+		{"DANE verifier rejects", good, func(h *transport.Host) { h.Verifier = reject; allowInvalid(h) }, transport.StatusTemporary, transport.ClassDANE, "", "tlsa-invalid"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -385,6 +391,9 @@ func TestCertificateChecks(t *testing.T) {
 			if len(s.Messages()) != 0 || contains(s.Wire(), marker) {
 				t.Error("message delivered")
 			}
+			if res[0].Err.TLSResult != tt.tlsResult {
+				t.Errorf("TLS-RPT result type %q, want %q", res[0].Err.TLSResult, tt.tlsResult)
+			}
 		})
 	}
 	t.Run("min version", func(t *testing.T) {
@@ -395,6 +404,12 @@ func TestCertificateChecks(t *testing.T) {
 		wantAll(t, res, transport.StatusTemporary, transport.ClassTLS)
 	})
 }
+
+// tlsaError is what a DANE Verifier might return.
+type tlsaError struct{}
+
+func (tlsaError) Error() string         { return "no matching TLSA record" }
+func (tlsaError) TLSResultType() string { return "tlsa-invalid" }
 
 func TestRequireTLSMessage(t *testing.T) {
 	ca := smtpbed.NewCA(t)

@@ -94,9 +94,33 @@ type Error struct {
 	// Host and Address say where the failure happened, when known.
 	Host    string
 	Address netip.AddrPort
+	// TLSResult is the RFC 8460 (TLS-RPT) result type of a TLS failure:
+	// "starttls-not-supported", "certificate-host-mismatch",
+	// "certificate-expired", "certificate-not-trusted" or
+	// "validation-failure" (or what a Verifier's error reports, see
+	// [TLSResultTyper]); empty for other failures. The engine adds the policy
+	// type and domain to build the report record.
+	TLSResult string
 	// Err is the underlying error (a net.Error, a TLS error, ...), if any.
 	Err error
 }
+
+// TLSResultTyper may be implemented by the errors a [Verifier] returns, to
+// give the RFC 8460 result type of the failure (e.g. "tlsa-invalid",
+// "dane-required"); without it, a Verifier failure is
+// "validation-failure".
+type TLSResultTyper interface {
+	TLSResultType() string
+}
+
+// RFC 8460 section 4.3 result types set by the transport.
+const (
+	TLSResultStartTLSNotSupported = "starttls-not-supported"
+	TLSResultHostMismatch         = "certificate-host-mismatch"
+	TLSResultExpired              = "certificate-expired"
+	TLSResultNotTrusted           = "certificate-not-trusted"
+	TLSResultValidationFailure    = "validation-failure"
+)
 
 // Error returns "phase: code enhanced message (host address): cause", leaving
 // out what is unknown.
@@ -179,6 +203,9 @@ func (t TLSInfo) String() string {
 type Warning struct {
 	Class Class
 	Text  string
+	// TLSResult is the RFC 8460 result type of a TLS problem, as in
+	// [Error.TLSResult].
+	TLSResult string
 }
 
 // String returns "class: text".

@@ -315,8 +315,9 @@ func (c *Client) open(ctx context.Context, p *connParams) (*session, *failure) {
 	if !h.ImplicitTLS && !p.noTLS && (p.strict || h.StartTLS != StartTLSDisable) {
 		if !s.ext.has("STARTTLS") {
 			if p.strict {
-				return fail(&failure{err: localError(530, EnhancedCode{5, 7, 10}, ClassTLS, "EHLO",
-					"TLS is required but the server does not offer STARTTLS").at(h.Name, p.remote), nextHost: true})
+				e := localError(530, EnhancedCode{5, 7, 10}, ClassTLS, "EHLO", "TLS is required but the server does not offer STARTTLS")
+				e.TLSResult = TLSResultStartTLSNotSupported
+				return fail(&failure{err: e.at(h.Name, p.remote), nextHost: true})
 			}
 		} else {
 			r, err := s.cmd(p.to.TLSHandshake, "STARTTLS")
@@ -326,9 +327,10 @@ func (c *Client) open(ctx context.Context, p *connParams) (*session, *failure) {
 			case r.Code != 220:
 				if p.strict {
 					e := s.replyError("STARTTLS", r, ClassTLS)
+					e.TLSResult = TLSResultStartTLSNotSupported
 					return fail(&failure{err: e, nextHost: true})
 				}
-				s.warnings = append(s.warnings, Warning{ClassTLS, "STARTTLS refused (" + r.String() + "); delivered in plaintext"})
+				s.warnings = append(s.warnings, Warning{ClassTLS, "STARTTLS refused (" + r.String() + "); delivered in plaintext", TLSResultStartTLSNotSupported})
 			case s.br.Buffered() > 0:
 				// Bytes after the 220 were sent before TLS and must not
 				// be read as if they came through it (CVE-2011-0411
@@ -371,8 +373,9 @@ func (c *Client) hello(s *session, p *connParams) *failure {
 	}
 	if p.strict && !s.tls.Enabled() && r.Code >= 500 {
 		// No EHLO, no STARTTLS: and HELO cannot help.
-		return &failure{err: localError(530, EnhancedCode{5, 7, 10}, ClassTLS, verb,
-			"TLS is required but the server refused "+verb+" ("+r.String()+")").at(s.host, s.remote), nextHost: true}
+		e := localError(530, EnhancedCode{5, 7, 10}, ClassTLS, verb, "TLS is required but the server refused "+verb+" ("+r.String()+")")
+		e.TLSResult = TLSResultStartTLSNotSupported
+		return &failure{err: e.at(s.host, s.remote), nextHost: true}
 	}
 	if r.Code < 500 || s.proto == LMTP || p.strict || s.tls.Enabled() {
 		return &failure{err: s.replyError(verb, r, ClassUnexpectedReply), nextHost: true}
@@ -407,7 +410,7 @@ func (e *verifyError) Unwrap() error { return e.err }
 func (c *Client) handshake(s *session, p *connParams) *failure {
 	h := p.host
 	verified := VerifiedNone
-	var warn string
+	var warn, warnType string
 	cfg := &tls.Config{
 		ServerName:         h.Name,
 		MinVersion:         h.MinTLSVersion,
@@ -440,6 +443,7 @@ func (c *Client) handshake(s *session, p *connParams) *failure {
 				// session is still better than the plaintext we would
 				// otherwise fall back to, so keep it and say so.
 				warn = "certificate not verified (" + err.Error() + "); delivered over unauthenticated TLS"
+				warnType = tlsResultType(err)
 			}
 			return nil
 		},
@@ -452,10 +456,12 @@ func (c *Client) handshake(s *session, p *connParams) *failure {
 		if errors.As(err, &ve) {
 			e.Class = ve.class
 			e.Message = "certificate verification failed: " + ve.err.Error()
+			e.TLSResult = tlsResultType(ve.err)
 		} else if s.ctx.Err() != nil {
 			e = s.errorFor("TLS handshake", err)
 		} else {
 			e.Message = "TLS handshake failed: " + err.Error()
+			e.TLSResult = TLSResultValidationFailure
 		}
 		return &failure{err: e, nextHost: true, retryPlain: !p.strict && s.ctx.Err() == nil}
 	}
@@ -465,10 +471,29 @@ func (c *Client) handshake(s *session, p *connParams) *failure {
 	s.nc = tc
 	s.tls = TLSInfo{Version: cs.Version, CipherSuite: cs.CipherSuite, Verified: verified, ServerName: h.Name}
 	if warn != "" {
-		s.warnings = append(s.warnings, Warning{ClassTLS, warn})
+		s.warnings = append(s.warnings, Warning{ClassTLS, warn, warnType})
 	}
 	c.debug("tls", "host", h.Name, "remote", p.remote, "tls", s.tls.String())
 	return nil
+}
+
+// tlsResultType maps a certificate error to its RFC 8460 result type.
+func tlsResultType(err error) string {
+	var typer TLSResultTyper
+	var host x509.HostnameError
+	var inv x509.CertificateInvalidError
+	var unk x509.UnknownAuthorityError
+	switch {
+	case errors.As(err, &typer):
+		return typer.TLSResultType()
+	case errors.As(err, &host):
+		return TLSResultHostMismatch
+	case errors.As(err, &inv) && inv.Reason == x509.Expired:
+		return TLSResultExpired
+	case errors.As(err, &unk):
+		return TLSResultNotTrusted
+	}
+	return TLSResultValidationFailure
 }
 
 // verifyPKIX checks the chain against roots (nil: the system pool) and name.

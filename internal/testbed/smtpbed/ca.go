@@ -68,8 +68,16 @@ func NewCA(t testing.TB) *CA {
 	return ca
 }
 
-// Issue makes a server certificate for names (DNS names or IP literals).
+// Issue makes a server certificate for names (DNS names or IP literals),
+// valid from an hour ago for a day.
 func (ca *CA) Issue(t testing.TB, names ...string) *Leaf {
+	t.Helper()
+	return ca.IssueValid(t, time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour), names...)
+}
+
+// IssueValid is [CA.Issue] with a chosen validity period (to make expired
+// certificates).
+func (ca *CA) IssueValid(t testing.TB, notBefore, notAfter time.Time, names ...string) *Leaf {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -78,8 +86,8 @@ func (ca *CA) Issue(t testing.TB, names ...string) *Leaf {
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(serial.Add(1)),
 		Subject:      pkix.Name{CommonName: names[0]},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
+		NotBefore:    notBefore,
+		NotAfter:     notAfter,
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}
