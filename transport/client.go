@@ -261,15 +261,16 @@ func (d *delivery) tryAddress(ctx context.Context, h *Host, addr netip.Addr) (do
 	for {
 		s := d.c.pool.get(p.key)
 		if s != nil {
+			d.current = s // closed by Deliver's recover on a panic
 			s.bind(ctx)
 			r, err := s.cmd(s.to.EHLO, "RSET")
 			if err != nil || r.Code != 250 {
 				// Gone stale while idle: not a delivery failure.
 				s.close()
+				d.current = nil
 				continue
 			}
-			c := d.c
-			c.debug("reusing connection", "host", h.Name, "remote", remote, "uses", s.uses)
+			d.c.debug("reusing connection", "host", h.Name, "remote", remote, "uses", s.uses)
 		} else {
 			var f *failure
 			s, f = d.c.open(ctx, p)

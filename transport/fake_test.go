@@ -770,6 +770,19 @@ func TestConnectionReuse(t *testing.T) {
 		t.Errorf("%d RSETs, want 4", n)
 	}
 
+	t.Run("after Close: still delivers, pools nothing", func(t *testing.T) {
+		s := newFakeServer(t, script{})
+		c := &transport.Client{}
+		p := planFor(s.Addr)
+		p.MessagesPerConnection = 10
+		deliver(t, c, p, newMsg(body, "b@example.test"))
+		_ = c.Close()
+		deliver(t, c, p, newMsg(body, "b@example.test"))
+		deliver(t, c, p, newMsg(body, "b@example.test"))
+		if s.Conns() != 3 || len(s.Messages()) != 3 {
+			t.Errorf("%d conns, %d messages", s.Conns(), len(s.Messages()))
+		}
+	})
 	t.Run("different EHLO name or source: new connection", func(t *testing.T) {
 		s := newFakeServer(t, script{})
 		p := planFor(s.Addr)
