@@ -200,10 +200,10 @@ func buildFields() []Field {
 		dnsField("dns.tcp-on-error", "bool", "true", "Retry over TCP on truncation or a UDP error."),
 		dnsField("dns.edns", "bool", "true", "Send EDNS0 (1232-byte buffer)."),
 		dnsField("dns.dnssec", "bool", "true", "Set the DO bit; the AD bit is trusted only from loopback or TLS upstreams."),
-		dnsField("dns.cache.size", "integer, 0 to 10000000", "10000", "Cache entries (LRU); 0 disables the cache."),
+		dnsField("dns.cache.size", "integer, 1 to 10000000", "10000", "Cache entries (LRU)."),
 		dnsField("dns.cache.min-ttl", "duration", "0s", "Lower clamp of cached TTLs."),
 		dnsField("dns.cache.max-ttl", "duration", "1d", "Upper clamp of cached TTLs."),
-		dnsField("dns.cache.negative-ttl", "duration", "5m", "How long NXDOMAIN/NODATA answers are cached (at most the SOA minimum)."),
+		dnsField("dns.cache.negative-ttl", "duration", "5m", "How long NXDOMAIN/NODATA answers are cached (at most the SOA minimum); 0s: not cached."),
 	}
 }
 

@@ -642,7 +642,7 @@ func (d *decoder) dnsSetting(s *Set, path string, n *yaml.Node) {
 	case "dns.dnssec":
 		boolean(&c.DNSSEC)
 	case "dns.cache.size":
-		integer(&c.Cache.Size, 0, 10000000)
+		integer(&c.Cache.Size, 1, 10000000)
 	case "dns.cache.min-ttl":
 		dur(&c.Cache.MinTTL)
 	case "dns.cache.max-ttl":

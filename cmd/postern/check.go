@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -42,15 +41,7 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 	}
 	set, err := policies.LoadFile(*file, policies.Options{})
 	if err != nil {
-		var list policies.ErrorList
-		if errors.As(err, &list) {
-			for _, e := range list {
-				fmt.Fprintln(stderr, e)
-			}
-			fmt.Fprintf(stderr, "%s: %d %s\n", *file, len(list), plural(len(list), "error", "errors"))
-		} else {
-			fmt.Fprintf(stderr, "postern check: %v\n", err)
-		}
+		printLoadError(stderr, *file, err)
 		return exitFailed
 	}
 	for _, w := range set.Warnings {

@@ -1,6 +1,7 @@
 // Command postern checks, dry-runs and applies outbound mail policies.
 //
 //	postern check   -c POLICY [--print-defaults]
+//	postern dry-run -c POLICY --from ADDR --to ADDR ... [--var NAME=VALUE] [--format text|json]
 //	postern version
 //
 // Exit status: 0 when the command did its job, 1 when the policy does not
@@ -33,6 +34,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "check":
 		return cmdCheck(args[1:], stdout, stderr)
+	case "dry-run":
+		return cmdDryRun(args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		return cmdVersion(stdout)
 	case "help", "-h", "--help":
@@ -49,6 +52,7 @@ func usage(w io.Writer) {
 
 commands:
   check -c POLICY [--print-defaults]   load, type-check and lint a policy
+  dry-run -c POLICY --from A --to B    show what the policy decides for a message, and why
   version                              version, Go version, module versions
 
 Run "postern COMMAND -h" for the flags of a command.

@@ -1,0 +1,227 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/postern-mta/postern/engine"
+	"github.com/postern-mta/postern/expr"
+	"github.com/postern-mta/postern/policies"
+)
+
+// listFlag collects a repeatable flag.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
+
+// lastErrors are the words last_error takes.
+var lastErrors = []string{"none", "dns", "connection", "tls", "dane", "mta-sts", "unexpected-reply", "rate", "concurrency", "io", engine.ClassPolicy}
+
+// messageFlags are the flags dry-run and send share.
+type messageFlags struct {
+	policy string
+	from   string
+	to     listFlag
+	vars   listFlag
+	meta   listFlag
+	size   int
+	format string
+}
+
+func (m *messageFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&m.policy, "c", "", "policy `file`")
+	fs.StringVar(&m.from, "from", "", "envelope sender `address` (\"\" or <> for the null sender)")
+	fs.Var(&m.to, "to", "recipient `address` (repeat for several)")
+	fs.Var(&m.vars, "var", "set a recipient-phase variable: `NAME=VALUE` (repeatable), e.g. --var retry_num=2 --var last_error=tls")
+	fs.Var(&m.meta, "meta", "set meta[K]: `K=V` (repeatable)")
+	fs.IntVar(&m.size, "size", 0, "message size in `bytes`")
+	fs.StringVar(&m.format, "format", "text", "output `format`: text or json")
+}
+
+// message builds the engine message from the flags.
+func (m *messageFlags) message() (engine.Message, error) {
+	msg := engine.Message{From: m.from, To: m.to, Size: m.size}
+	if msg.From == "<>" {
+		msg.From = ""
+	}
+	if m.policy == "" {
+		return msg, errors.New("-c POLICY is required")
+	}
+	if len(m.to) == 0 {
+		return msg, errors.New("at least one --to is required")
+	}
+	if m.format != "text" && m.format != "json" {
+		return msg, fmt.Errorf("--format %q: use text or json", m.format)
+	}
+	for _, kv := range m.meta {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return msg, fmt.Errorf("--meta %q: write K=V", kv)
+		}
+		if msg.Meta == nil {
+			msg.Meta = map[string]string{}
+		}
+		msg.Meta[k] = v
+	}
+	for _, kv := range m.vars {
+		name, value, ok := strings.Cut(kv, "=")
+		if !ok {
+			return msg, fmt.Errorf("--var %q: write NAME=VALUE", kv)
+		}
+		if err := setVar(&msg, name, value); err != nil {
+			return msg, fmt.Errorf("--var %s: %w", name, err)
+		}
+	}
+	return msg, nil
+}
+
+// setVar sets a recipient-phase variable on msg.
+func setVar(msg *engine.Message, name, value string) error {
+	num := func(dst *int) error {
+		n, err := strconv.Atoi(value)
+		if err != nil {
+			return fmt.Errorf("%q is not an integer", value)
+		}
+		*dst = n
+		return nil
+	}
+	switch name {
+	case "size":
+		return num(&msg.Size)
+	case "priority":
+		return num(&msg.Priority)
+	case "retry_num":
+		return num(&msg.RetryNum)
+	case "notify_num":
+		return num(&msg.NotifyNum)
+	case "expires_in":
+		return num(&msg.ExpiresIn)
+	case "queue_age":
+		return num(&msg.QueueAge)
+	case "received_via_port":
+		return num(&msg.ReceivedViaPort)
+	case "last_error":
+		if !slices.Contains(lastErrors, value) {
+			return fmt.Errorf("%q is not one of %s", value, strings.Join(lastErrors, ", "))
+		}
+		msg.LastError = value
+	case "last_status":
+		msg.LastStatus = value
+	case "queue_name":
+		msg.QueueName = value
+	case "source":
+		msg.Source = value
+	case "received_from_ip":
+		msg.ReceivedFromIP = value
+	case "authenticated_as":
+		msg.AuthenticatedAs = value
+	case "sender", "sender_domain":
+		return errors.New("use --from to set the sender")
+	case "rcpt", "rcpt_domain", "recipients":
+		return errors.New("use --to to set the recipients")
+	case "meta":
+		return errors.New("use --meta K=V")
+	default:
+		if v, ok := expr.LookupVariable(name); ok {
+			return fmt.Errorf("%s is a %s-phase variable: the dry-run computes it for each host or address", name, v.Phase)
+		}
+		return fmt.Errorf("unknown variable (recipient-phase variables: %s)", strings.Join(expr.VariablesOf(expr.Recipient), ", "))
+	}
+	return nil
+}
+
+func cmdDryRun(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("dry-run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var mf messageFlags
+	mf.register(fs)
+	seed := fs.String("seed", "", "shuffle equal-preference MX hosts with this seed (an integer), so runs repeat")
+	noDNS := fs.Bool("no-dns", false, "stop before any DNS lookup: recipient-phase decisions only")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: postern dry-run -c POLICY --from ADDR --to ADDR [--to ADDR ...] [--var NAME=VALUE ...] [--meta K=V ...] [--size N] [--seed N] [--no-dns] [--format text|json]")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "postern dry-run: unexpected argument %q\n", fs.Arg(0))
+		return exitUsage
+	}
+	msg, err := mf.message()
+	if err != nil {
+		fmt.Fprintf(stderr, "postern dry-run: %v\n", err)
+		return exitUsage
+	}
+	opts := []engine.EvalOption{engine.WithTrace()}
+	if *seed != "" {
+		n, err := strconv.ParseUint(*seed, 10, 64)
+		if err != nil {
+			fmt.Fprintf(stderr, "postern dry-run: --seed %q is not a non-negative integer\n", *seed)
+			return exitUsage
+		}
+		rng := rand.New(rand.NewPCG(n, n^0x9e3779b97f4a7c15))
+		opts = append(opts, engine.WithRand(rng.Uint64))
+	}
+	if *noDNS {
+		opts = append(opts, engine.WithoutDNS())
+	}
+	eng, code := loadEngine(mf.policy, stderr)
+	if eng == nil {
+		return code
+	}
+	dec, err := eng.Evaluate(context.Background(), msg, opts...)
+	if err != nil {
+		fmt.Fprintf(stderr, "postern dry-run: %v\n", err)
+		return exitFailed
+	}
+	if mf.format == "json" {
+		err = dec.WriteJSON(stdout)
+	} else {
+		err = dec.WriteText(stdout)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "postern dry-run: %v\n", err)
+		return exitFailed
+	}
+	return exitOK
+}
+
+// loadEngine loads the policy, printing its problems; nil means exit with
+// the returned code.
+func loadEngine(path string, stderr io.Writer) (*engine.Engine, int) {
+	set, err := policies.LoadFile(path, policies.Options{})
+	if err != nil {
+		printLoadError(stderr, path, err)
+		return nil, exitFailed
+	}
+	for _, w := range set.Warnings {
+		fmt.Fprintln(stderr, w)
+	}
+	eng, err := engine.New(set, engine.Options{})
+	if err != nil {
+		fmt.Fprintf(stderr, "postern: %v\n", err)
+		return nil, exitFailed
+	}
+	return eng, exitOK
+}
+
+func printLoadError(stderr io.Writer, path string, err error) {
+	var list policies.ErrorList
+	if errors.As(err, &list) {
+		for _, e := range list {
+			fmt.Fprintln(stderr, e)
+		}
+		fmt.Fprintf(stderr, "%s: %d %s\n", path, len(list), plural(len(list), "error", "errors"))
+		return
+	}
+	fmt.Fprintf(stderr, "postern: %v\n", err)
+}

@@ -1,0 +1,184 @@
+package engine
+
+import (
+	"github.com/postern-mta/postern/policies"
+)
+
+// Message is what the engine needs to know about a message: its envelope
+// and the recipient-phase variables of section 4 of the policy format.
+type Message struct {
+	From string   // return path; "" for the null sender <>
+	To   []string // recipients, in envelope order
+	Size int      // bytes
+
+	Priority        int
+	RetryNum        int
+	NotifyNum       int
+	ExpiresIn       int // seconds
+	LastError       string
+	LastStatus      string
+	QueueName       string
+	QueueAge        int // seconds
+	Source          string
+	ReceivedFromIP  string
+	ReceivedViaPort int
+	AuthenticatedAs string
+	// Meta are embedder-supplied values, meta["key"] in expressions.
+	Meta map[string]string
+}
+
+// The outcomes of a group.
+const (
+	OutcomeDeliver = "deliver" // hosts to try
+	OutcomeLocal   = "local"   // handed back to the embedding MTA
+	OutcomeFail    = "fail"    // permanent failure
+	OutcomeDefer   = "defer"   // temporary failure: try again later
+)
+
+// Decision is the engine's answer for one message: the recipients grouped
+// as they would be delivered (one SMTP transaction per group).
+type Decision struct {
+	Policy  string      `json:"policy"`
+	Message MessageInfo `json:"message"`
+	Groups  []*Group    `json:"groups"`
+}
+
+// MessageInfo echoes the envelope.
+type MessageInfo struct {
+	Sender     string   `json:"sender"`
+	Recipients []string `json:"recipients"`
+	Size       int      `json:"size"`
+}
+
+// Group is a set of recipients with the same domain and route.
+type Group struct {
+	Domain     string      `json:"domain"`
+	Route      RouteInfo   `json:"route"`
+	Recipients []string    `json:"recipients"`
+	Outcome    string      `json:"outcome"`
+	Error      *GroupError `json:"error"`
+	MTASTS     MTASTSInfo  `json:"mta_sts"`
+	// Limits settled for the group.
+	Limits GroupLimits `json:"limits"`
+	// Hosts in the order they would be tried, cut at limits.mx.
+	Hosts     []*Host        `json:"hosts"`
+	Throttles []ThrottleInfo `json:"throttles"`
+	// Lookups are the DNS questions asked for this group (with trace).
+	Lookups []Lookup `json:"dns,omitempty"`
+	// Trace lists every rule evaluated for this group, in order.
+	Trace []policies.TraceEntry `json:"trace"`
+}
+
+// GroupError explains a fail or defer outcome.
+type GroupError struct {
+	Temporary bool   `json:"temporary"`
+	Class     string `json:"class"` // a last_error word
+	Message   string `json:"message"`
+}
+
+// RouteInfo describes the route of a group. Secrets are never included:
+// Auth shows where the secret comes from.
+type RouteInfo struct {
+	Name        string    `json:"name"`
+	Type        string    `json:"type"`
+	Address     string    `json:"address,omitempty"`
+	Port        int       `json:"port,omitempty"`
+	Protocol    string    `json:"protocol,omitempty"`
+	ImplicitTLS bool      `json:"implicit_tls,omitempty"`
+	Auth        *AuthInfo `json:"auth,omitempty"`
+}
+
+// AuthInfo is a relay's user name and the source of its secret.
+type AuthInfo struct {
+	Username string `json:"username"`
+	Secret   string `json:"secret"` // "<from env NAME>", never the value
+}
+
+// MTASTSInfo is the MTA-STS setting and what was found.
+type MTASTSInfo struct {
+	Setting string `json:"setting"`
+	// Record is the _mta-sts TXT record when one was looked up and found.
+	Record string `json:"record,omitempty"`
+	// Policy is the fetched policy; fetching is done at delivery time and
+	// is not part of a dry-run yet, so it is always null here.
+	Policy any `json:"policy"`
+}
+
+// GroupLimits are the per-group limits.
+type GroupLimits struct {
+	MX         int `json:"mx"`
+	Recipients int `json:"recipients"`
+}
+
+// Host is one MX host (or the relay) with its settings.
+type Host struct {
+	Name       string   `json:"name"`
+	Preference int      `json:"preference"`
+	Secure     bool     `json:"mx_secure"`
+	IPLookup   string   `json:"ip_lookup"`
+	Addresses  []string `json:"addresses"`
+	// Skipped says why the host would be passed over; nil when it is
+	// tried.
+	Skipped               *string    `json:"skipped"`
+	SkipTemporary         bool       `json:"skip_temporary,omitempty"`
+	TLS                   HostTLS    `json:"tls"`
+	EHLOHostname          string     `json:"-"`
+	SourceIPs             []string   `json:"source_ips,omitempty"`
+	MessagesPerConnection int        `json:"messages_per_connection"`
+	Connections           []*Connect `json:"connections"`
+}
+
+// HostTLS are the TLS settings of a host.
+type HostTLS struct {
+	STARTTLS          string `json:"starttls"`
+	DANE              string `json:"dane"`
+	AllowInvalidCerts bool   `json:"allow_invalid_certs"`
+	MinVersion        string `json:"min_version"`
+	HandshakeTimeout  string `json:"handshake_timeout"`
+	DANERecords       int    `json:"dane_records"`
+}
+
+// Connect is one address of a host, with its connection-phase settings.
+type Connect struct {
+	RemoteIP     string   `json:"remote_ip"`
+	SourceIP     *string  `json:"source_ip"`
+	EHLOHostname string   `json:"ehlo_hostname"`
+	Timeouts     Timeouts `json:"timeouts"`
+}
+
+// Timeouts are the per-command timeouts of a connection, as durations in
+// Go's format.
+type Timeouts struct {
+	Connect  string `json:"connect"`
+	Greeting string `json:"greeting"`
+	EHLO     string `json:"ehlo"`
+	MailFrom string `json:"mail_from"`
+	RcptTo   string `json:"rcpt_to"`
+	Data     string `json:"data"`
+}
+
+// ThrottleInfo is a throttle that applies to the group.
+type ThrottleInfo struct {
+	Name        string `json:"name"`
+	Key         string `json:"key"`
+	Concurrency int    `json:"concurrency,omitempty"`
+	Rate        string `json:"rate,omitempty"`
+	InUse       int    `json:"in_use"`
+	WouldWait   string `json:"would_wait"`
+	// Phase is "recipient" (checked per group before DNS) or
+	// "connection" (checked per connection; Key is then shown for the
+	// first address).
+	Phase string `json:"phase"`
+}
+
+// Lookup is one DNS question and its answer, for the trace.
+type Lookup struct {
+	Name   string   `json:"name"`
+	Type   string   `json:"type"`
+	Answer []string `json:"answer"`
+	Secure bool     `json:"secure"`
+	Cached bool     `json:"cached"`
+	Stale  bool     `json:"stale,omitempty"`
+	TTL    string   `json:"ttl,omitempty"`
+	Error  string   `json:"error,omitempty"`
+}

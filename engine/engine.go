@@ -1,0 +1,189 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/postern-mta/postern/expr"
+	"github.com/postern-mta/postern/policies"
+	"github.com/postern-mta/postern/transport/dns"
+)
+
+// Options are the seams an embedding MTA (or a test) sets. The zero value
+// is usable: the policy's own resolver, the real clock, no logging, random
+// shuffling.
+type Options struct {
+	// Resolver answers every DNS question. Nil means the resolver the
+	// policy's dns: block describes (built when the policy is loaded or
+	// reloaded).
+	Resolver dns.Resolver
+	// Clock returns the current time; nil means time.Now.
+	Clock func() time.Time
+	// Logger receives operational messages; nil discards them.
+	Logger *slog.Logger
+	// IsLocalDomain answers is_local_domain(); nil means the policy's
+	// local-domains. It receives a lower-case domain without trailing dot.
+	IsLocalDomain func(domain string) bool
+	// IsLocalAddress answers is_local_address(); nil means false.
+	IsLocalAddress func(address string) bool
+	// Rand returns random numbers for shuffling MX hosts of equal
+	// preference and spreading source addresses. It must be safe for
+	// concurrent use. Nil means math/rand/v2. A dry-run with --seed
+	// passes a seeded source so results repeat.
+	Rand func() uint64
+	// Hostname is the default of the policy's hostname setting; empty
+	// means the machine's host name.
+	Hostname string
+}
+
+// Engine makes delivery decisions from a compiled policy. It is safe for
+// concurrent use; [Engine.Reload] swaps the policy atomically, and work in
+// flight finishes with the policy it started with.
+type Engine struct {
+	opts  Options
+	state atomic.Pointer[state]
+}
+
+// state is one loaded policy with what evaluating it needs.
+type state struct {
+	set      *policies.Set
+	resolver dns.Resolver
+	funcs    expr.Funcs
+	pool     sync.Pool // *evaluator
+}
+
+// evaluator is what one goroutine needs to evaluate settings: a VM and an
+// environment, reused through the state's pool.
+type evaluator struct {
+	vm  expr.VM
+	env expr.Env
+}
+
+// LoadFile loads the policy at path and returns an engine for it. Policy
+// errors come back as a [policies.ErrorList].
+func LoadFile(path string, opts Options) (*Engine, error) {
+	set, err := policies.LoadFile(path, policies.Options{Hostname: opts.Hostname})
+	if err != nil {
+		return nil, err
+	}
+	return New(set, opts)
+}
+
+// New returns an engine for a loaded policy.
+func New(set *policies.Set, opts Options) (*Engine, error) {
+	e := &Engine{opts: opts}
+	if e.opts.Clock == nil {
+		e.opts.Clock = time.Now
+	}
+	if e.opts.Logger == nil {
+		e.opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if e.opts.Rand == nil {
+		e.opts.Rand = rand.Uint64
+	}
+	if err := e.Reload(set); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// Reload replaces the policy. Evaluations already running keep the policy
+// they started with. On error the old policy stays in force.
+func (e *Engine) Reload(set *policies.Set) error {
+	if set == nil {
+		return errors.New("engine: Reload with a nil policy")
+	}
+	s := &state{set: set, resolver: e.opts.Resolver}
+	if s.resolver == nil {
+		r, err := NewResolver(set.DNS)
+		if err != nil {
+			return fmt.Errorf("engine: %s: dns: %w", set.File, err)
+		}
+		s.resolver = r
+	}
+	s.funcs = set.Library().Funcs(expr.Hooks{IsLocalDomain: e.opts.IsLocalDomain, IsLocalAddress: e.opts.IsLocalAddress})
+	s.pool.New = func() any { return &evaluator{env: expr.Env{Funcs: s.funcs}} }
+	e.state.Store(s)
+	e.opts.Logger.Info("policy loaded", "file", set.File, "warnings", len(set.Warnings))
+	return nil
+}
+
+// Policy returns the policy in force.
+func (e *Engine) Policy() *policies.Set { return e.state.Load().set }
+
+// Resolver returns the resolver of the policy in force.
+func (e *Engine) Resolver() dns.Resolver { return e.state.Load().resolver }
+
+// NewResolver builds the resolver a policy's dns: block describes.
+func NewResolver(c policies.DNS) (dns.Resolver, error) {
+	cfg := dns.DefaultConfig()
+	cfg.Kind = dns.Kind(c.Resolver)
+	cfg.Servers = c.Servers
+	cfg.ZoneFile = c.ZoneFile
+	cfg.Secure = c.Secure
+	cfg.Timeout = c.Timeout
+	cfg.Attempts = c.Attempts
+	cfg.Concurrency = c.Concurrency
+	cfg.TCPOnError = c.TCPOnError
+	cfg.EDNS = c.EDNS
+	cfg.DNSSEC = c.DNSSEC
+	cfg.Cache = dns.CacheConfig{Size: c.Cache.Size, MinTTL: c.Cache.MinTTL, MaxTTL: c.Cache.MaxTTL, NegativeTTL: c.Cache.NegativeTTL}
+	if c.Cache.NegativeTTL == 0 {
+		cfg.Cache.NegativeTTL = -1 // 0s in a policy means "do not cache"
+	}
+	return dns.New(cfg)
+}
+
+// EvalOption changes how [Engine.Evaluate] works.
+type EvalOption func(*evalConfig)
+
+type evalConfig struct {
+	trace bool
+	noDNS bool
+	rand  func() uint64
+}
+
+// WithTrace records every rule evaluated (and every DNS lookup) in the
+// decision, for dry-runs. It costs allocations; delivery does not use it.
+func WithTrace() EvalOption { return func(c *evalConfig) { c.trace = true } }
+
+// WithoutDNS stops before any DNS lookup: the decision has the
+// recipient-phase settings only (`postern dry-run --no-dns`).
+func WithoutDNS() EvalOption { return func(c *evalConfig) { c.noDNS = true } }
+
+// WithRand replaces the engine's random source for this evaluation (a
+// dry-run's --seed).
+func WithRand(r func() uint64) EvalOption { return func(c *evalConfig) { c.rand = r } }
+
+// Evaluate decides, for every recipient of msg, the route and everything up
+// to (not including) connecting: groups of recipients, MX hosts in the
+// order they would be tried, their addresses, and the TLS and connection
+// settings of each. It returns an error only for a message it cannot
+// consider at all (no recipients, a context already done); every problem of
+// a recipient is reported in its group's outcome.
+func (e *Engine) Evaluate(ctx context.Context, msg Message, opts ...EvalOption) (*Decision, error) {
+	var cfg evalConfig
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if cfg.rand == nil {
+		cfg.rand = e.opts.Rand
+	}
+	if len(msg.To) == 0 {
+		return nil, errors.New("engine: message has no recipients")
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("engine: %w", err)
+	}
+	s := e.state.Load()
+	ev := s.pool.Get().(*evaluator)
+	defer s.pool.Put(ev)
+	r := &run{e: e, s: s, ev: ev, cfg: cfg, ctx: ctx, msg: &msg}
+	return r.decide(), nil
+}
