@@ -47,7 +47,7 @@ docs:
 ## demo: an offline dry-run of the quickstart policy (static zone file):
 ## direct MX, a local domain, a smarthost, a null-MX domain.
 demo: build
-	./bin/postern check -c examples/quickstart/policy.yaml
+	SMARTHOST_SECRET=demo-not-shown ./bin/postern check -c examples/quickstart/policy.yaml
 	SMARTHOST_SECRET=demo-not-shown ./bin/postern dry-run -c examples/quickstart/policy.yaml --seed 1 \
 		--from alice@example.org --to bob@example.com --to carol@example.org \
 		--to dave@outlook.com --to info@parked.example
