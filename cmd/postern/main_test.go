@@ -1,0 +1,143 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func runCLI(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func writePolicy(t *testing.T, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "policy.yaml")
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestCheckExitCodes(t *testing.T) {
+	t.Setenv("SMARTHOST_SECRET", "x")
+	if code, out, errs := runCLI(t, "check", "-c", "../../examples/quickstart/policy.yaml"); code != 0 || !strings.HasSuffix(out, ": ok\n") || errs != "" {
+		t.Errorf("valid policy: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	bad := writePolicy(t, "version: 1\ntls:\n  starttls:\n    - if: mx == \"a\"\n      then: requir\nlimits:\n  mx: many\n")
+	code, _, errs := runCLI(t, "check", "-c", bad)
+	want := bad + ":5:13: tls.starttls[0].then: \"requir\" is not one of disable, optional, require\n" +
+		bad + ":7:7: limits.mx: \"many\" is not an integer\n" +
+		bad + ": 2 errors\n"
+	if code != 1 || errs != want {
+		t.Errorf("bad policy: exit %d, stderr:\n%s\nwant:\n%s", code, errs, want)
+	}
+	if code, _, errs := runCLI(t, "check", "-c", filepath.Join(t.TempDir(), "missing.yaml")); code != 1 || !strings.Contains(errs, "no such file") {
+		t.Errorf("missing file: exit %d, stderr %q", code, errs)
+	}
+	for _, args := range [][]string{{"check"}, {"check", "-x"}, {"check", "-c", bad, "extra"}, {"frobnicate"}, {}} {
+		if code, _, _ := runCLI(t, args...); code != 2 {
+			t.Errorf("%v: exit %d, want 2", args, code)
+		}
+	}
+}
+
+func TestCheckWarningsStillExitZero(t *testing.T) {
+	p := writePolicy(t, "version: 1\nlists:\n  unused: [a.example]\n")
+	code, out, errs := runCLI(t, "check", "-c", p)
+	if code != 0 || !strings.Contains(out, "ok (1 warning)") || !strings.Contains(errs, "warning: list unused is never used") {
+		t.Errorf("exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+}
+
+func TestPrintDefaultsLoads(t *testing.T) {
+	code, out, _ := runCLI(t, "check", "--print-defaults")
+	if code != 0 || !strings.Contains(out, "starttls: optional") {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+	p := writePolicy(t, out)
+	if code, _, errs := runCLI(t, "check", "-c", p); code != 0 || errs != "" {
+		t.Errorf("printed defaults: exit %d, stderr %q", code, errs)
+	}
+}
+
+func TestDryRun(t *testing.T) {
+	t.Setenv("SMARTHOST_SECRET", "top-secret-value")
+	args := []string{"dry-run", "-c", "../../examples/quickstart/policy.yaml", "--from", "alice@example.org",
+		"--to", "bob@example.com", "--to", "dave@outlook.com", "--to", "info@parked.example", "--seed", "7"}
+	code, text, errs := runCLI(t, args...)
+	if code != 0 || errs != "" {
+		t.Fatalf("exit %d, stderr %q", code, errs)
+	}
+	for _, want := range []string{"via mx: DELIVER", "via smarthost: DELIVER", "parked.example via mx: FAIL",
+		"=> no", "<from env SMARTHOST_SECRET>"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("text output lacks %q:\n%s", want, text)
+		}
+	}
+	code, js, _ := runCLI(t, append(args, "--format", "json")...)
+	if code != 0 {
+		t.Fatalf("json: exit %d", code)
+	}
+	var doc struct {
+		Groups []struct {
+			Outcome string
+			Route   struct{ Name string }
+		}
+	}
+	if err := json.Unmarshal([]byte(js), &doc); err != nil || len(doc.Groups) != 3 || doc.Groups[2].Outcome != "fail" {
+		t.Errorf("json: %v, %+v", err, doc)
+	}
+	if strings.Contains(text+js, "top-secret-value") {
+		t.Error("the secret's value was printed")
+	}
+	// The same seed gives the same output.
+	_, again, _ := runCLI(t, args...)
+	if again != text {
+		t.Error("two runs with --seed 7 differ")
+	}
+	// A retry after TLS failures: starttls becomes optional.
+	_, retry, _ := runCLI(t, "dry-run", "-c", "../../examples/quickstart/policy.yaml", "--from", "a@example.org",
+		"--to", "bob@example.com", "--var", "retry_num=3", "--var", "last_error=tls")
+	if !strings.Contains(retry, "rule 1  if retry_num > 2 && last_error == \"tls\"  => YES -> optional") || !strings.Contains(retry, "tls: starttls optional") {
+		t.Errorf("retry run:\n%s", retry)
+	}
+	// --no-dns: recipient-phase decisions only, no lookups, no hosts.
+	_, nodns, _ := runCLI(t, "dry-run", "-c", "../../examples/quickstart/policy.yaml", "--from", "a@example.org",
+		"--to", "bob@example.com", "--no-dns")
+	if strings.Contains(nodns, "hosts:") || strings.Contains(nodns, "dns:") || !strings.Contains(nodns, "routing.route") {
+		t.Errorf("--no-dns run:\n%s", nodns)
+	}
+}
+
+func TestDryRunUsage(t *testing.T) {
+	base := []string{"dry-run", "-c", "../../examples/quickstart/policy.yaml", "--from", "a@example.org"}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--to", "b@example.com", "--var", "retry_num=x"}, `--var retry_num: "x" is not an integer`},
+		{[]string{"--to", "b@example.com", "--var", "mx=a"}, "mx is a host-phase variable"},
+		{[]string{"--to", "b@example.com", "--var", "nope=1"}, "unknown variable (recipient-phase variables: sender,"},
+		{[]string{"--to", "b@example.com", "--var", "last_error=tsl"}, `"tsl" is not one of none, dns,`},
+		{[]string{"--to", "b@example.com", "--meta", "novalue"}, `--meta "novalue": write K=V`},
+		{[]string{"--to", "b@example.com", "--format", "xml"}, `--format "xml"`},
+		{[]string{"--to", "b@example.com", "--seed", "-1"}, `--seed "-1"`},
+		{nil, "at least one --to is required"},
+	} {
+		code, _, errs := runCLI(t, append(append([]string{}, base...), tc.args...)...)
+		if code != 2 || !strings.Contains(errs, tc.want) {
+			t.Errorf("%v: exit %d, stderr %q; want 2 and %q", tc.args, code, errs, tc.want)
+		}
+	}
+	bad := writePolicy(t, "version: 2\n")
+	if code, _, errs := runCLI(t, "dry-run", "-c", bad, "--from", "a@b.example", "--to", "c@d.example"); code != 1 || !strings.Contains(errs, "version") {
+		t.Errorf("bad policy: exit %d, %q", code, errs)
+	}
+}
