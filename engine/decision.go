@@ -1,7 +1,10 @@
 package engine
 
 import (
+	"time"
+
 	"github.com/postern-mta/postern/policies"
+	"github.com/postern-mta/postern/transport"
 )
 
 // Message is what the engine needs to know about a message: its envelope
@@ -25,6 +28,12 @@ type Message struct {
 	AuthenticatedAs string
 	// Meta are embedder-supplied values, meta["key"] in expressions.
 	Meta map[string]string
+
+	// Delivery parameters ([Engine.Deliver] only).
+	RequireTLS bool                  // REQUIRETLS (RFC 8689)
+	Ret        string                // DSN RET: "full" or "hdrs" (RFC 3461)
+	EnvID      string                // DSN ENVID
+	Notify     transport.NotifyFlags // DSN NOTIFY for every recipient
 }
 
 // The outcomes of a group.
@@ -126,6 +135,8 @@ type Host struct {
 	SourceIPs             []string   `json:"source_ips,omitempty"`
 	MessagesPerConnection int        `json:"messages_per_connection"`
 	Connections           []*Connect `json:"connections"`
+
+	handshake time.Duration
 }
 
 // HostTLS are the TLS settings of a host.

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/postern-mta/postern/expr"
 	"github.com/postern-mta/postern/policies"
+	"github.com/postern-mta/postern/transport"
 	"github.com/postern-mta/postern/transport/dns"
 )
 
@@ -40,14 +42,28 @@ type Options struct {
 	// Hostname is the default of the policy's hostname setting; empty
 	// means the machine's host name.
 	Hostname string
+
+	// Throttles counts limits.throttles; nil means an in-memory store for
+	// this process (a policy with limits.store: redis://... needs one
+	// given here until a Redis store ships).
+	Throttles ThrottleStore
+	// Dialer opens delivery connections; nil means the operating system's.
+	Dialer transport.Dialer
+	// RootCAs verifies server certificates; nil means the system roots.
+	RootCAs *x509.CertPool
+	// Parallel bounds the groups of one message delivered at once; zero
+	// means 8.
+	Parallel int
 }
 
 // Engine makes delivery decisions from a compiled policy. It is safe for
 // concurrent use; [Engine.Reload] swaps the policy atomically, and work in
 // flight finishes with the policy it started with.
 type Engine struct {
-	opts  Options
-	state atomic.Pointer[state]
+	opts      Options
+	state     atomic.Pointer[state]
+	throttles ThrottleStore
+	client    *transport.Client
 }
 
 // state is one loaded policy with what evaluating it needs.
@@ -87,6 +103,12 @@ func New(set *policies.Set, opts Options) (*Engine, error) {
 	if e.opts.Rand == nil {
 		e.opts.Rand = rand.Uint64
 	}
+	e.throttles = e.opts.Throttles
+	if e.throttles == nil {
+		e.throttles = &MemoryThrottles{}
+	}
+	e.client = &transport.Client{Dialer: e.opts.Dialer, RootCAs: e.opts.RootCAs, Logger: e.opts.Logger,
+		Rand: func(n int) int { return int(e.opts.Rand() % uint64(n)) }}
 	if err := e.Reload(set); err != nil {
 		return nil, err
 	}
@@ -98,6 +120,9 @@ func New(set *policies.Set, opts Options) (*Engine, error) {
 func (e *Engine) Reload(set *policies.Set) error {
 	if set == nil {
 		return errors.New("engine: Reload with a nil policy")
+	}
+	if set.Limits.Store != "memory" && e.opts.Throttles == nil {
+		return fmt.Errorf("engine: %s: limits.store %s: this build has no Redis throttle store; use memory or pass Options.Throttles", set.File, set.Limits.Store)
 	}
 	s := &state{set: set, resolver: e.opts.Resolver}
 	if s.resolver == nil {
@@ -112,6 +137,19 @@ func (e *Engine) Reload(set *policies.Set) error {
 	e.state.Store(s)
 	e.opts.Logger.Info("policy loaded", "file", set.File, "warnings", len(set.Warnings))
 	return nil
+}
+
+// Close closes the idle delivery connections the engine keeps for reuse.
+func (e *Engine) Close() error { return e.client.Close() }
+
+// throttle returns the policy's throttle called name.
+func (s *state) throttle(name string) *policies.Throttle {
+	for _, t := range s.set.Limits.Throttles {
+		if t.Name == name {
+			return t
+		}
+	}
+	return &policies.Throttle{Name: name}
 }
 
 // Policy returns the policy in force.
@@ -181,9 +219,13 @@ func (e *Engine) Evaluate(ctx context.Context, msg Message, opts ...EvalOption) 
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("engine: %w", err)
 	}
-	s := e.state.Load()
+	return e.evaluate(ctx, e.state.Load(), &msg, cfg), nil
+}
+
+// evaluate decides msg with the policy state s.
+func (e *Engine) evaluate(ctx context.Context, s *state, msg *Message, cfg evalConfig) *Decision {
 	ev := s.pool.Get().(*evaluator)
 	defer s.pool.Put(ev)
-	r := &run{e: e, s: s, ev: ev, cfg: cfg, ctx: ctx, msg: &msg}
-	return r.decide(), nil
+	r := &run{e: e, s: s, ev: ev, cfg: cfg, ctx: ctx, msg: msg}
+	return r.decide()
 }

@@ -23,8 +23,6 @@ type run struct {
 	cfg evalConfig
 	ctx context.Context
 	msg *Message
-
-	tr *policies.Trace // current group's trace, nil without tracing
 }
 
 // ClassPolicy is the last_error class of a recipient deferred because the
@@ -385,6 +383,7 @@ func (r *run) host(g *Group, h *Host, relay bool, literal netip.Addr, tr *polici
 	h.TLS = HostTLS{STARTTLS: string(starttls), DANE: string(dane), AllowInvalidCerts: invalid,
 		MinVersion: string(minV), HandshakeTimeout: policies.FormatDuration(hs)}
 	h.MessagesPerConnection = mpc
+	h.handshake = hs
 	for _, a := range sources {
 		h.SourceIPs = append(h.SourceIPs, a.String())
 	}
@@ -582,7 +581,9 @@ func (r *run) throttles(g *Group, p expr.Phase, tr *policies.Trace) {
 				continue
 			}
 		}
-		info := ThrottleInfo{Name: t.Name, Key: throttleKey(t.Key, r.env()), Concurrency: t.Concurrency, Phase: p.String(), WouldWait: "0s"}
+		info := ThrottleInfo{Name: t.Name, Key: throttleKey(t.Key, r.env()), Concurrency: t.Concurrency, Phase: p.String()}
+		inUse, wait := r.e.throttles.Peek(t.Name+"\x00"+info.Key, t.Concurrency, t.Rate, r.e.opts.Clock())
+		info.InUse, info.WouldWait = inUse, wait.String()
 		if t.Rate.Count > 0 {
 			info.Rate = t.Rate.String()
 		}

@@ -2,16 +2,19 @@
 //
 //	postern check   -c POLICY [--print-defaults]
 //	postern dry-run -c POLICY --from ADDR --to ADDR ... [--var NAME=VALUE] [--format text|json]
+//	postern send    -c POLICY --from ADDR --to ADDR ... [FILE.eml | -]
 //	postern version
 //
 // Exit status: 0 when the command did its job, 1 when the policy does not
-// load, 2 for bad usage.
+// load (or delivery could not be attempted), 2 for bad usage, 3 when send
+// left some recipients not delivered.
 package main
 
 import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 )
 
 // Exit statuses shared by every subcommand.
@@ -23,10 +26,14 @@ const (
 )
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	os.Exit(runIO(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
+	return runIO(args, nil, stdout, stderr)
+}
+
+func runIO(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		usage(stderr)
 		return exitUsage
@@ -36,6 +43,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdCheck(args[1:], stdout, stderr)
 	case "dry-run":
 		return cmdDryRun(args[1:], stdout, stderr)
+	case "send":
+		if stdin == nil {
+			stdin = strings.NewReader("")
+		}
+		return cmdSend(args[1:], stdin, stdout, stderr)
 	case "version", "--version", "-version":
 		return cmdVersion(stdout)
 	case "help", "-h", "--help":
@@ -53,6 +65,7 @@ func usage(w io.Writer) {
 commands:
   check -c POLICY [--print-defaults]   load, type-check and lint a policy
   dry-run -c POLICY --from A --to B    show what the policy decides for a message, and why
+  send -c POLICY --from A --to B [FILE] deliver a message for real; one result line per recipient
   version                              version, Go version, module versions
 
 Run "postern COMMAND -h" for the flags of a command.

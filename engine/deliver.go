@@ -1,0 +1,360 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/postern-mta/postern/expr"
+	"github.com/postern-mta/postern/policies"
+	"github.com/postern-mta/postern/transport"
+)
+
+// Body is a message body the transport can read as many times as it needs
+// (every attempt starts at offset 0): *bytes.Reader, *strings.Reader and
+// *io.SectionReader qualify.
+type Body interface {
+	io.ReaderAt
+	Size() int64
+}
+
+// Result is the outcome for one recipient of [Engine.Deliver].
+type Result struct {
+	transport.Result
+	// Route is the name of the route the recipient took ("" when routing
+	// failed).
+	Route string
+	// Local is set for recipients whose route is local: the engine did not
+	// deliver them, the embedding MTA must (Status is StatusUnknown).
+	Local bool
+}
+
+// StatusText is "delivered", "temporary", "permanent" or "local".
+func (r Result) StatusText() string {
+	if r.Local {
+		return "local"
+	}
+	return r.Status.String()
+}
+
+// Deliver evaluates the policy for msg and delivers body to every recipient
+// whose route is mx or a relay, groups in parallel. It returns exactly one
+// Result per recipient of msg.To, in the same order — delivered, temporary,
+// permanent, or local (left to the embedder) — whatever fails, panics and
+// cancellation included. The error is non-nil only when nothing could be
+// attempted (no recipients, a context already done).
+func (e *Engine) Deliver(ctx context.Context, msg Message, body Body) ([]Result, error) {
+	if len(msg.To) == 0 {
+		return nil, errors.New("engine: message has no recipients")
+	}
+	if body == nil {
+		return nil, errors.New("engine: Deliver without a body")
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("engine: %w", err)
+	}
+	msg.Size = int(body.Size())
+	s := e.state.Load()
+	dec := e.evaluate(ctx, s, &msg, evalConfig{rand: e.opts.Rand})
+
+	results := make([]Result, len(msg.To))
+	done := make([]bool, len(msg.To))
+	slots := positions(msg.To)
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, e.parallel())
+	for _, g := range dec.Groups {
+		idx := slots.take(g.Recipients)
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			out := e.deliverGroup(ctx, s, &msg, body, g)
+			for i, k := range idx {
+				results[k] = out[i]
+				done[k] = true
+			}
+		}()
+	}
+	wg.Wait()
+	for i := range results { // never a silent loss
+		if !done[i] {
+			results[i] = failed(msg.To[i], "", true, transport.ClassNone, "engine: no result was produced for this recipient")
+		}
+	}
+	return results, nil
+}
+
+func (e *Engine) parallel() int {
+	if e.opts.Parallel > 0 {
+		return e.opts.Parallel
+	}
+	return 8
+}
+
+// slotQueue maps recipient addresses to their positions in msg.To, in
+// order, so that a recipient listed twice gets two results.
+type slotQueue map[string][]int
+
+func positions(to []string) slotQueue {
+	q := slotQueue{}
+	for i, r := range to {
+		q[r] = append(q[r], i)
+	}
+	return q
+}
+
+func (q slotQueue) take(rcpts []string) []int {
+	out := make([]int, len(rcpts))
+	for i, r := range rcpts {
+		out[i] = q[r][0]
+		q[r] = q[r][1:]
+	}
+	return out
+}
+
+// failed builds a result for a recipient that was not attempted.
+func failed(rcpt, route string, temporary bool, class transport.Class, text string) Result {
+	code, enh, status := 550, transport.EnhancedCode{5, 0, 0}, transport.StatusPermanent
+	if temporary {
+		code, enh, status = 451, transport.EnhancedCode{4, 0, 0}, transport.StatusTemporary
+	}
+	switch class {
+	case transport.ClassDNS:
+		enh[1], enh[2] = 4, 4 // x.4.4 unable to route
+		if !temporary {
+			enh[1], enh[2] = 1, 2 // 5.1.2 bad destination system
+		}
+	case transport.ClassRate, transport.ClassConcurrency:
+		enh[1], enh[2] = 7, 0
+	case transport.ClassMTASTS, transport.ClassDANE, transport.ClassTLS:
+		enh[1], enh[2] = 7, 10 // x.7.10 encryption needed
+	}
+	err := &transport.Error{Code: code, Enhanced: enh, Message: text, Class: class, Permanent: !temporary}
+	return Result{Route: route, Result: transport.Result{Recipient: rcpt, Status: status, Code: code, Enhanced: enh,
+		Text: text, Class: class, Err: err}}
+}
+
+// deliverGroup delivers one group; it always returns one result per
+// recipient of g, and turns a panic into temporary results.
+func (e *Engine) deliverGroup(ctx context.Context, s *state, msg *Message, body Body, g *Group) (out []Result) {
+	defer func() {
+		if p := recover(); p != nil {
+			e.opts.Logger.Error("delivery panicked", "domain", g.Domain, "panic", fmt.Sprint(p))
+			out = make([]Result, len(g.Recipients))
+			for i, r := range g.Recipients {
+				out[i] = failed(r, g.Route.Name, true, transport.ClassNone, fmt.Sprintf("engine: internal error: %v", p))
+			}
+		}
+	}()
+	all := func(temporary bool, class, text string) []Result {
+		res := make([]Result, len(g.Recipients))
+		for i, r := range g.Recipients {
+			res[i] = failed(r, g.Route.Name, temporary, transport.Class(class), text)
+		}
+		return res
+	}
+	switch g.Outcome {
+	case OutcomeLocal:
+		res := make([]Result, len(g.Recipients))
+		for i, r := range g.Recipients {
+			res[i] = Result{Route: g.Route.Name, Local: true, Result: transport.Result{Recipient: r}}
+		}
+		return res
+	case OutcomeFail, OutcomeDefer:
+		return all(g.Outcome == OutcomeDefer, g.Error.Class, g.Error.Message)
+	}
+
+	// Group-level throttles: a full one defers, it never rejects.
+	now := e.opts.Clock()
+	var releases []func()
+	defer func() {
+		for _, r := range releases {
+			r()
+		}
+	}()
+	for _, t := range g.Throttles {
+		if t.Phase != expr.Recipient.String() {
+			continue
+		}
+		th := s.throttle(t.Name)
+		if th.Concurrency == 0 && th.Rate.Count == 0 {
+			continue
+		}
+		rel, ok, class, wait := e.throttles.Acquire(t.Name+"\x00"+t.Key, th.Concurrency, th.Rate, now)
+		if !ok {
+			res := all(true, class, fmt.Sprintf("throttle %s (%s) is full: retry in %s", t.Name, t.Key, wait.Round(time.Millisecond)))
+			for i := range res {
+				res[i].RetryAfter = now.Add(wait)
+			}
+			return res
+		}
+		if rel != nil {
+			releases = append(releases, rel)
+		}
+	}
+
+	plan, cs, err := e.plan(s, msg, g)
+	if err != nil {
+		return all(true, string(transport.ClassNone), err.Error())
+	}
+	defer cs.release()
+	tm := &transport.Message{From: msg.From, Body: body, Size: body.Size(), RequireTLS: msg.RequireTLS, EnvID: msg.EnvID}
+	switch strings.ToLower(msg.Ret) {
+	case "full":
+		tm.Return = transport.ReturnFull
+	case "hdrs":
+		tm.Return = transport.ReturnHeaders
+	}
+	for _, r := range g.Recipients {
+		tm.Recipients = append(tm.Recipients, transport.Recipient{Address: r, Notify: msg.Notify})
+	}
+	tres := e.client.Deliver(ctx, plan, tm)
+	out = make([]Result, len(g.Recipients))
+	for i := range out {
+		out[i] = Result{Result: tres[i], Route: g.Route.Name}
+	}
+	return out
+}
+
+// plan turns a group's decision into a transport plan. Connection-phase
+// settings are evaluated again per connection (connSettings), because
+// ehlo-hostname may depend on the source address the transport picks.
+func (e *Engine) plan(s *state, msg *Message, g *Group) (*transport.Plan, *connSettings, error) {
+	rt := s.set.Routes[g.Route.Name]
+	p := &transport.Plan{}
+	cs := &connSettings{e: e, s: s, msg: msg, g: g, hosts: map[string]*Host{}}
+	p.Settings = cs
+	for _, h := range g.Hosts {
+		if h.Skipped != nil {
+			continue
+		}
+		th := transport.Host{Name: h.Name, Preference: h.Preference, Port: 25, IsRelay: rt.Type == policies.RouteRelay,
+			AllowInvalidCerts: h.TLS.AllowInvalidCerts, MinTLSVersion: policies.TLSVersion(h.TLS.MinVersion).Uint16()}
+		switch policies.TLSMode(h.TLS.STARTTLS) {
+		case policies.TLSRequire:
+			th.StartTLS = transport.StartTLSRequire
+		case policies.TLSDisable:
+			th.StartTLS = transport.StartTLSDisable
+		default:
+			th.StartTLS = transport.StartTLSOptional
+		}
+		if h.TLS.DANERecords > 0 {
+			// DANE is active for this host (RFC 7672 section 2.2) but
+			// TLSA matching is not implemented yet: require TLS with PKIX
+			// verification instead, which is never weaker than DANE
+			// (it may refuse a DANE-only, self-signed certificate).
+			th.StartTLS, th.AllowInvalidCerts = transport.StartTLSRequire, false
+		}
+		if th.IsRelay {
+			th.Port, th.ImplicitTLS, th.AllowPlaintextAuth = rt.Port, rt.ImplicitTLS, rt.AllowPlaintextAuth
+			if rt.Protocol == "lmtp" {
+				th.Protocol = transport.LMTP
+			}
+			if rt.Auth != nil {
+				secret, err := rt.Auth.Secret.Resolve()
+				if err != nil {
+					return nil, nil, fmt.Errorf("route %s: auth: %w", rt.Name, err)
+				}
+				th.Auth = &transport.Auth{Username: rt.Auth.Username, Secret: transport.Secret(secret)}
+			}
+		}
+		for _, a := range h.Addresses {
+			th.Addresses = append(th.Addresses, netip.MustParseAddr(a))
+		}
+		for _, a := range h.SourceIPs {
+			th.SourceIPs = append(th.SourceIPs, netip.MustParseAddr(a))
+		}
+		if p.MessagesPerConnection == 0 {
+			p.MessagesPerConnection = h.MessagesPerConnection
+			p.EHLOName = h.EHLOHostname
+		}
+		cs.hosts[h.Name] = h
+		p.Hosts = append(p.Hosts, th)
+	}
+	return p, cs, nil
+}
+
+// connSettings evaluates connection-phase settings (and connection-level
+// throttles) as the transport reaches each address.
+type connSettings struct {
+	e     *Engine
+	s     *state
+	msg   *Message
+	g     *Group
+	hosts map[string]*Host
+
+	mu       sync.Mutex
+	releases []func()
+}
+
+// release gives back the concurrency slots of connection-level throttles.
+func (c *connSettings) release() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, r := range c.releases {
+		r()
+	}
+	c.releases = nil
+}
+
+// PrepareHost implements transport.Settings: the engine resolved every host
+// before delivery, so there is nothing left to do.
+func (c *connSettings) PrepareHost(context.Context, *transport.Host) error { return nil }
+
+// ConnectionSettings implements transport.Settings.
+func (c *connSettings) ConnectionSettings(ctx context.Context, th *transport.Host, remote, local netip.Addr) (transport.ConnSettings, error) {
+	h := c.hosts[th.Name]
+	ev := c.s.pool.Get().(*evaluator)
+	defer c.s.pool.Put(ev)
+	r := &run{e: c.e, s: c.s, ev: ev, ctx: ctx, msg: c.msg}
+	r.resetEnv()
+	env := &ev.env
+	env.Rcpt, env.RcptDomain = c.g.Recipients[0], c.g.Domain
+	env.Route, env.RouteType = c.g.Route.Name, c.g.Route.Type
+	env.MX, env.MXPreference, env.MXSecure = h.Name, h.Preference, h.Secure
+	env.RemoteIP = remote.String()
+	if local.IsValid() {
+		env.LocalIP = local.String()
+	}
+	set := c.s.set
+	vm := &ev.vm
+	ehlo, _ := set.IPStrategy.EHLOHostname.Eval(vm, env, nil)
+	if ehlo == "" {
+		ehlo = h.EHLOHostname
+	}
+	t := &set.Limits.Timeouts
+	d := func(v *policies.Value[time.Duration]) time.Duration { x, _ := v.Eval(vm, env, nil); return x }
+	out := transport.ConnSettings{EHLOName: ehlo, Timeouts: transport.Timeouts{
+		Connect: d(t.Connect), Greeting: d(t.Greeting), EHLO: d(t.EHLO), MailFrom: d(t.MailFrom),
+		RcptTo: d(t.RcptTo), Data: d(t.Data), TLSHandshake: h.handshake}}
+
+	// Connection-level throttles (keys with mx, remote_ip or local_ip).
+	now := c.e.opts.Clock()
+	for _, t := range set.Limits.Throttles {
+		if t.Phase != expr.Connection {
+			continue
+		}
+		if t.Match != nil {
+			if ok, err := t.Match.Bool(vm, env); err != nil || !ok {
+				continue
+			}
+		}
+		rel, ok, class, wait := c.e.throttles.Acquire(t.Name+"\x00"+throttleKey(t.Key, env), t.Concurrency, t.Rate, now)
+		if !ok {
+			return out, &transport.Error{Code: 451, Enhanced: transport.EnhancedCode{4, 7, 0}, Class: transport.Class(class),
+				Message: fmt.Sprintf("throttle %s is full: retry in %s", t.Name, wait.Round(time.Millisecond))}
+		}
+		if rel != nil {
+			c.mu.Lock()
+			c.releases = append(c.releases, rel)
+			c.mu.Unlock()
+		}
+	}
+	return out, nil
+}
