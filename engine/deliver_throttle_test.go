@@ -1,0 +1,94 @@
+package engine_test
+
+// Throttles in Engine.Deliver beyond the basic cases of deliver_test.go:
+// several throttles on one group, keys with the recipient, and throttles
+// counted per connection.
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/postern-mta/postern/engine"
+	"github.com/postern-mta/postern/internal/testbed/smtpbed"
+	"github.com/postern-mta/postern/transport"
+)
+
+// inFlight starts delivering msg in the background and returns a channel
+// with its results.
+func inFlight(e *engine.Engine, msg engine.Message) <-chan []engine.Result {
+	ch := make(chan []engine.Result, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		res, _ := e.Deliver(ctx, msg, strings.NewReader(deliverBody))
+		ch <- res
+	}()
+	return ch
+}
+
+// TestDeliverDeferredTakesNoToken: a group deferred by a full concurrency
+// throttle did not start, so it must not use up a token of a rate throttle
+// listed before it. With rate 2/1h and concurrency 1, two deliveries in
+// sequence must both pass, whatever was deferred in between.
+func TestDeliverDeferredTakesNoToken(t *testing.T) {
+	t.Parallel()
+	sink := smtpbed.StartSink(t, smtpbed.SinkOptions{Args: []string{"-w", "1"}})
+	now := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
+	policy := oneRelayPolicy(sink.Addr, `limits:
+  throttles:
+    - name: hourly
+      key: [rcpt_domain]
+      rate: 2/1h
+    - name: one-at-a-time
+      key: [rcpt_domain]
+      concurrency: 1
+`)
+	e := newDeliverEngine(t, policy, engine.Options{Clock: func() time.Time { return now }})
+	first := inFlight(e, engine.Message{From: "alice@sender.test", To: []string{"u@a.test"}})
+	time.Sleep(300 * time.Millisecond)
+	res := runDeliver(t, e, engine.Message{From: "alice@sender.test", To: []string{"v@a.test"}}, deliverBody)
+	wantResult(t, res, 0, "temporary", transport.ClassConcurrency)
+	res = <-first
+	wantResult(t, res, 0, "delivered", transport.ClassNone)
+	res = runDeliver(t, e, engine.Message{From: "alice@sender.test", To: []string{"v@a.test"}}, deliverBody)
+	wantResult(t, res, 0, "delivered", transport.ClassNone) // the second of two allowed per hour
+}
+
+// TestDeliverRcptKeyedThrottle: a throttle keyed by rcpt counts every
+// recipient, not only the first of its group. b@a.test received a message
+// (with u@a.test, in one group) so its hourly token is used up.
+func TestDeliverRcptKeyedThrottle(t *testing.T) {
+	t.Parallel()
+	sink := smtpbed.StartSink(t, smtpbed.SinkOptions{})
+	now := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
+	policy := oneRelayPolicy(sink.Addr, "limits:\n  throttles:\n    - name: per-rcpt\n      key: [rcpt]\n      rate: 1/1h\n")
+	e := newDeliverEngine(t, policy, engine.Options{Clock: func() time.Time { return now }})
+	res := runDeliver(t, e, engine.Message{From: "alice@sender.test", To: []string{"u@a.test", "b@a.test"}}, deliverBody)
+	wantResult(t, res, 0, "delivered", transport.ClassNone)
+	wantResult(t, res, 1, "delivered", transport.ClassNone)
+	res = runDeliver(t, e, engine.Message{From: "alice@sender.test", To: []string{"b@a.test"}}, deliverBody)
+	wantResult(t, res, 0, "temporary", transport.ClassRate)
+}
+
+// TestDeliverConnectionThrottle: a throttle keyed by remote_ip is counted
+// per connection; a full one defers (class concurrency) with a RetryAfter,
+// like a group-level throttle, and is released when the delivery ends.
+func TestDeliverConnectionThrottle(t *testing.T) {
+	t.Parallel()
+	sink := smtpbed.StartSink(t, smtpbed.SinkOptions{Args: []string{"-w", "1"}})
+	policy := oneRelayPolicy(sink.Addr, "limits:\n  throttles:\n    - name: per-ip\n      key: [remote_ip]\n      concurrency: 1\n")
+	e := newDeliverEngine(t, policy, engine.Options{})
+	first := inFlight(e, engine.Message{From: "alice@sender.test", To: []string{"u@a.test"}})
+	time.Sleep(300 * time.Millisecond)
+	res := runDeliver(t, e, engine.Message{From: "alice@sender.test", To: []string{"v@b.test"}}, deliverBody)
+	wantResult(t, res, 0, "temporary", transport.ClassConcurrency)
+	if res[0].RetryAfter.IsZero() {
+		t.Errorf("deferred by a connection-level throttle without RetryAfter: %s", formatResults(res))
+	}
+	res = <-first
+	wantResult(t, res, 0, "delivered", transport.ClassNone)
+	res = runDeliver(t, e, engine.Message{From: "alice@sender.test", To: []string{"w@b.test"}}, deliverBody)
+	wantResult(t, res, 0, "delivered", transport.ClassNone)
+}
