@@ -137,16 +137,17 @@ type Host struct {
 	Connections           []*Connect `json:"connections"`
 
 	handshake time.Duration
+	skipClass string // last_error class of the reason in Skipped
 }
 
 // HostTLS are the TLS settings of a host.
 type HostTLS struct {
-	STARTTLS          string `json:"starttls"`
-	DANE              string `json:"dane"`
-	AllowInvalidCerts bool   `json:"allow_invalid_certs"`
-	MinVersion        string `json:"min_version"`
-	HandshakeTimeout  string `json:"handshake_timeout"`
-	DANERecords       int    `json:"dane_records"`
+	STARTTLS          string   `json:"starttls"`
+	DANE              string   `json:"dane"`
+	AllowInvalidCerts bool     `json:"allow_invalid_certs"`
+	MinVersion        string   `json:"min_version"`
+	HandshakeTimeout  Duration `json:"handshake_timeout"`
+	DANERecords       int      `json:"dane_records"`
 }
 
 // Connect is one address of a host, with its connection-phase settings.
@@ -160,26 +161,39 @@ type Connect struct {
 // Timeouts are the per-command timeouts of a connection, as durations in
 // Go's format.
 type Timeouts struct {
-	Connect  string `json:"connect"`
-	Greeting string `json:"greeting"`
-	EHLO     string `json:"ehlo"`
-	MailFrom string `json:"mail_from"`
-	RcptTo   string `json:"rcpt_to"`
-	Data     string `json:"data"`
+	Connect  Duration `json:"connect"`
+	Greeting Duration `json:"greeting"`
+	EHLO     Duration `json:"ehlo"`
+	MailFrom Duration `json:"mail_from"`
+	RcptTo   Duration `json:"rcpt_to"`
+	Data     Duration `json:"data"`
 }
+
+// Duration is a time.Duration written in Go's format ("5m0s") in JSON and
+// text output.
+type Duration time.Duration
+
+// String returns Go's format.
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// MarshalText writes Go's format.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
 
 // ThrottleInfo is a throttle that applies to the group.
 type ThrottleInfo struct {
-	Name        string `json:"name"`
-	Key         string `json:"key"`
-	Concurrency int    `json:"concurrency,omitempty"`
-	Rate        string `json:"rate,omitempty"`
-	InUse       int    `json:"in_use"`
-	WouldWait   string `json:"would_wait"`
+	Name        string   `json:"name"`
+	Key         string   `json:"key"`
+	Concurrency int      `json:"concurrency,omitempty"`
+	Rate        string   `json:"rate,omitempty"`
+	InUse       int      `json:"in_use"`
+	WouldWait   Duration `json:"would_wait"`
 	// Phase is "recipient" (checked per group before DNS) or
 	// "connection" (checked per connection; Key is then shown for the
 	// first address).
 	Phase string `json:"phase"`
+	// Recipient is set for a throttle whose key has rcpt: it is counted
+	// per recipient, and listed once for each.
+	Recipient string `json:"recipient,omitempty"`
 }
 
 // Lookup is one DNS question and its answer, for the trace.

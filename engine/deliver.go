@@ -134,6 +134,8 @@ func failed(rcpt, route string, temporary bool, class transport.Class, text stri
 		enh[1], enh[2] = 7, 0
 	case transport.ClassMTASTS, transport.ClassDANE, transport.ClassTLS:
 		enh[1], enh[2] = 7, 10 // x.7.10 encryption needed
+	case ClassInvalidAddress:
+		enh[1], enh[2] = 1, 3 // x.1.3 bad destination mailbox address syntax
 	}
 	err := &transport.Error{Code: code, Enhanced: enh, Message: text, Class: class, Permanent: !temporary}
 	return Result{Route: route, Result: transport.Result{Recipient: rcpt, Status: status, Code: code, Enhanced: enh,
@@ -170,38 +172,88 @@ func (e *Engine) deliverGroup(ctx context.Context, s *state, msg *Message, body 
 		return all(g.Outcome == OutcomeDefer, g.Error.Class, g.Error.Message)
 	}
 
-	// Group-level throttles: a full one defers, it never rejects.
+	// Throttles checked per group: a full one defers, it never rejects.
 	now := e.opts.Clock()
-	var releases []func()
+	leases := map[string][]func(bool){} // by recipient; "" for the whole group
+	refund := func(key string) {
+		for _, rel := range leases[key] {
+			rel(true)
+		}
+		delete(leases, key)
+	}
 	defer func() {
-		for _, r := range releases {
-			r()
+		for _, rels := range leases {
+			for _, rel := range rels {
+				rel(false)
+			}
 		}
 	}()
+	deferred := map[string]Result{}
 	for _, t := range g.Throttles {
 		if t.Phase != expr.Recipient.String() {
 			continue
 		}
-		th := s.throttle(t.Name)
-		if th.Concurrency == 0 && th.Rate.Count == 0 {
+		if _, done := deferred[t.Recipient]; done {
 			continue
 		}
+		th := s.throttle(t.Name)
 		rel, ok, class, wait := e.throttles.Acquire(t.Name+"\x00"+t.Key, th.Concurrency, th.Rate, now)
-		if !ok {
-			res := all(true, class, fmt.Sprintf("throttle %s (%s) is full: retry in %s", t.Name, t.Key, wait.Round(time.Millisecond)))
-			for i := range res {
-				res[i].RetryAfter = now.Add(wait)
+		if ok {
+			leases[t.Recipient] = append(leases[t.Recipient], rel)
+			continue
+		}
+		refund(t.Recipient)
+		res := failed(t.Recipient, g.Route.Name, true, transport.Class(class),
+			fmt.Sprintf("throttle %s (%s) is full: retry in %s", t.Name, t.Key, wait.Round(time.Millisecond)))
+		res.RetryAfter = now.Add(wait)
+		deferred[t.Recipient] = res
+	}
+	if whole, ok := deferred[""]; ok {
+		for k := range leases {
+			refund(k)
+		}
+		res := make([]Result, len(g.Recipients))
+		for i, r := range g.Recipients {
+			res[i] = whole
+			res[i].Recipient = r
+		}
+		return res
+	}
+	// Recipients held back by their own throttles; the others go ahead.
+	rcpts := g.Recipients
+	if len(deferred) > 0 {
+		rcpts = nil
+		for _, r := range g.Recipients {
+			if _, held := deferred[r]; !held {
+				rcpts = append(rcpts, r)
 			}
-			return res
 		}
-		if rel != nil {
-			releases = append(releases, rel)
+		if len(rcpts) > 0 {
+			for k := range leases {
+				if k == "" {
+					continue
+				}
+				if _, held := deferred[k]; held {
+					refund(k)
+				}
+			}
+		} else {
+			for k := range leases {
+				refund(k)
+			}
 		}
+	}
+	out = make([]Result, len(g.Recipients))
+	if len(rcpts) == 0 {
+		for i, r := range g.Recipients {
+			out[i] = deferred[r]
+		}
+		return out
 	}
 
 	plan, cs, err := e.plan(s, msg, g)
 	if err != nil {
-		return all(true, string(transport.ClassNone), err.Error())
+		return all(true, ClassPolicy, err.Error())
 	}
 	defer cs.release()
 	tm := &transport.Message{From: msg.From, Body: body, Size: body.Size(), RequireTLS: msg.RequireTLS, EnvID: msg.EnvID}
@@ -211,13 +263,22 @@ func (e *Engine) deliverGroup(ctx context.Context, s *state, msg *Message, body 
 	case "hdrs":
 		tm.Return = transport.ReturnHeaders
 	}
-	for _, r := range g.Recipients {
+	for _, r := range rcpts {
 		tm.Recipients = append(tm.Recipients, transport.Recipient{Address: r, Notify: msg.Notify})
 	}
 	tres := e.client.Deliver(ctx, plan, tm)
-	out = make([]Result, len(g.Recipients))
-	for i := range out {
-		out[i] = Result{Result: tres[i], Route: g.Route.Name}
+	j := 0
+	for i, r := range g.Recipients {
+		if d, held := deferred[r]; held {
+			out[i] = d
+			continue
+		}
+		out[i] = Result{Result: tres[j], Route: g.Route.Name}
+		j++
+		// A connection-level throttle was full: say when to come back.
+		if c := out[i].Class; (c == transport.ClassRate || c == transport.ClassConcurrency) && out[i].RetryAfter.IsZero() {
+			out[i].RetryAfter = now.Add(cs.wait())
+		}
 	}
 	return out
 }
@@ -290,7 +351,18 @@ type connSettings struct {
 	hosts map[string]*Host
 
 	mu       sync.Mutex
-	releases []func()
+	releases []func(bool)
+	maxWait  time.Duration // longest wait of a full connection-level throttle
+}
+
+// wait returns how long a full connection-level throttle asked to wait.
+func (c *connSettings) wait() time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.maxWait <= 0 {
+		return time.Second
+	}
+	return c.maxWait
 }
 
 // release gives back the concurrency slots of connection-level throttles.
@@ -298,7 +370,7 @@ func (c *connSettings) release() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, r := range c.releases {
-		r()
+		r(false)
 	}
 	c.releases = nil
 }
@@ -347,6 +419,9 @@ func (c *connSettings) ConnectionSettings(ctx context.Context, th *transport.Hos
 		}
 		rel, ok, class, wait := c.e.throttles.Acquire(t.Name+"\x00"+throttleKey(t.Key, env), t.Concurrency, t.Rate, now)
 		if !ok {
+			c.mu.Lock()
+			c.maxWait = max(c.maxWait, wait)
+			c.mu.Unlock()
 			return out, &transport.Error{Code: 451, Enhanced: transport.EnhancedCode{4, 7, 0}, Class: transport.Class(class),
 				Message: fmt.Sprintf("throttle %s is full: retry in %s", t.Name, wait.Round(time.Millisecond))}
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -25,8 +26,14 @@ type run struct {
 	msg *Message
 }
 
-// ClassPolicy is the last_error class of a recipient deferred because the
-// policy failed to evaluate its route (a run-time expression error).
+// ClassInvalidAddress is the last_error class of a recipient whose address
+// cannot be used (the transport uses the same word for addresses a server
+// could not parse).
+const ClassInvalidAddress = "unexpected-reply"
+
+// ClassPolicy is the last_error class of a recipient deferred because of
+// the policy itself: its route failed to evaluate (a run-time expression
+// error), or a relay's secret could not be read.
 const ClassPolicy = "policy"
 
 func (r *run) vm() *expr.VM   { return &r.ev.vm }
@@ -86,19 +93,22 @@ func (r *run) decide() *Decision {
 		}
 		name := ""
 		var rerr error
-		if dom == "" || strings.ContainsAny(rcpt, " \t\r\n<>") {
+		k := groupKey{dom, ""}
+		if !validAddress(rcpt) {
 			rerr = errInvalidAddress
+			k.route = "\x00invalid " + rcpt // each its own group, with its own error
+		} else if name, rerr = set.Route.Eval(r.vm(), env, tr); rerr != nil {
+			k.route = "\x00error " + rcpt
 		} else {
-			name, rerr = set.Route.Eval(r.vm(), env, tr)
+			k.route = name
 		}
-		k := groupKey{dom, name}
 		g := index[k]
 		if g == nil {
 			g = &Group{Domain: dom, Hosts: []*Host{}, Throttles: []ThrottleInfo{}}
 			switch {
 			case errors.Is(rerr, errInvalidAddress):
 				g.Outcome = OutcomeFail
-				g.Error = &GroupError{Temporary: false, Class: "none", Message: fmt.Sprintf("invalid recipient address %q: it needs a local part, @ and a domain", rcpt)}
+				g.Error = &GroupError{Temporary: false, Class: ClassInvalidAddress, Message: fmt.Sprintf("invalid recipient address %q: it needs a local part, @ and a domain", rcpt)}
 			case rerr != nil:
 				g.Outcome = OutcomeDefer
 				g.Error = &GroupError{Temporary: true, Class: ClassPolicy, Message: "routing.route failed to evaluate: " + rerr.Error()}
@@ -132,6 +142,26 @@ func (r *run) decide() *Decision {
 
 var errInvalidAddress = errors.New("invalid address")
 
+// validAddress reports whether a is a usable forward-path: a non-empty
+// local part, @, and a domain (or address literal), without spaces, angle
+// brackets or control characters (RFC 5321 section 4.1.2).
+func validAddress(a string) bool {
+	at := strings.LastIndexByte(a, '@')
+	if at <= 0 || at == len(a)-1 {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		if c := a[i]; c <= ' ' || c == 0x7f || c == '<' || c == '>' {
+			return false
+		}
+	}
+	dom := a[at+1:]
+	if strings.HasPrefix(dom, "[") {
+		return strings.HasSuffix(dom, "]")
+	}
+	return !strings.HasPrefix(dom, ".") && !strings.Contains(dom, "..")
+}
+
 func (r *run) routeInfo(rt *policies.Route) RouteInfo {
 	ri := RouteInfo{Name: rt.Name, Type: string(rt.Type)}
 	if rt.Type == policies.RouteRelay {
@@ -151,11 +181,13 @@ func (r *run) traceFor(g *Group) *policies.Trace {
 	return &policies.Trace{}
 }
 
-// flush appends tr's entries to g's trace with a context label.
-func flush(g *Group, tr *policies.Trace, context string) {
-	if tr == nil {
+// flush appends tr's entries to g's trace with a context label. The label
+// is built only when tracing.
+func flush(g *Group, tr *policies.Trace, label func() string) {
+	if tr == nil || len(tr.Entries) == 0 {
 		return
 	}
+	context := label()
 	for i := range tr.Entries {
 		if tr.Entries[i].Context == "" {
 			tr.Entries[i].Context = context
@@ -174,11 +206,11 @@ func (r *run) group(g *Group) []*Group {
 	env.Route, env.RouteType = rt.Name, string(rt.Type)
 	defer func() { env.Route, env.RouteType = "", "" }()
 	tr := r.traceFor(g)
-	ctx := "group " + g.Domain + " via " + rt.Name
+	ctx := func() string { return "group " + g.Domain + " via " + rt.Name }
 
 	maxRcpt, _ := set.Limits.Recipients.Eval(r.vm(), env, tr)
 	g.Limits.Recipients = maxRcpt
-	if rt.Type != policies.RouteLocal {
+	if rt.Type == policies.RouteMX {
 		g.Limits.MX, _ = set.Limits.MX.Eval(r.vm(), env, tr)
 	}
 	flush(g, tr, ctx)
@@ -205,9 +237,8 @@ func (r *run) group(g *Group) []*Group {
 		g.MTASTS.Setting = string(mode)
 		_, _ = set.TLS.MTASTSTimeout.Eval(r.vm(), env, tr)
 		flush(g, tr, ctx)
-		_ = err // the trace has it; the strictest value applies
 		if !r.cfg.noDNS {
-			r.mx(g, mode, tr)
+			r.mx(g, mode, err, tr)
 		} else {
 			g.Outcome = OutcomeDeliver
 		}
@@ -227,6 +258,19 @@ func split(g *Group, n int) []*Group {
 	for i := 0; i < len(g.Recipients); i += n {
 		c := *g
 		c.Recipients = g.Recipients[i:min(i+n, len(g.Recipients))]
+		if g.Trace != nil {
+			// Keep the routing trace of this chunk's recipients only.
+			mine := map[string]bool{}
+			for _, r := range c.Recipients {
+				mine["rcpt "+r] = true
+			}
+			c.Trace = nil
+			for _, e := range g.Trace {
+				if !strings.HasPrefix(e.Context, "rcpt ") || mine[e.Context] {
+					c.Trace = append(c.Trace, e)
+				}
+			}
+		}
 		out = append(out, &c)
 	}
 	return out
@@ -246,20 +290,32 @@ func (r *run) relay(g *Group, rt *policies.Route, tr *policies.Trace) {
 }
 
 // mx decides an mx group: MTA-STS record, MX lookup, then every host.
-func (r *run) mx(g *Group, mode policies.TLSMode, tr *policies.Trace) {
+//
+// modeErr is the run-time error of tls.mta-sts, if any: mode is then its
+// strictest value, and a missing policy defers instead of failing, so that
+// a broken expression never bounces mail for good.
+func (r *run) mx(g *Group, mode policies.TLSMode, modeErr error, tr *policies.Trace) {
 	if mode != policies.TLSDisable {
 		name := "_mta-sts." + g.Domain
 		res, err := r.s.resolver.LookupTXT(r.ctx, name)
-		r.lookup(g, name, "TXT", txtAnswer(res.Records), res.Secure, res.Info, err)
+		r.lookup(g, name, "TXT", func() []string { return txtAnswer(res.Records) }, res.Secure, res.Info, err)
+		// RFC 8461 section 3.1: exactly one record starting with
+		// v=STSv1, or the domain has no usable MTA-STS policy.
+		var recs []string
 		for _, rec := range res.Records {
-			if strings.HasPrefix(rec, "v=STSv1") {
-				g.MTASTS.Record = rec
+			if strings.HasPrefix(rec, "v=STSv1;") || rec == "v=STSv1" {
+				recs = append(recs, rec)
 			}
+		}
+		if len(recs) == 1 {
+			g.MTASTS.Record = recs[0]
 		}
 		if mode == policies.TLSRequire && g.MTASTS.Record == "" {
 			switch {
+			case modeErr != nil:
+				r.lookupErrorGroup(g, OutcomeDefer, ClassPolicy, "tls.mta-sts failed to evaluate, so MTA-STS is required, and "+g.Domain+" has no usable MTA-STS record: "+modeErr.Error())
 			case err == nil || errors.Is(err, dns.ErrNotFound) || errors.Is(err, dns.ErrNoData):
-				r.lookupErrorGroup(g, OutcomeFail, "mta-sts", "tls.mta-sts is require but "+g.Domain+" publishes no MTA-STS policy (no v=STSv1 TXT record at "+name+")")
+				r.lookupErrorGroup(g, OutcomeFail, "mta-sts", "tls.mta-sts is require but "+g.Domain+" publishes no MTA-STS policy (not exactly one v=STSv1 TXT record at "+name+")")
 			default:
 				r.lookupErrorGroup(g, OutcomeDefer, "mta-sts", "tls.mta-sts is require and the MTA-STS record could not be looked up: "+err.Error())
 			}
@@ -267,7 +323,7 @@ func (r *run) mx(g *Group, mode policies.TLSMode, tr *policies.Trace) {
 		}
 	}
 	res, err := r.s.resolver.LookupMX(r.ctx, g.Domain)
-	r.lookup(g, g.Domain, "MX", mxAnswer(res), res.Secure, res.Info, err)
+	r.lookup(g, g.Domain, "MX", func() []string { return mxAnswer(res) }, res.Secure, res.Info, err)
 	var hosts []dns.MX
 	switch {
 	case errors.Is(err, dns.ErrNotFound):
@@ -321,37 +377,27 @@ func (r *run) settle(g *Group) {
 	if g.Outcome != "" {
 		return
 	}
-	temporary, last := false, ""
+	temporary, last, class := false, "no host to try", "dns"
 	for _, h := range g.Hosts {
 		if h.Skipped == nil {
 			g.Outcome = OutcomeDeliver
 			return
 		}
 		temporary = temporary || h.SkipTemporary
-		last = h.Name + ": " + *h.Skipped
-	}
-	if last == "" {
-		last = "no host to try"
+		last, class = h.Name+": "+*h.Skipped, h.skipClass
 	}
 	outcome := OutcomeFail
 	if temporary {
 		outcome = OutcomeDefer
 	}
-	r.lookupErrorGroup(g, outcome, hostClass(g), "no host can be tried: "+last)
+	r.lookupErrorGroup(g, outcome, class, "no host can be tried: "+last)
 }
 
-func hostClass(g *Group) string {
-	for _, h := range g.Hosts {
-		if h.Skipped != nil && strings.Contains(*h.Skipped, "DANE") {
-			return "dane"
-		}
-	}
-	return "dns"
-}
-
-func skip(h *Host, temporary bool, format string, args ...any) {
+// skip marks h as passed over, with the last_error class of the reason.
+func skip(h *Host, temporary bool, class, format string, args ...any) {
 	s := fmt.Sprintf(format, args...)
-	h.Skipped, h.SkipTemporary = &s, temporary
+	h.Skipped, h.SkipTemporary, h.skipClass = &s, temporary, class
+	h.Addresses, h.Connections = []string{}, []*Connect{}
 }
 
 // host evaluates the host-phase settings of h, resolves its addresses and
@@ -364,7 +410,10 @@ func (r *run) host(g *Group, h *Host, relay bool, literal netip.Addr, tr *polici
 	vm := r.vm()
 
 	hostname, _ := set.Hostname.Eval(vm, env, tr)
-	dane, _ := set.TLS.DANE.Eval(vm, env, tr)
+	dane := policies.TLSDisable // DANE is for MX hosts (RFC 7672), not relays
+	if !relay {
+		dane, _ = set.TLS.DANE.Eval(vm, env, tr)
+	}
 	starttls, _ := set.TLS.STARTTLS.Eval(vm, env, tr)
 	invalid, _ := set.TLS.AllowInvalidCerts.Eval(vm, env, tr)
 	minV, _ := set.TLS.MinVersion.Eval(vm, env, tr)
@@ -376,18 +425,18 @@ func (r *run) host(g *Group, h *Host, relay bool, literal netip.Addr, tr *polici
 	if relay {
 		rt := set.Routes[g.Route.Name]
 		invalid = invalid || rt.AllowInvalidCerts
-		dane = policies.TLSDisable // DANE is for MX hosts (RFC 7672)
 	}
 	h.EHLOHostname = hostname
 	h.IPLookup = string(lookup)
 	h.TLS = HostTLS{STARTTLS: string(starttls), DANE: string(dane), AllowInvalidCerts: invalid,
-		MinVersion: string(minV), HandshakeTimeout: policies.FormatDuration(hs)}
+		MinVersion: string(minV), HandshakeTimeout: Duration(hs)}
 	h.MessagesPerConnection = mpc
+	h.Addresses, h.Connections = []string{}, []*Connect{}
 	h.handshake = hs
 	for _, a := range sources {
 		h.SourceIPs = append(h.SourceIPs, a.String())
 	}
-	flush(g, tr, "host "+h.Name)
+	flush(g, tr, func() string { return "host " + h.Name })
 
 	addrs := r.addresses(g, h, relay, literal, lookup)
 	if h.Skipped != nil {
@@ -440,7 +489,7 @@ func (r *run) addresses(g *Group, h *Host, relay bool, literal netip.Addr, looku
 		} else {
 			res, err = r.s.resolver.LookupAAAA(r.ctx, h.Name)
 		}
-		r.lookup(g, h.Name, fam, addrAnswer(res.Addrs), res.Secure, res.Info, err)
+		r.lookup(g, h.Name, fam, func() []string { return addrAnswer(res.Addrs) }, res.Secure, res.Info, err)
 		if err != nil {
 			lastErr = err
 			if errors.Is(err, dns.ErrNotFound) || errors.Is(err, dns.ErrNoData) {
@@ -464,13 +513,13 @@ func (r *run) addresses(g *Group, h *Host, relay bool, literal netip.Addr, looku
 	}
 	switch {
 	case len(dropped) > 0:
-		skip(h, false, "resolves only to addresses that are never connected to (%s)", strings.Join(dropped, ", "))
+		skip(h, false, "dns", "resolves only to addresses that are never connected to (%s)", strings.Join(dropped, ", "))
 	case tempErr > 0:
-		skip(h, true, "address lookup failed: %v", lastErr)
+		skip(h, true, "dns", "address lookup failed: %v", lastErr)
 	case permErrs > 0:
-		skip(h, false, "no address of the allowed families (%s: %s)", h.IPLookup, strings.Join(families, ", "))
+		skip(h, false, "dns", "no address of the allowed families (%s: %s)", h.IPLookup, strings.Join(families, ", "))
 	default:
-		skip(h, false, "no address")
+		skip(h, false, "dns", "no address")
 	}
 	return nil
 }
@@ -479,24 +528,24 @@ func (r *run) addresses(g *Group, h *Host, relay bool, literal netip.Addr, looku
 func (r *run) dane(g *Group, h *Host, mode policies.TLSMode) {
 	if !h.Secure {
 		if mode == policies.TLSRequire {
-			skip(h, false, "tls.dane is require but the MX answer is not DNSSEC-secure")
+			skip(h, false, "dane", "tls.dane is require but the MX answer is not DNSSEC-secure")
 		}
 		return
 	}
 	name := "_25._tcp." + h.Name
 	res, err := r.s.resolver.LookupTLSA(r.ctx, name)
-	r.lookup(g, name, "TLSA", tlsaAnswer(res.Records), res.Secure, res.Info, err)
+	r.lookup(g, name, "TLSA", func() []string { return tlsaAnswer(res.Records) }, res.Secure, res.Info, err)
 	switch {
 	case errors.Is(err, dns.ErrNotFound) || errors.Is(err, dns.ErrNoData) || (err == nil && len(res.Records) == 0):
 		if mode == policies.TLSRequire {
-			skip(h, false, "tls.dane is require but %s has no TLSA records", h.Name)
+			skip(h, false, "dane", "tls.dane is require but %s has no TLSA records", h.Name)
 		}
 	case err != nil:
 		// Bogus, SERVFAIL or timeout: never downgrade, even with optional.
-		skip(h, true, "TLSA lookup failed, DANE state unknown (no downgrade): %v", err)
+		skip(h, true, "dane", "TLSA lookup failed, DANE state unknown (no downgrade): %v", err)
 	case !res.Secure:
 		if mode == policies.TLSRequire {
-			skip(h, false, "tls.dane is require but the TLSA answer is not DNSSEC-secure")
+			skip(h, false, "dane", "tls.dane is require but the TLSA answer is not DNSSEC-secure")
 		}
 	default:
 		for _, t := range res.Records {
@@ -505,7 +554,7 @@ func (r *run) dane(g *Group, h *Host, mode policies.TLSMode) {
 			}
 		}
 		if h.TLS.DANERecords == 0 && mode == policies.TLSRequire {
-			skip(h, false, "tls.dane is require but %s has no usable (DANE-TA or DANE-EE) TLSA records", h.Name)
+			skip(h, false, "dane", "tls.dane is require but %s has no usable (DANE-TA or DANE-EE) TLSA records", h.Name)
 		}
 	}
 }
@@ -542,53 +591,77 @@ func (r *run) connection(g *Group, h *Host, a netip.Addr, sources []netip.Addr, 
 	c.EHLOHostname = ehlo
 	t := &set.Limits.Timeouts
 	c.Timeouts = Timeouts{
-		Connect:  durationText(t.Connect.Eval(vm, env, tr)),
-		Greeting: durationText(t.Greeting.Eval(vm, env, tr)),
-		EHLO:     durationText(t.EHLO.Eval(vm, env, tr)),
-		MailFrom: durationText(t.MailFrom.Eval(vm, env, tr)),
-		RcptTo:   durationText(t.RcptTo.Eval(vm, env, tr)),
-		Data:     durationText(t.Data.Eval(vm, env, tr)),
+		Connect:  durationOf(t.Connect.Eval(vm, env, tr)),
+		Greeting: durationOf(t.Greeting.Eval(vm, env, tr)),
+		EHLO:     durationOf(t.EHLO.Eval(vm, env, tr)),
+		MailFrom: durationOf(t.MailFrom.Eval(vm, env, tr)),
+		RcptTo:   durationOf(t.RcptTo.Eval(vm, env, tr)),
+		Data:     durationOf(t.Data.Eval(vm, env, tr)),
 	}
-	flush(g, tr, "address "+c.RemoteIP+" of "+h.Name)
+	label := func() string { return "address " + c.RemoteIP + " of " + h.Name }
+	flush(g, tr, label)
 	if i == 0 {
 		r.throttles(g, expr.Connection, tr)
-		flush(g, tr, "address "+c.RemoteIP+" of "+h.Name)
+		flush(g, tr, label)
 	}
 	return c
 }
 
-func durationText(d time.Duration, _ error) string { return d.String() }
+func durationOf(d time.Duration, _ error) Duration { return Duration(d) }
 
 // throttles lists the throttles of phase p that apply to the group, with
 // their current use. Connection-phase throttles are listed once, for the
 // first address.
 func (r *run) throttles(g *Group, p expr.Phase, tr *policies.Trace) {
+	env := r.env()
 	for _, t := range r.s.set.Limits.Throttles {
 		if t.Phase != p {
 			continue
 		}
-		if t.Match != nil {
-			ok, err := t.Match.Bool(r.vm(), r.env())
-			if tr != nil {
-				e := policies.TraceEntry{Setting: "limits.throttles." + t.Name + ".match", Phase: p.String(), Kind: policies.KindRule,
-					Rule: 1, At: t.At.String(), If: t.Match.Source(), Matched: ok && err == nil}
-				if err != nil {
-					e.Error = err.Error()
-				}
-				tr.Entries = append(tr.Entries, e)
+		// A key with rcpt is counted per recipient; others per group (the
+		// first recipient stands for the group).
+		rcpts := []string{""}
+		if p == expr.Recipient && slices.Contains(t.Key, "rcpt") {
+			rcpts = g.Recipients
+		}
+		saved := env.Rcpt
+		for _, rcpt := range rcpts {
+			if rcpt != "" {
+				env.Rcpt = rcpt
 			}
-			if err != nil || !ok {
+			if !r.throttleMatches(t, p, tr) {
 				continue
 			}
+			info := ThrottleInfo{Name: t.Name, Key: throttleKey(t.Key, env), Concurrency: t.Concurrency, Phase: p.String(), Recipient: rcpt}
+			if t.Rate.Count > 0 {
+				info.Rate = t.Rate.String()
+			}
+			if r.cfg.trace { // what a dry-run shows; delivery acquires instead
+				inUse, wait := r.e.throttles.Peek(t.Name+"\x00"+info.Key, t.Concurrency, t.Rate, r.e.opts.Clock())
+				info.InUse, info.WouldWait = inUse, Duration(wait)
+			}
+			g.Throttles = append(g.Throttles, info)
 		}
-		info := ThrottleInfo{Name: t.Name, Key: throttleKey(t.Key, r.env()), Concurrency: t.Concurrency, Phase: p.String()}
-		inUse, wait := r.e.throttles.Peek(t.Name+"\x00"+info.Key, t.Concurrency, t.Rate, r.e.opts.Clock())
-		info.InUse, info.WouldWait = inUse, wait.String()
-		if t.Rate.Count > 0 {
-			info.Rate = t.Rate.String()
-		}
-		g.Throttles = append(g.Throttles, info)
+		env.Rcpt = saved
 	}
+}
+
+// throttleMatches evaluates a throttle's match (true when it has none),
+// recording it in the trace.
+func (r *run) throttleMatches(t *policies.Throttle, p expr.Phase, tr *policies.Trace) bool {
+	if t.Match == nil {
+		return true
+	}
+	ok, err := t.Match.Bool(r.vm(), r.env())
+	if tr != nil {
+		e := policies.TraceEntry{Setting: "limits.throttles." + t.Name + ".match", Phase: p.String(), Kind: policies.KindRule,
+			Rule: 1, At: matchAt(t), If: t.Match.Source(), Matched: ok && err == nil}
+		if err != nil {
+			e.Error = err.Error()
+		}
+		tr.Entries = append(tr.Entries, e)
+	}
+	return err == nil && ok
 }
 
 // throttleKey joins the values of the key's variables.
@@ -621,11 +694,11 @@ func throttleKey(keys []string, env *expr.Env) string {
 }
 
 // lookup records a DNS question in the group when tracing.
-func (r *run) lookup(g *Group, name, typ string, answer []string, secure bool, info dns.Info, err error) {
+func (r *run) lookup(g *Group, name, typ string, answer func() []string, secure bool, info dns.Info, err error) {
 	if !r.cfg.trace {
 		return
 	}
-	l := Lookup{Name: name, Type: typ, Answer: answer, Secure: secure, Cached: info.Cached, Stale: info.Stale}
+	l := Lookup{Name: name, Type: typ, Answer: answer(), Secure: secure, Cached: info.Cached, Stale: info.Stale}
 	if l.Answer == nil {
 		l.Answer = []string{}
 	}
@@ -665,4 +738,10 @@ func tlsaAnswer(recs []dns.TLSA) []string {
 		out[i] = fmt.Sprintf("%d %d %d %x", t.Usage, t.Selector, t.MatchingType, t.Data)
 	}
 	return out
+}
+
+// matchAt is the position of a throttle's match expression.
+func matchAt(t *policies.Throttle) string {
+	p := t.Match.Position()
+	return policies.Pos{File: p.File, Line: p.Line, Column: p.Column}.String()
 }

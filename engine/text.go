@@ -13,6 +13,7 @@ import (
 func (d *Decision) WriteJSON(w io.Writer) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false) // "<from env X>" stays readable
 	return enc.Encode(d)
 }
 
@@ -105,7 +106,11 @@ func (p *printer) group(n int, g *Group) {
 		if g.Error.Temporary {
 			kind = "temporary"
 		}
-		p.f("  error:      %s (%s, class %s)\n", g.Error.Message, kind, g.Error.Class)
+		first, rest, _ := strings.Cut(g.Error.Message, "\n")
+		p.f("  error:      %s (%s, class %s)\n", first, kind, g.Error.Class)
+		if rest != "" {
+			p.f("              %s\n", strings.ReplaceAll(rest, "\n", "\n              "))
+		}
 	}
 	p.f("  recipients: %s\n", strings.Join(g.Recipients, ", "))
 	if g.Route.Type == "relay" {
@@ -263,24 +268,26 @@ func (p *printer) entry(e policies.TraceEntry) {
 	switch e.Kind {
 	case policies.KindRule:
 		res := "no"
-		if e.Matched {
-			res = "YES -> " + e.Value
-		}
-		if e.Error != "" {
-			res = "ERROR -> " + e.Value
+		switch {
+		case e.Error != "":
+			res = "ERROR -> " + orDefault(e.Value)
+		case e.Matched && e.Value == "" && strings.HasSuffix(e.Setting, ".match"):
+			res = "YES"
+		case e.Matched:
+			res = "YES -> " + orDefault(e.Value)
 		}
 		what = fmt.Sprintf("rule %d  if %s  => %s", e.Rule, e.If, res)
 	case policies.KindElse:
-		what = "else  => " + e.Value
+		what = "else  => " + orDefault(e.Value)
 	case policies.KindDefault:
-		what = "default => " + e.Value
+		what = "default => " + orDefault(e.Value)
 		if e.Rule > 0 {
-			what = "no rule matched, default => " + e.Value
+			what = "no rule matched, default => " + orDefault(e.Value)
 		}
 	case policies.KindLiteral:
-		what = "= " + e.Value
+		what = "= " + orDefault(e.Value)
 	case policies.KindExpr:
-		what = fmt.Sprintf("expr %s  => %s", e.Expr, e.Value)
+		what = fmt.Sprintf("expr %s  => %s", e.Expr, orDefault(e.Value))
 	}
 	if e.Expr != "" && e.Kind != policies.KindExpr {
 		what += "  (from " + e.Expr + ")"

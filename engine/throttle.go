@@ -16,9 +16,11 @@ type ThrottleStore interface {
 	// Acquire takes one concurrency slot and one rate token for key. When
 	// the throttle is full it takes nothing and returns ok=false, the
 	// class ("concurrency" or "rate") and how long to wait before trying
-	// again. release gives the concurrency slot back; it is nil when
-	// concurrency is 0 (unlimited).
-	Acquire(key string, concurrency int, rate policies.Rate, now time.Time) (release func(), ok bool, class string, wait time.Duration)
+	// again. On success, release gives the concurrency slot back when the
+	// delivery ends; release(true) also returns the rate token, for a
+	// delivery that did not start after all (another throttle was full).
+	// release is safe to call more than once; only the first call counts.
+	Acquire(key string, concurrency int, rate policies.Rate, now time.Time) (release func(refund bool), ok bool, class string, wait time.Duration)
 	// Peek reports the slots in use and the wait a new delivery would
 	// have, without taking anything (for dry-runs).
 	Peek(key string, concurrency int, rate policies.Rate, now time.Time) (inUse int, wait time.Duration)
@@ -74,7 +76,7 @@ func (m *MemoryThrottles) entry(key string) *throttleEntry {
 }
 
 // Acquire implements [ThrottleStore].
-func (m *MemoryThrottles) Acquire(key string, concurrency int, rate policies.Rate, now time.Time) (func(), bool, string, time.Duration) {
+func (m *MemoryThrottles) Acquire(key string, concurrency int, rate policies.Rate, now time.Time) (func(bool), bool, string, time.Duration) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	e := m.entry(key)
@@ -89,16 +91,20 @@ func (m *MemoryThrottles) Acquire(key string, concurrency int, rate policies.Rat
 	if rate.Count > 0 {
 		e.tokens--
 	}
-	if concurrency <= 0 {
-		return nil, true, "", 0
+	if concurrency > 0 {
+		e.inFlight++
 	}
-	e.inFlight++
 	var once sync.Once
-	return func() {
+	return func(refund bool) {
 		once.Do(func() {
 			m.mu.Lock()
-			e.inFlight--
-			m.mu.Unlock()
+			defer m.mu.Unlock()
+			if concurrency > 0 {
+				e.inFlight--
+			}
+			if refund && rate.Count > 0 {
+				e.tokens = math.Min(float64(rate.Count), e.tokens+1)
+			}
 		})
 	}, true, "", 0
 }

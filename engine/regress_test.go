@@ -1,10 +1,9 @@
 package engine_test
 
-// Engine bugs found while writing the golden tests. Each test states the
-// input, what the engine does and what it should do; they fail until the
-// engine is fixed. (Bugs that show in whole outputs are golden cases with
-// "BUG:" notes instead: dane-require-insecure, split-recipients and the
-// skipped-host cases.)
+// Regression tests for engine bugs found while writing the golden tests.
+// Each states the input and what the engine must do. (Bugs that showed in
+// whole outputs are covered by golden cases: dane-require-insecure,
+// split-recipients and the skipped-host cases.)
 
 import (
 	"bytes"
@@ -30,7 +29,7 @@ _mta-sts  IN TXT "v=STSv1; id=2;"
 
 // "@example.com" has no local part, which the engine's own message says an
 // address needs, yet it is routed and delivered like ok@example.com.
-func TestBugEmptyLocalPart(t *testing.T) {
+func TestEmptyLocalPart(t *testing.T) {
 	e := staticEngine(t, "version: 1\n", bugZone, false)
 	d := evaluate(t, e, "alice@example.org", "@example.com", "ok@example.com")
 	if g := groupOf(t, d, "@example.com"); g.Outcome != engine.OutcomeFail {
@@ -42,7 +41,7 @@ func TestBugEmptyLocalPart(t *testing.T) {
 // the group key (domain, route ""), so the second joins the first's group
 // and is failed permanently as "invalid recipient address" instead of being
 // deferred (temporary, class policy) as policy-format.md section 3 says.
-func TestBugInvalidAddressAndRouteErrorMerged(t *testing.T) {
+func TestInvalidAddressAndRouteErrorMerged(t *testing.T) {
 	policy := `version: 1
 routing:
   route:
@@ -64,7 +63,7 @@ routing:
 // Invalid recipients without a domain ("bob", "carol@") all land in the
 // group of domain "", whose error names only the first one: the error of
 // carol@'s group talks about "bob".
-func TestBugInvalidRecipientsShareOneError(t *testing.T) {
+func TestInvalidRecipientsShareOneError(t *testing.T) {
 	e := staticEngine(t, "version: 1\n", bugZone, false)
 	d := evaluate(t, e, "alice@example.org", "bob", "carol@")
 	for _, rcpt := range []string{"bob", "carol@"} {
@@ -78,7 +77,7 @@ func TestBugInvalidRecipientsShareOneError(t *testing.T) {
 // A group error with several lines (an expression error carries its source
 // snippet) breaks the text layout: the snippet lines start at column 1 and
 // "(temporary, class policy)" ends up after the caret line.
-func TestBugGroupErrorTextIndented(t *testing.T) {
+func TestGroupErrorTextIndented(t *testing.T) {
 	policy := `version: 1
 routing:
   route:
@@ -103,11 +102,24 @@ routing:
 // RFC 8461 section 3.1: when more than one TXT record at _mta-sts starts
 // with "v=STSv1", the domain has no available MTA-STS policy. The engine
 // takes the last one, so tls.mta-sts require delivers instead of failing.
-func TestBugMTASTSMultipleRecords(t *testing.T) {
+func TestMTASTSMultipleRecords(t *testing.T) {
 	e := staticEngine(t, "version: 1\ntls:\n  mta-sts: require\n", bugZone, false)
 	d := evaluate(t, e, "alice@example.org", "bob@two-sts.example")
 	g := groupOf(t, d, "bob@two-sts.example")
 	if g.Outcome != engine.OutcomeFail || g.MTASTS.Record != "" {
 		t.Errorf("two v=STSv1 records with mta-sts require: outcome %s, record %q; want fail, no record", g.Outcome, g.MTASTS.Record)
+	}
+}
+
+// A tls.mta-sts expression that fails takes require (never weaker), but a
+// domain without a policy is then deferred, not bounced: a broken policy
+// must not lose mail for good.
+func TestMTASTSExpressionErrorDefers(t *testing.T) {
+	e := staticEngine(t, "version: 1\ntls:\n  mta-sts: {expr: 'recipients[3]'}\n", bugZone, false)
+	d := evaluate(t, e, "alice@example.org", "bob@example.com")
+	g := groupOf(t, d, "bob@example.com")
+	if g.MTASTS.Setting != "require" || g.Outcome != engine.OutcomeDefer || g.Error == nil || g.Error.Class != engine.ClassPolicy ||
+		!strings.Contains(g.Error.Message, "index out of range") {
+		t.Errorf("mta-sts %q, outcome %s, error %+v; want require, defer, class policy naming the expression error", g.MTASTS.Setting, g.Outcome, g.Error)
 	}
 }
