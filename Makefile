@@ -57,3 +57,11 @@ bench:
 
 clean:
 	rm -rf bin
+
+## bench-e2e: end-to-end delivery benchmark on loopback: engine.Deliver vs
+## smtp-source (the client ceiling) vs a throwaway Postfix, all into
+## smtp-sink (bench/README.md, "End-to-end delivery"). Needs postfix; not
+## part of `make test`. Flags: make bench-e2e E2EFLAGS="-n 2000 -runs 1"
+.PHONY: bench-e2e
+bench-e2e:
+	$(GO) run ./bench/e2e $(E2EFLAGS)

@@ -1,0 +1,124 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/postern-mta/postern/engine"
+	"github.com/postern-mta/postern/transport"
+)
+
+// workerResult is what the engine worker prints (JSON) for its parent.
+type workerResult struct {
+	ElapsedNS  int64  `json:"elapsed_ns"`
+	Delivered  int64  `json:"delivered"`
+	Failed     int64  `json:"failed"`
+	FirstError string `json:"first_error,omitempty"`
+}
+
+// benchMessage is a message with a payload of size bytes after its header,
+// in lines of 76 characters, like smtp-source -l.
+func benchMessage(size int) string {
+	var b strings.Builder
+	b.WriteString("From: <bench@sender.test>\r\nTo: <rcpt@dest.test>\r\nSubject: postern e2e benchmark\r\n" +
+		"Message-ID: <bench@sender.test>\r\n\r\n")
+	line := strings.Repeat("abcdefghijklmnopqrstuvwxyz0123456789", 3)[:74] + "\r\n"
+	for n := 0; n < size; n += len(line) {
+		b.WriteString(line[:min(len(line), size-n)])
+	}
+	if !strings.HasSuffix(b.String(), "\r\n") {
+		b.WriteString("\r\n")
+	}
+	return b.String()
+}
+
+// engineWorker delivers cfg.n messages to the sink at addr through
+// engine.Deliver from cfg.parallel goroutines, and prints a workerResult.
+func engineWorker(addr string, cfg config) int {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "engine worker:", err)
+		return 1
+	}
+	dir, err := os.MkdirTemp("", "postern-e2e-engine-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "engine worker:", err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	policy := fmt.Sprintf(`version: 1
+hostname: bench.sender.test
+routing:
+  route: sink
+  routes:
+    sink:
+      type: relay
+      address: %s
+      port: %d
+limits:
+  messages-per-connection: %d
+dns:
+  resolver: static
+  zone-file: zone.txt
+`, ap.Addr(), ap.Port(), cfg.mpc)
+	zone := "$TTL 300\n$ORIGIN dest.test.\n@ IN SOA ns1 hostmaster 1 3600 600 604800 300\n@ IN NS ns1\nns1 IN A 192.0.2.53\n"
+	if err := writeFile(dir, "policy.yaml", policy); err != nil {
+		fmt.Fprintln(os.Stderr, "engine worker:", err)
+		return 1
+	}
+	if err := writeFile(dir, "zone.txt", zone); err != nil {
+		fmt.Fprintln(os.Stderr, "engine worker:", err)
+		return 1
+	}
+	e, err := engine.LoadFile(dir+"/policy.yaml", engine.Options{})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "engine worker:", err)
+		return 1
+	}
+	body := benchMessage(cfg.size)
+	msg := engine.Message{From: "bench@sender.test", To: []string{"rcpt@dest.test"}}
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.timeout)
+	defer cancel()
+
+	var (
+		next, delivered, failed atomic.Int64
+		firstErr                sync.Once
+		res                     workerResult
+		wg                      sync.WaitGroup
+	)
+	start := time.Now()
+	for range cfg.parallel {
+		wg.Go(func() {
+			for next.Add(1) <= int64(cfg.n) {
+				out, err := e.Deliver(ctx, msg, strings.NewReader(body))
+				if err == nil && len(out) == 1 && out[0].Status == transport.StatusDelivered {
+					delivered.Add(1)
+					continue
+				}
+				failed.Add(1)
+				firstErr.Do(func() {
+					if err != nil {
+						res.FirstError = err.Error()
+					} else if len(out) > 0 {
+						res.FirstError = fmt.Sprintf("%s %d %s", out[0].Status, out[0].Code, out[0].Text)
+					}
+				})
+			}
+		})
+	}
+	wg.Wait()
+	res.ElapsedNS = int64(time.Since(start))
+	_ = e.Close() // QUIT the pooled connections
+	res.Delivered, res.Failed = delivered.Load(), failed.Load()
+	if err := json.NewEncoder(os.Stdout).Encode(res); err != nil {
+		return 1
+	}
+	return 0
+}
