@@ -181,10 +181,10 @@ func rcptArgs(m smtpbed.Dumped) []string {
 // null-MX domain, with one recipient listed twice.
 func TestDeliverMultiDomain(t *testing.T) {
 	t.Parallel()
-	// -w 1: each sink waits a second before answering DATA, so three groups
-	// one after the other would take three seconds.
-	sinkA := smtpbed.StartSink(t, smtpbed.SinkOptions{Args: []string{"-w", "1"}})
-	sinkB := smtpbed.StartSink(t, smtpbed.SinkOptions{Args: []string{"-w", "1"}})
+	// -w 2: each sink waits two seconds before answering DATA, so three
+	// groups one after the other would take six seconds.
+	sinkA := smtpbed.StartSink(t, smtpbed.SinkOptions{Args: []string{"-w", "2"}})
+	sinkB := smtpbed.StartSink(t, smtpbed.SinkOptions{Args: []string{"-w", "2"}})
 	policy := `local-domains: [local.test]
 routing:
   route:
@@ -228,8 +228,8 @@ routing:
 	if res[3].Address.IsValid() || res[3].Source.IsValid() || res[3].Route != "mx" || !strings.Contains(strings.ToLower(res[3].Text), "null mx") {
 		t.Errorf("null MX result: %+v (want no connection, route mx, text about the null MX)", res[3])
 	}
-	if elapsed > 2500*time.Millisecond {
-		t.Errorf("Deliver took %v: the three groups (each waiting 1s at DATA) were not delivered in parallel", elapsed)
+	if elapsed > 4*time.Second {
+		t.Errorf("Deliver took %v: the three groups (each waiting 2s at DATA) were not delivered in parallel", elapsed)
 	}
 
 	got := sinkA.WaitMessages(t, 2)
@@ -480,7 +480,7 @@ func TestDeliverConcurrencyThrottle(t *testing.T) {
 	throttle := "limits:\n  throttles:\n    - name: one-at-a-time\n      key: [rcpt_domain]\n      concurrency: 1\n"
 	t.Run("in flight, then released", func(t *testing.T) {
 		t.Parallel()
-		sink := smtpbed.StartSink(t, smtpbed.SinkOptions{Args: []string{"-w", "1"}}) // a second before the DATA reply
+		sink := smtpbed.StartSink(t, smtpbed.SinkOptions{Args: []string{"-w", "2"}}) // two seconds before the DATA reply
 		e := newDeliverEngine(t, oneRelayPolicy(sink.Addr, throttle), engine.Options{})
 		first := make(chan []engine.Result, 1)
 		go func() {
@@ -489,7 +489,7 @@ func TestDeliverConcurrencyThrottle(t *testing.T) {
 			res, _ := e.Deliver(ctx, engine.Message{From: "alice@sender.test", To: []string{"u@a.test"}}, strings.NewReader(deliverBody))
 			first <- res
 		}()
-		time.Sleep(300 * time.Millisecond) // the first holds the slot for about a second
+		time.Sleep(300 * time.Millisecond) // the first holds the slot for about two seconds
 		res := runDeliver(t, e, engine.Message{From: "alice@sender.test", To: []string{"v@a.test"}}, deliverBody)
 		wantResult(t, res, 0, "temporary", transport.ClassConcurrency)
 		if res[0].RetryAfter.IsZero() || res[0].Address.IsValid() {

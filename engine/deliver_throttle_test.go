@@ -34,7 +34,7 @@ func inFlight(e *engine.Engine, msg engine.Message) <-chan []engine.Result {
 // sequence must both pass, whatever was deferred in between.
 func TestDeliverDeferredTakesNoToken(t *testing.T) {
 	t.Parallel()
-	sink := smtpbed.StartSink(t, smtpbed.SinkOptions{Args: []string{"-w", "1"}})
+	sink := smtpbed.StartSink(t, smtpbed.SinkOptions{Args: []string{"-w", "2"}})
 	now := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
 	policy := oneRelayPolicy(sink.Addr, `limits:
   throttles:
@@ -77,7 +77,7 @@ func TestDeliverRcptKeyedThrottle(t *testing.T) {
 // like a group-level throttle, and is released when the delivery ends.
 func TestDeliverConnectionThrottle(t *testing.T) {
 	t.Parallel()
-	sink := smtpbed.StartSink(t, smtpbed.SinkOptions{Args: []string{"-w", "1"}})
+	sink := smtpbed.StartSink(t, smtpbed.SinkOptions{Args: []string{"-w", "2"}})
 	policy := oneRelayPolicy(sink.Addr, "limits:\n  throttles:\n    - name: per-ip\n      key: [remote_ip]\n      concurrency: 1\n")
 	e := newDeliverEngine(t, policy, engine.Options{})
 	first := inFlight(e, engine.Message{From: "alice@sender.test", To: []string{"u@a.test"}})
