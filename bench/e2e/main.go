@@ -51,8 +51,8 @@ type sample struct {
 	sessions int           // SMTP sessions the sink saw
 	messages int           // messages the sink received
 	rssKB    int64         // peak resident set (Postfix: the sum of its processes' peaks)
-	pssKB    int64         // peak proportional set size, sampled every 50ms
-	cpu      time.Duration // user+system time of the client process (not measured for Postfix)
+	pssKB    int64         // peak proportional set size, sampled (10ms; Postfix 250ms)
+	cpu      time.Duration // user+system time of the client (Postfix: its processes', sampled)
 	extra    string
 }
 
@@ -146,10 +146,7 @@ func run(ctx context.Context, cfg config) error {
 			if err != nil {
 				return fmt.Errorf("run %d, %s: %w", r, c.name, err)
 			}
-			cpu := "-"
-			if s.cpu > 0 {
-				cpu = fmt.Sprintf("%.2fs", s.cpu.Seconds())
-			}
+			cpu := fmt.Sprintf("%.2fs", s.cpu.Seconds())
 			fmt.Printf("run %d %-15s %8.0f msg/s  %7.3fs  sessions=%-5d messages=%-5d peak RSS %6.1f MiB  PSS %6.1f MiB  CPU %s %s\n",
 				r, c.name, s.rate(cfg.n), s.elapsed.Seconds(), s.sessions, s.messages, float64(s.rssKB)/1024, float64(s.pssKB)/1024, cpu, s.extra)
 			results[c.name] = append(results[c.name], s)
@@ -165,13 +162,14 @@ func run(ctx context.Context, cfg config) error {
 		ceiling = 1
 	}
 	pf := median(rates(results["postfix"], cfg.n))
-	fmt.Println("| client | msg/s, median (range) | vs client ceiling | connections (sessions at the sink) | peak RSS | peak PSS |")
-	fmt.Println("|---|---|---|---|---|---|")
+	fmt.Println("| client | msg/s, median (range) | vs client ceiling | connections (sessions at the sink) | CPU ms per 1000 msgs | peak RSS | peak PSS |")
+	fmt.Println("|---|---|---|---|---|---|---|")
 	for _, c := range contenders {
 		ss := results[c.name]
 		rs := rates(ss, cfg.n)
-		var sess, rss, pss []float64
+		var sess, rss, pss, cpu []float64
 		for _, s := range ss {
+			cpu = append(cpu, float64(s.cpu.Milliseconds())*1000/float64(cfg.n))
 			sess = append(sess, float64(s.sessions))
 			rss = append(rss, float64(s.rssKB)/1024)
 			pss = append(pss, float64(s.pssKB)/1024)
@@ -180,8 +178,8 @@ func run(ctx context.Context, cfg config) error {
 		if c.name == "engine" && pf > 0 {
 			vs += fmt.Sprintf(" (%.1f× Postfix)", median(rs)/pf)
 		}
-		fmt.Printf("| %s | %.0f (%.0f–%.0f) | %s | %s | %s MiB | %s MiB |\n", c.name, median(rs), slices.Min(rs), slices.Max(rs), vs,
-			rangeText(sess, "%.0f"), rangeText(rss, "%.1f"), rangeText(pss, "%.1f"))
+		fmt.Printf("| %s | %.0f (%.0f–%.0f) | %s | %s | %s | %s MiB | %s MiB |\n", c.name, median(rs), slices.Min(rs), slices.Max(rs), vs,
+			rangeText(sess, "%.0f"), rangeText(cpu, "%.0f"), rangeText(rss, "%.1f"), rangeText(pss, "%.1f"))
 	}
 	return nil
 }
@@ -281,7 +279,7 @@ func runSampled(cmd *exec.Cmd) (memPeak, error) {
 	if err := cmd.Start(); err != nil {
 		return memPeak{}, err
 	}
-	m := sampleMem(func() []int { return []int{cmd.Process.Pid} })
+	m := sampleMem(10*time.Millisecond, func() []int { return []int{cmd.Process.Pid} })
 	err := cmd.Wait()
 	return m.stop(), err
 }

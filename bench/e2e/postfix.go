@@ -92,7 +92,7 @@ func measurePostfix(ctx context.Context, cfg config, tools map[string]string, tm
 		}
 	}
 	mem := sampler.stop()
-	s := sample{elapsed: time.Since(start), rssKB: mem.sumHWMKB, pssKB: mem.peakPSSKB, extra: fmt.Sprintf("(injection %.2fs)", inject.Seconds())}
+	s := sample{elapsed: time.Since(start), rssKB: mem.sumHWMKB, pssKB: mem.peakPSSKB, cpu: mem.cpu, extra: fmt.Sprintf("(injection %.2fs)", inject.Seconds())}
 
 	// Stopping Postfix closes its cached connections, so that the sink
 	// counts every session.
@@ -274,26 +274,34 @@ func (p *postfix) logTail(n int) string {
 	return strings.Join(l[max(0, len(l)-n):], "\n")
 }
 
-// memSampler polls the memory of a set of processes.
+// memSampler polls the memory and CPU time of a set of processes.
 type memSampler struct {
 	stopc chan struct{}
 	done  chan memPeak
 }
 
 // memPeak is what a memSampler saw: the sum over processes of each one's
-// VmHWM (its own peak RSS; shared pages count once per process), and the
+// VmHWM (its own peak RSS; shared pages count once per process), the
 // largest sum of PSS (shared pages divided among their users) at one
-// sampling instant.
+// sampling instant, and the CPU time (user+system) the processes used
+// while sampled (a process that ended between two samples loses its last
+// interval at most).
 type memPeak struct {
 	sumHWMKB, peakPSSKB int64
+	cpu                 time.Duration
 }
 
-// sampleMem polls pids() every 50ms until stop.
-func sampleMem(pids func() []int) *memSampler {
+// sampleMem polls pids() every interval until stop. For Postfix's fifty
+// processes the interval is long enough to cost them little (reading
+// smaps_rollup walks page tables); VmHWM is a high-water mark anyway, and
+// the processes live for the whole delivery.
+func sampleMem(interval time.Duration, pids func() []int) *memSampler {
 	s := &memSampler{stopc: make(chan struct{}), done: make(chan memPeak, 1)}
 	go func() {
 		hwm := map[int]int64{}
+		first, last := map[int]int64{}, map[int]int64{} // CPU ticks
 		var peak memPeak
+		initial := true
 		for {
 			var pss int64
 			for _, pid := range pids() {
@@ -301,16 +309,29 @@ func sampleMem(pids func() []int) *memSampler {
 					hwm[pid] = kb
 				}
 				pss += rollupPSS(pid)
+				t := cpuTicks(pid)
+				if _, seen := first[pid]; !seen {
+					if initial {
+						first[pid] = t // CPU used before the measurement does not count
+					} else {
+						first[pid] = 0
+					}
+				}
+				last[pid] = max(last[pid], t)
 			}
+			initial = false
 			peak.peakPSSKB = max(peak.peakPSSKB, pss)
 			select {
 			case <-s.stopc:
-				for _, v := range hwm {
+				var ticks int64
+				for pid, v := range hwm {
 					peak.sumHWMKB += v
+					ticks += last[pid] - first[pid]
 				}
+				peak.cpu = time.Duration(ticks) * time.Second / 100 // USER_HZ
 				s.done <- peak
 				return
-			case <-time.After(50 * time.Millisecond):
+			case <-time.After(interval):
 			}
 		}
 	}()
@@ -319,10 +340,29 @@ func sampleMem(pids func() []int) *memSampler {
 
 func (s *memSampler) stop() memPeak { close(s.stopc); return <-s.done }
 
+// cpuTicks returns utime+stime of a process in clock ticks.
+func cpuTicks(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return u + st
+}
+
 // sampleRSS samples the master and its children (every Postfix daemon is
 // a child of master).
 func (p *postfix) sampleRSS() *memSampler {
-	return sampleMem(func() []int {
+	return sampleMem(250*time.Millisecond, func() []int {
 		m := p.masterPID()
 		if m <= 0 {
 			return nil
