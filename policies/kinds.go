@@ -38,26 +38,12 @@ func enumKind[T ~string](values ...T) *kind[T] {
 		words[i] = string(v)
 	}
 	list := strings.Join(words, ", ")
-	check := func(s string) (T, error) {
+	return scalarKind("one of "+list, func(s string) (T, error) {
 		if slices.Contains(values, T(s)) {
 			return T(s), nil
 		}
 		return "", fmt.Errorf("%q is not one of %s", s, list)
-	}
-	return &kind[T]{
-		name: "one of " + list,
-		typ:  expr.String,
-		parse: func(n *yaml.Node) (T, error) {
-			s, err := scalarText(n)
-			if err != nil {
-				return "", err
-			}
-			return check(s)
-		},
-		fromExpr: func(a any) (T, error) { return check(a.(string)) },
-		format:   func(v T) *yaml.Node { return strNode(string(v)) },
-		text:     func(v T) string { return string(v) },
-	}
+	}, func(v T) *yaml.Node { return strNode(string(v)) })
 }
 
 var boolKind = &kind[bool]{
@@ -125,10 +111,29 @@ var durationKind = &kind[time.Duration]{
 	text:     FormatDuration,
 }
 
+// scalarKind is a kind read from one scalar (literal) or a string
+// (expression), both validated by check, which may also normalise.
+func scalarKind[T ~string](name string, check func(string) (T, error), format func(T) *yaml.Node) *kind[T] {
+	return &kind[T]{
+		name: name,
+		typ:  expr.String,
+		parse: func(n *yaml.Node) (T, error) {
+			s, err := scalarText(n)
+			if err != nil {
+				return "", err
+			}
+			return check(s)
+		},
+		fromExpr: func(a any) (T, error) { return check(a.(string)) },
+		format:   format,
+		text:     func(v T) string { return string(v) },
+	}
+}
+
 // hostnameKind accepts a DNS host name; empty means "not set" when
 // allowEmpty.
 func hostnameKind(allowEmpty bool) *kind[string] {
-	check := func(s string) (string, error) {
+	return scalarKind("host name", func(s string) (string, error) {
 		s = strings.TrimSuffix(strings.ToLower(s), ".")
 		if s == "" && allowEmpty {
 			return "", nil
@@ -137,46 +142,17 @@ func hostnameKind(allowEmpty bool) *kind[string] {
 			return "", fmt.Errorf("%q is not a host name", s)
 		}
 		return s, nil
-	}
-	return &kind[string]{
-		name: "host name",
-		typ:  expr.String,
-		parse: func(n *yaml.Node) (string, error) {
-			s, err := scalarText(n)
-			if err != nil {
-				return "", err
-			}
-			return check(s)
-		},
-		fromExpr: func(a any) (string, error) { return check(a.(string)) },
-		format:   strNode,
-		text:     func(s string) string { return s },
-	}
+	}, strNode)
 }
 
-// routeKind names a route; the check against the defined routes happens in
-// the loader, which knows them.
+// routeKind names a route; exists answers from the policy's routes.
 func routeKind(exists func(string) bool) *kind[string] {
-	check := func(s string) (string, error) {
+	return scalarKind("route name (mx, local, or one of routing.routes)", func(s string) (string, error) {
 		if !exists(s) {
 			return "", fmt.Errorf("route %q is not defined (define it under routing.routes, or use mx or local)", s)
 		}
 		return s, nil
-	}
-	return &kind[string]{
-		name: "route name (mx, local, or one of routing.routes)",
-		typ:  expr.String,
-		parse: func(n *yaml.Node) (string, error) {
-			s, err := scalarText(n)
-			if err != nil {
-				return "", err
-			}
-			return check(s)
-		},
-		fromExpr: func(a any) (string, error) { return check(a.(string)) },
-		format:   strNode,
-		text:     func(s string) string { return s },
-	}
+	}, strNode)
 }
 
 var ipListKind = &kind[[]netip.Addr]{
