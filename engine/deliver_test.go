@@ -692,7 +692,7 @@ func TestDeliverSecretUnset(t *testing.T) {
 	msg := engine.Message{From: "alice@sender.test", To: []string{"bob@dest.test", "carol@dest.test"}}
 	res := runDeliver(t, e, msg, deliverBody)
 	for i, r := range res {
-		wantResult(t, res, i, "temporary", r.Class)
+		wantResult(t, res, i, "temporary", engine.ClassPolicy)
 		if !strings.Contains(r.Text, env) || !strings.Contains(r.Text, "not set") || !strings.Contains(r.Text, "sink") || r.Address.IsValid() {
 			t.Errorf("result %d: %q (address %v): want a message naming the route and %s, and no connection", i, r.Text, r.Address, env)
 		}
@@ -779,7 +779,8 @@ func TestDeliverBadRecipient(t *testing.T) {
 	to := []string{"good@dest.test", "not-an-address", "also@dest.test"}
 	res := runDeliver(t, e, engine.Message{From: "alice@sender.test", To: to}, deliverBody)
 	wantResult(t, res, 0, "delivered", transport.ClassNone)
-	if res[1].StatusText() != "permanent" || res[1].Address.IsValid() {
+	wantResult(t, res, 1, "permanent", engine.ClassInvalidAddress)
+	if res[1].Code != 550 || res[1].Enhanced.String() != "5.1.3" || res[1].Address.IsValid() {
 		t.Errorf("bad address: %s", formatResults(res))
 	}
 	wantResult(t, res, 2, "delivered", transport.ClassNone)

@@ -6,6 +6,7 @@ package engine_test
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -70,6 +71,29 @@ func TestDeliverRcptKeyedThrottle(t *testing.T) {
 	wantResult(t, res, 1, "delivered", transport.ClassNone)
 	res = runDeliver(t, e, engine.Message{From: "alice@sender.test", To: []string{"b@a.test"}}, deliverBody)
 	wantResult(t, res, 0, "temporary", transport.ClassRate)
+
+	// In one group, the recipient whose token is used up is held back and
+	// the others go ahead, in a transaction without it.
+	res = runDeliver(t, e, engine.Message{From: "alice@sender.test", To: []string{"c@a.test", "b@a.test", "d@a.test"}}, deliverBody)
+	wantResult(t, res, 0, "delivered", transport.ClassNone)
+	wantResult(t, res, 1, "temporary", transport.ClassRate)
+	wantResult(t, res, 2, "delivered", transport.ClassNone)
+	if !res[1].RetryAfter.Equal(now.Add(time.Hour)) || res[1].Address.IsValid() {
+		t.Errorf("held-back recipient: %s", formatResults(res))
+	}
+	msgs := sink.WaitMessages(t, 2)
+	if len(msgs) != 2 {
+		t.Fatalf("the sink has %d messages, want 2", len(msgs))
+	}
+	var last []string
+	for _, m := range msgs {
+		if len(m.RcptArgs) == 2 && m.RcptArgs[0] != "<u@a.test>" {
+			last = rcptArgs(m)
+		}
+	}
+	if !slices.Equal(last, []string{"<c@a.test>", "<d@a.test>"}) {
+		t.Errorf("transactions: %+v", msgs)
+	}
 }
 
 // TestDeliverConnectionThrottle: a throttle keyed by remote_ip is counted
