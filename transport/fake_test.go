@@ -713,7 +713,12 @@ func TestAuth(t *testing.T) {
 	t.Run("rejected", func(t *testing.T) {
 		s := newFakeServer(t, script{ext: append([]string{"AUTH PLAIN"}, defaultExt...), reply: map[string]string{"AUTH": "535 5.7.8 bad credentials"}})
 		res := deliver(t, c, with(planFor(s.Addr), relay(func(h *transport.Host) { h.AllowPlaintextAuth = true })), newMsg(body, "b@example.test"))
-		wantAll(t, res, transport.StatusPermanent, transport.ClassUnexpectedReply)
+		// Refused credentials defer (a rotated password must not bounce
+		// mail), keeping the server's reply in the text.
+		wantAll(t, res, transport.StatusTemporary, transport.ClassUnexpectedReply)
+		if res[0].Code != 454 || !strings.Contains(res[0].Text, "535 5.7.8 bad credentials") {
+			t.Errorf("code %d text %q", res[0].Code, res[0].Text)
+		}
 		if strings.Contains(dump(res), secret) {
 			t.Error("secret in results")
 		}

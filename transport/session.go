@@ -541,7 +541,15 @@ func (c *Client) auth(s *session, p *connParams) *failure {
 		return &failure{err: s.errorFor("AUTH", err)}
 	}
 	if r.Code/100 != 2 { // 235 per RFC 4954; some servers say 250
-		return &failure{err: s.replyError("AUTH "+mech, r, ClassUnexpectedReply), nextHost: true}
+		// Refused credentials are our configuration's problem (a rotated
+		// password), not the recipients': defer rather than bounce, as
+		// Postfix does by default (smtp_sasl_auth_soft_bounce).
+		e := s.replyError("AUTH "+mech, r, ClassUnexpectedReply)
+		if e.Permanent {
+			e.Code, e.Enhanced, e.Permanent = 454, EnhancedCode{4, 7, 0}, false
+			e.Message = "authentication refused (" + r.String() + ")"
+		}
+		return &failure{err: e, nextHost: true}
 	}
 	return nil
 }
