@@ -31,6 +31,7 @@ func cmdSend(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	timeout := fs.Duration("timeout", 30*time.Minute, "give up on the whole delivery after this `duration`")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: postern send -c POLICY --from ADDR --to ADDR [--to ADDR ...] [--var NAME=VALUE ...] [--format text|json] [--ca-file PEM] [FILE.eml | -]")
+		fmt.Fprintln(stderr, "Exit status 3 when a recipient was not delivered: temporary, permanent, or local (send has no local store).")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
