@@ -232,6 +232,9 @@ func flowList(items []string) *yaml.Node {
 	return seq
 }
 
+// defaultFile names the source of compiled defaults in positions.
+const defaultFile = "<default>"
+
 // routeField is routing.route: a Value whose literals must name a defined
 // route, and whose default is a rule list.
 func routeField() Field {
@@ -253,10 +256,10 @@ func routeField() Field {
 		n := &yaml.Node{}
 		_ = yaml.Unmarshal([]byte("- if: is_local_domain(rcpt_domain)\n  then: local\n- else: mx\n"), n)
 		saved := d.file
-		d.file = "<default>"
+		d.file = defaultFile
 		decodeValue(d, n.Content[0], s.Route, valueOpts{})
 		d.file = saved
-		s.Route.at = Pos{File: "<default>"}
+		s.Route.at = Pos{File: defaultFile}
 	}
 	o := valueOpts{why: "the route decides which MX hosts exist"}
 	f.decode = func(d *decoder, s *Set, n *yaml.Node) {

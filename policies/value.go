@@ -56,8 +56,12 @@ type Pos struct {
 	Column int
 }
 
-// String renders "file:line:col".
+// String renders "file:line:col", or "(default)" for the rules a setting
+// has when the policy does not set it.
 func (p Pos) String() string {
+	if p.File == defaultFile {
+		return "(default)"
+	}
 	if p.Line == 0 {
 		return p.File
 	}
