@@ -196,7 +196,9 @@ routing:
       then: relay-b
     - else: mx
   routes:
-` + relayRoute("relay-a", sinkA.Addr) + relayRoute("relay-b", sinkB.Addr)
+` + relayRoute("relay-a", sinkA.Addr) + relayRoute("relay-b", sinkB.Addr) + `limits:
+  messages-per-connection: 1   # no idle connections: open means in use
+`
 	dialer := &peakDialer{}
 	e := newDeliverEngine(t, policy, engine.Options{Dialer: dialer})
 	msg := engine.Message{From: "alice@sender.test", To: []string{
