@@ -172,6 +172,14 @@ func (e *Engine) deliverGroup(ctx context.Context, s *state, msg *Message, body 
 		return all(g.Outcome == OutcomeDefer, g.Error.Class, g.Error.Message)
 	}
 
+	// The plan first: a group that cannot be attempted (an unreadable
+	// secret) takes no throttle slot or token.
+	plan, cs, err := e.plan(s, msg, g)
+	if err != nil {
+		return all(true, ClassPolicy, err.Error())
+	}
+	defer cs.release()
+
 	// Throttles checked per group: a full one defers, it never rejects.
 	now := e.opts.Clock()
 	leases := map[string][]func(bool){} // by recipient; "" for the whole group
@@ -251,11 +259,6 @@ func (e *Engine) deliverGroup(ctx context.Context, s *state, msg *Message, body 
 		return out
 	}
 
-	plan, cs, err := e.plan(s, msg, g)
-	if err != nil {
-		return all(true, ClassPolicy, err.Error())
-	}
-	defer cs.release()
 	tm := &transport.Message{From: msg.From, Body: body, Size: body.Size(), RequireTLS: msg.RequireTLS, EnvID: msg.EnvID}
 	switch strings.ToLower(msg.Ret) {
 	case "full":
