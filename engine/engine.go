@@ -167,6 +167,15 @@ func NewResolver(c policies.DNS) (dns.Resolver, error) {
 	cfg.Secure = c.Secure
 	cfg.Timeout = c.Timeout
 	cfg.Attempts = c.Attempts
+	if cfg.Kind == dns.KindSystem {
+		// Zero lets resolv.conf's options timeout/attempts apply.
+		if !c.TimeoutSet {
+			cfg.Timeout = 0
+		}
+		if !c.AttemptsSet {
+			cfg.Attempts = 0
+		}
+	}
 	cfg.Concurrency = c.Concurrency
 	cfg.TCPOnError = c.TCPOnError
 	cfg.EDNS = c.EDNS

@@ -631,8 +631,10 @@ func (d *decoder) dnsSetting(s *Set, path string, n *yaml.Node) {
 		boolean(&c.Secure)
 	case "dns.timeout":
 		dur(&c.Timeout)
+		c.TimeoutSet = true
 	case "dns.attempts":
 		integer(&c.Attempts, 1, 10)
+		c.AttemptsSet = true
 	case "dns.concurrency":
 		integer(&c.Concurrency, 1, 1000)
 	case "dns.tcp-on-error":

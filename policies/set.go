@@ -118,12 +118,17 @@ type Throttle struct {
 // DNS holds the dns: section. It is literal-only: the resolver exists
 // before any message does.
 type DNS struct {
-	Resolver    string // system | custom | cloudflare | google | quad9 | static
-	Servers     []string
-	ZoneFile    string // absolute, for static
-	Secure      bool   // static answers are DNSSEC-authenticated
-	Timeout     time.Duration
-	Attempts    int
+	Resolver string // system | custom | cloudflare | google | quad9 | static
+	Servers  []string
+	ZoneFile string // absolute, for static
+	Secure   bool   // static answers are DNSSEC-authenticated
+	Timeout  time.Duration
+	Attempts int
+	// TimeoutSet and AttemptsSet say the policy wrote timeout and
+	// attempts; with resolver: system, unset ones come from resolv.conf's
+	// options.
+	TimeoutSet  bool
+	AttemptsSet bool
 	Concurrency int
 	TCPOnError  bool
 	EDNS        bool
