@@ -142,14 +142,14 @@ func (p *printer) group(n int, g *Group) {
 	if len(g.Throttles) > 0 {
 		p.f("  throttles:\n")
 		for _, t := range g.Throttles {
-			p.f("    %s key %q (%s):", t.Name, t.Key, t.Phase)
+			var limits []string
 			if t.Concurrency > 0 {
-				p.f(" concurrency %d", t.Concurrency)
+				limits = append(limits, fmt.Sprintf("concurrency %d", t.Concurrency))
 			}
 			if t.Rate != "" {
-				p.f(" rate %s", t.Rate)
+				limits = append(limits, "rate "+t.Rate)
 			}
-			p.f(", in use %d, would wait %s\n", t.InUse, t.WouldWait)
+			p.f("    %s key %q (%s): %s, in use %d, would wait %s\n", t.Name, t.Key, t.Phase, strings.Join(limits, ", "), t.InUse, t.WouldWait)
 		}
 	}
 	if len(g.Lookups) > 0 {
