@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"net/netip"
 	"time"
 
 	"github.com/postern-mta/postern/policies"
@@ -137,7 +138,9 @@ type Host struct {
 	Connections           []*Connect `json:"connections"`
 
 	handshake time.Duration
-	skipClass string // last_error class of the reason in Skipped
+	skipClass string       // last_error class of the reason in Skipped
+	addrs     []netip.Addr // Addresses, typed, for delivery
+	sources   []netip.Addr // SourceIPs, typed, for delivery
 }
 
 // HostTLS are the TLS settings of a host.

@@ -328,12 +328,7 @@ func (e *Engine) plan(s *state, msg *Message, g *Group) (*transport.Plan, *connS
 				th.Auth = &transport.Auth{Username: rt.Auth.Username, Secret: transport.Secret(secret)}
 			}
 		}
-		for _, a := range h.Addresses {
-			th.Addresses = append(th.Addresses, netip.MustParseAddr(a))
-		}
-		for _, a := range h.SourceIPs {
-			th.SourceIPs = append(th.SourceIPs, netip.MustParseAddr(a))
-		}
+		th.Addresses, th.SourceIPs = h.addrs, h.sources
 		if p.MessagesPerConnection == 0 {
 			p.MessagesPerConnection = h.MessagesPerConnection
 			p.EHLOName = h.EHLOHostname

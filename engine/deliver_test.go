@@ -492,7 +492,7 @@ func TestDeliverConcurrencyThrottle(t *testing.T) {
 			res, _ := e.Deliver(ctx, engine.Message{From: "alice@sender.test", To: []string{"u@a.test"}}, strings.NewReader(deliverBody))
 			first <- res
 		}()
-		time.Sleep(300 * time.Millisecond) // the first holds the slot for about two seconds
+		waitInUse(t, e, "one-at-a-time", "u@a.test") // the first holds the slot for about two seconds
 		res := runDeliver(t, e, engine.Message{From: "alice@sender.test", To: []string{"v@a.test"}}, deliverBody)
 		wantResult(t, res, 0, "temporary", transport.ClassConcurrency)
 		if res[0].RetryAfter.IsZero() || res[0].Address.IsValid() {

@@ -48,7 +48,7 @@ func TestDeliverDeferredTakesNoToken(t *testing.T) {
 `)
 	e := newDeliverEngine(t, policy, engine.Options{Clock: func() time.Time { return now }})
 	first := inFlight(e, engine.Message{From: "alice@sender.test", To: []string{"u@a.test"}})
-	time.Sleep(300 * time.Millisecond)
+	waitInUse(t, e, "one-at-a-time", "u@a.test")
 	res := runDeliver(t, e, engine.Message{From: "alice@sender.test", To: []string{"v@a.test"}}, deliverBody)
 	wantResult(t, res, 0, "temporary", transport.ClassConcurrency)
 	res = <-first
@@ -105,7 +105,7 @@ func TestDeliverConnectionThrottle(t *testing.T) {
 	policy := oneRelayPolicy(sink.Addr, "limits:\n  throttles:\n    - name: per-ip\n      key: [remote_ip]\n      concurrency: 1\n")
 	e := newDeliverEngine(t, policy, engine.Options{})
 	first := inFlight(e, engine.Message{From: "alice@sender.test", To: []string{"u@a.test"}})
-	time.Sleep(300 * time.Millisecond)
+	waitInUse(t, e, "per-ip", "u@a.test")
 	res := runDeliver(t, e, engine.Message{From: "alice@sender.test", To: []string{"v@b.test"}}, deliverBody)
 	wantResult(t, res, 0, "temporary", transport.ClassConcurrency)
 	if res[0].RetryAfter.IsZero() {
@@ -115,4 +115,27 @@ func TestDeliverConnectionThrottle(t *testing.T) {
 	wantResult(t, res, 0, "delivered", transport.ClassNone)
 	res = runDeliver(t, e, engine.Message{From: "alice@sender.test", To: []string{"w@b.test"}}, deliverBody)
 	wantResult(t, res, 0, "delivered", transport.ClassNone)
+}
+
+// waitInUse waits until the throttle called name holds a slot, as a
+// dry-run of a message to rcpt shows it: the delivery started in the
+// background has really begun, however slow the machine.
+func waitInUse(t *testing.T, e *engine.Engine, name, rcpt string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		d, err := e.Evaluate(context.Background(), engine.Message{From: "alice@sender.test", To: []string{rcpt}}, engine.WithTrace())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, g := range d.Groups {
+			for _, th := range g.Throttles {
+				if th.Name == name && th.InUse > 0 {
+					return
+				}
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("throttle %s never showed a slot in use", name)
 }

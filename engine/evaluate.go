@@ -173,8 +173,8 @@ func (r *run) routeInfo(rt *policies.Route) RouteInfo {
 	return ri
 }
 
-// trace returns the trace to record into for group g (nil without tracing).
-func (r *run) traceFor(g *Group) *policies.Trace {
+// newTrace returns a trace to record into (nil without tracing).
+func (r *run) newTrace() *policies.Trace {
 	if !r.cfg.trace {
 		return nil
 	}
@@ -205,7 +205,7 @@ func (r *run) group(g *Group) []*Group {
 	env.Rcpt, env.RcptDomain = g.Recipients[0], g.Domain
 	env.Route, env.RouteType = rt.Name, string(rt.Type)
 	defer func() { env.Route, env.RouteType = "", "" }()
-	tr := r.traceFor(g)
+	tr := r.newTrace()
 	ctx := func() string { return "group " + g.Domain + " via " + rt.Name }
 
 	maxRcpt, _ := set.Limits.Recipients.Eval(r.vm(), env, tr)
@@ -276,7 +276,7 @@ func split(g *Group, n int) []*Group {
 	return out
 }
 
-func (r *run) lookupErrorGroup(g *Group, outcome string, class, msg string) {
+func (r *run) failGroup(g *Group, outcome string, class, msg string) {
 	g.Outcome = outcome
 	g.Error = &GroupError{Temporary: outcome == OutcomeDefer, Class: class, Message: msg}
 }
@@ -313,11 +313,11 @@ func (r *run) mx(g *Group, mode policies.TLSMode, modeErr error, tr *policies.Tr
 		if mode == policies.TLSRequire && g.MTASTS.Record == "" {
 			switch {
 			case modeErr != nil:
-				r.lookupErrorGroup(g, OutcomeDefer, ClassPolicy, "tls.mta-sts failed to evaluate, so MTA-STS is required, and "+g.Domain+" has no usable MTA-STS record: "+modeErr.Error())
+				r.failGroup(g, OutcomeDefer, ClassPolicy, "tls.mta-sts failed to evaluate, so MTA-STS is required, and "+g.Domain+" has no usable MTA-STS record: "+modeErr.Error())
 			case err == nil || errors.Is(err, dns.ErrNotFound) || errors.Is(err, dns.ErrNoData):
-				r.lookupErrorGroup(g, OutcomeFail, "mta-sts", "tls.mta-sts is require but "+g.Domain+" publishes no MTA-STS policy (not exactly one v=STSv1 TXT record at "+name+")")
+				r.failGroup(g, OutcomeFail, "mta-sts", "tls.mta-sts is require but "+g.Domain+" publishes no MTA-STS policy (not exactly one v=STSv1 TXT record at "+name+")")
 			default:
-				r.lookupErrorGroup(g, OutcomeDefer, "mta-sts", "tls.mta-sts is require and the MTA-STS record could not be looked up: "+err.Error())
+				r.failGroup(g, OutcomeDefer, "mta-sts", "tls.mta-sts is require and the MTA-STS record could not be looked up: "+err.Error())
 			}
 			return
 		}
@@ -327,15 +327,15 @@ func (r *run) mx(g *Group, mode policies.TLSMode, modeErr error, tr *policies.Tr
 	var hosts []dns.MX
 	switch {
 	case errors.Is(err, dns.ErrNotFound):
-		r.lookupErrorGroup(g, OutcomeFail, "dns", "domain "+g.Domain+" does not exist (NXDOMAIN)")
+		r.failGroup(g, OutcomeFail, "dns", "domain "+g.Domain+" does not exist (NXDOMAIN)")
 		return
 	case errors.Is(err, dns.ErrNoData):
 		hosts = []dns.MX{{Host: g.Domain}} // RFC 5321 5.1: implicit MX
 	case err != nil:
-		r.lookupErrorGroup(g, OutcomeDefer, "dns", "MX lookup for "+g.Domain+" failed: "+err.Error())
+		r.failGroup(g, OutcomeDefer, "dns", "MX lookup for "+g.Domain+" failed: "+err.Error())
 		return
 	case res.NullMX:
-		r.lookupErrorGroup(g, OutcomeFail, "dns", g.Domain+" does not accept mail (null MX, RFC 7505)")
+		r.failGroup(g, OutcomeFail, "dns", g.Domain+" does not accept mail (null MX, RFC 7505)")
 		return
 	default:
 		hosts = r.orderMX(res.Records)
@@ -390,7 +390,7 @@ func (r *run) settle(g *Group) {
 	if temporary {
 		outcome = OutcomeDefer
 	}
-	r.lookupErrorGroup(g, outcome, class, "no host can be tried: "+last)
+	r.failGroup(g, outcome, class, "no host can be tried: "+last)
 }
 
 // skip marks h as passed over, with the last_error class of the reason.
@@ -431,6 +431,7 @@ func (r *run) host(g *Group, h *Host, relay bool, literal netip.Addr, tr *polici
 	h.TLS = HostTLS{STARTTLS: string(starttls), DANE: string(dane), AllowInvalidCerts: invalid,
 		MinVersion: string(minV), HandshakeTimeout: Duration(hs)}
 	h.MessagesPerConnection = mpc
+	h.sources = sources
 	h.Addresses, h.Connections = []string{}, []*Connect{}
 	h.handshake = hs
 	for _, a := range sources {
@@ -452,6 +453,7 @@ func (r *run) host(g *Group, h *Host, relay bool, literal netip.Addr, tr *polici
 			return
 		}
 	}
+	h.addrs = addrs
 	for i, a := range addrs {
 		h.Addresses = append(h.Addresses, a.String())
 		h.Connections = append(h.Connections, r.connection(g, h, a, sources, i, tr))

@@ -17,7 +17,7 @@ func (d *Decision) WriteJSON(w io.Writer) error {
 	return enc.Encode(d)
 }
 
-// MarshalJSON writes a trace entry the way the dry-run contract shows it:
+// marshalEntry shapes a trace entry the way the dry-run contract shows it:
 // "matched" only on rules, "else": true on else entries, "default": true
 // when the default applied.
 func marshalEntry(e policies.TraceEntry) map[string]any {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 
 	exprlang "github.com/expr-lang/expr"
@@ -328,6 +329,6 @@ func (l *Library) listHint() string {
 	for n := range l.lists {
 		names = append(names, n)
 	}
-	sortStrings(names)
+	slices.Sort(names)
 	return " (lists defined: " + strings.Join(names, ", ") + ")"
 }

@@ -2,7 +2,6 @@ package expr
 
 import (
 	"net/netip"
-	"slices"
 	"strings"
 )
 
@@ -177,5 +176,3 @@ func IsHostname(s string) bool {
 	}
 	return true
 }
-
-func sortStrings(s []string) { slices.Sort(s) }

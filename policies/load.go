@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -76,7 +77,7 @@ func Parse(name string, data []byte, opts Options) (*Set, error) {
 	var root yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&root); err != nil {
-		if errors.Is(err, errEOF) || err.Error() == "EOF" {
+		if errors.Is(err, io.EOF) {
 			d.errs = append(d.errs, &expr.Error{File: name, Line: 1, Column: 1, Setting: "version",
 				Message: "the policy is empty: start it with `version: 1`"})
 			return nil, ErrorList(d.errs)
@@ -96,8 +97,6 @@ func Parse(name string, data []byte, opts Options) (*Set, error) {
 	s.Warnings = d.warns
 	return s, nil
 }
-
-var errEOF = errors.New("EOF")
 
 // Defaults returns the policy every setting of which is at its default.
 func Defaults(opts Options) *Set {

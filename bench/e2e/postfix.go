@@ -340,17 +340,23 @@ func sampleMem(interval time.Duration, pids func() []int) *memSampler {
 
 func (s *memSampler) stop() memPeak { close(s.stopc); return <-s.done }
 
-// cpuTicks returns utime+stime of a process in clock ticks.
-func cpuTicks(pid int) int64 {
+// statFields returns the fields of /proc/PID/stat after the command name
+// (state first), or nil when the process is gone.
+func statFields(pid int) []string {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0
+		return nil
 	}
 	i := bytes.LastIndexByte(b, ')')
 	if i < 0 {
-		return 0
+		return nil
 	}
-	f := strings.Fields(string(b[i+1:]))
+	return strings.Fields(string(b[i+1:]))
+}
+
+// cpuTicks returns utime+stime of a process in clock ticks.
+func cpuTicks(pid int) int64 {
+	f := statFields(pid)
 	if len(f) < 13 {
 		return 0
 	}
@@ -446,15 +452,7 @@ func (p *postfix) stop() {
 
 // parentOf returns the parent pid of pid (0 when it is gone).
 func parentOf(pid int) int {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(string(b[i+1:]))
+	f := statFields(pid)
 	if len(f) < 2 {
 		return 0
 	}

@@ -114,12 +114,5 @@ func (s *AIOSink) Messages(t testing.TB) []AIOMessage {
 // WaitMessages waits up to 5s for n messages.
 func (s *AIOSink) WaitMessages(t testing.TB, n int) []AIOMessage {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		m := s.Messages(t)
-		if len(m) >= n || time.Now().After(deadline) {
-			return m
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return waitMessages(n, func() []AIOMessage { return s.Messages(t) })
 }

@@ -134,9 +134,15 @@ func (s *Sink) Messages(t testing.TB) []Dumped {
 // file as the data arrives, and closes it after the final dot).
 func (s *Sink) WaitMessages(t testing.TB, n int) []Dumped {
 	t.Helper()
+	return waitMessages(n, func() []Dumped { return s.Messages(t) })
+}
+
+// waitMessages polls get every 20ms until it returns at least n messages
+// or 5s have passed, and returns what it got last.
+func waitMessages[M any](n int, get func() []M) []M {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		m := s.Messages(t)
+		m := get()
 		if len(m) >= n || time.Now().After(deadline) {
 			return m
 		}
