@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	exprlang "github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/ast"
@@ -68,6 +69,9 @@ func (l *Library) Compile(source string, spec Spec, pos Position) (*Program, err
 		return nil, &Error{File: pos.File, Line: pos.Line, Column: pos.Column, Setting: spec.Setting,
 			Message: fmt.Sprintf("empty expression: write an expression of type %s", spec.Type)}
 	}
+	if err := l.checkShape(source, spec, pos); err != nil {
+		return nil, err
+	}
 	tree, err := parser.Parse(source)
 	if err != nil {
 		return nil, convert(err, spec, pos)
@@ -77,6 +81,7 @@ func (l *Library) Compile(source string, spec Spec, pos Position) (*Program, err
 		return nil, err
 	}
 	opts := []exprlang.Option{exprlang.Env(Env{}), exprlang.MaxNodes(maxNodes)}
+	opts = append(opts, meterOptions...)
 	switch spec.Type {
 	case Bool:
 		opts = append(opts, exprlang.AsBool())
@@ -100,7 +105,7 @@ func (l *Library) Compile(source string, spec Spec, pos Position) (*Program, err
 		return nil, &Error{File: pos.File, Line: pos.Line, Column: pos.Column, Setting: spec.Setting,
 			Message: fmt.Sprintf("expected %s, but the expression's type is only known at run time: make every branch of type %s", spec.Type, spec.Type)}
 	}
-	return &Program{prog: prog, typ: spec.Type, source: source, setting: spec.Setting, pos: pos, lists: lists}, nil
+	return &Program{prog: prog, steps: l.limits.MaxSteps, typ: spec.Type, source: source, setting: spec.Setting, pos: pos, lists: lists}, nil
 }
 
 // compileSafely turns a panic inside expr-lang's compiler (a bug there, but
@@ -127,6 +132,83 @@ func convert(err error, spec Spec, pos Position) error {
 	}
 	return &Error{File: pos.File, Line: pos.Line, Column: pos.Column, Setting: spec.Setting,
 		Message: err.Error(), Err: err}
+}
+
+// checkShape refuses, before parsing, an expression longer than
+// Limits.MaxSize or nested deeper than Limits.MaxDepth. expr-lang's parser
+// recurses once per nesting level and applies its node limit only to the
+// nodes it has built, so a long run of "(" or "!" would otherwise exhaust
+// the goroutine stack: a fatal error no recover can catch.
+func (l *Library) checkShape(source string, spec Spec, pos Position) error {
+	lim := l.limits
+	if len(source) > lim.MaxSize {
+		return &Error{File: pos.File, Line: pos.Line, Column: pos.Column, Setting: spec.Setting,
+			Message: fmt.Sprintf("expression too long: %d bytes, the limit is %d (limits.expressions.max-size)", len(source), lim.MaxSize)}
+	}
+	at, ok := nestingWithin(source, lim.MaxDepth)
+	if ok {
+		return nil
+	}
+	fe := (&file.Error{Location: file.Location{From: at, To: at + 1},
+		Message: fmt.Sprintf("expression nested too deeply: more than %d levels of parentheses, brackets, braces or prefix operators (limits.expressions.max-depth)", lim.MaxDepth)}).
+		Bind(file.NewSource(source))
+	return fromExprError(fe, spec, pos)
+}
+
+// nestingWithin scans source as expr-lang's lexer would (string literals
+// skipped) and reports whether the nesting of ( [ { and of runs of prefix
+// operators (! - + and the word not) stays within limit. When it does
+// not, at is the rune index where the limit is first exceeded.
+func nestingWithin(source string, limit int) (at int, ok bool) {
+	depth, run, runes := 0, 0, 0
+	var quote byte
+	for i := 0; i < len(source); i++ {
+		c := source[i]
+		if c < utf8.RuneSelf || utf8.RuneStart(c) {
+			runes++
+		}
+		if quote != 0 {
+			switch {
+			case c == '\\' && quote != '`':
+				if i++; i < len(source) && (source[i] < utf8.RuneSelf || utf8.RuneStart(source[i])) {
+					runes++ // the escaped character
+				}
+			case c == quote:
+				quote = 0
+			}
+			continue
+		}
+		switch c {
+		case '"', '\'', '`':
+			quote, run = c, 0
+		case '(', '[', '{':
+			depth++
+			run = 0
+		case ')', ']', '}':
+			depth = max(depth-1, 0)
+			run = 0
+		case '!', '-', '+':
+			run++
+		case ' ', '\t', '\n', '\r':
+		default:
+			if c == 'n' && strings.HasPrefix(source[i:], "not") && (i == 0 || !isIdentByte(source[i-1])) &&
+				(i+3 == len(source) || !isIdentByte(source[i+3])) {
+				run++
+				i += 2
+				runes += 2
+				break
+			}
+			run = 0
+		}
+		if depth+run > limit {
+			return runes - 1, false
+		}
+	}
+	return 0, true
+}
+
+func isIdentByte(b byte) bool {
+	return b == '_' || b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9'
 }
 
 // check walks the parsed tree for what expr-lang cannot know: phases,
@@ -162,6 +244,10 @@ func (c *checker) Visit(np *ast.Node) {
 		c.identifier(n)
 	case *ast.CallNode:
 		c.call(n)
+	case *ast.BuiltinNode:
+		if !allowedBuiltins[n.Name] {
+			c.fail(n, "%s is not available in policies (the builtins policies may use: %s)", n.Name, strings.Join(Builtins, ", "))
+		}
 	}
 }
 
@@ -169,6 +255,11 @@ func (c *checker) identifier(n *ast.IdentifierNode) {
 	name := n.Value
 	if name == "$env" {
 		c.fail(n, "$env is not available in policies: use the variables by name")
+		return
+	}
+	if strings.HasPrefix(name, "__") {
+		// Reserved for the evaluation budget's own functions.
+		c.fail(n, "unknown name %s: names starting with __ are reserved", name)
 		return
 	}
 	// expr-lang refuses `let` names that shadow variables, so an

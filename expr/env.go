@@ -87,6 +87,10 @@ type Env struct {
 	// Connection phase.
 	RemoteIP string `expr:"remote_ip"`
 	LocalIP  string `expr:"local_ip"`
+
+	// Meter is set by each run of a [Program] to its VM's meter, which
+	// charges the evaluation budget; leave it alone.
+	Meter *Meter `expr:"__meter"`
 }
 
 // Variable describes one variable of [Env].

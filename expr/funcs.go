@@ -11,6 +11,7 @@ import (
 type Library struct {
 	lists        map[string]map[string]struct{}
 	localDomains map[string]struct{}
+	limits       Limits
 }
 
 // NewLibrary returns a library over the given named lists and local
@@ -20,6 +21,7 @@ func NewLibrary(lists map[string][]string, localDomains []string) *Library {
 	l := &Library{
 		lists:        make(map[string]map[string]struct{}, len(lists)),
 		localDomains: make(map[string]struct{}, len(localDomains)),
+		limits:       Limits{}.withDefaults(),
 	}
 	for name, entries := range lists {
 		set := make(map[string]struct{}, len(entries))
@@ -33,6 +35,17 @@ func NewLibrary(lists map[string][]string, localDomains []string) *Library {
 	}
 	return l
 }
+
+// WithLimits sets the bounds of the expressions the library compiles
+// (zero fields take their defaults, and each is clamped to its ceiling) and
+// returns l. Call it before compiling.
+func (l *Library) WithLimits(lim Limits) *Library {
+	l.limits = lim.withDefaults()
+	return l
+}
+
+// Limits returns the bounds in force.
+func (l *Library) Limits() Limits { return l.limits }
 
 // HasList reports whether a list called name exists.
 func (l *Library) HasList(name string) bool {

@@ -1,6 +1,7 @@
 package expr
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -14,11 +15,24 @@ import (
 // use; run it with a [VM] owned by the calling goroutine.
 type Program struct {
 	prog    *vm.Program
+	steps   int // evaluation budget of one run
 	typ     Type
 	source  string
 	setting string
 	pos     Position
 	lists   []string
+}
+
+// ForSetting returns a copy of p that names setting in its run-time
+// errors: the same compiled expression serving another setting (a YAML
+// node reached through an alias is compiled once).
+func (p *Program) ForSetting(setting string) *Program {
+	if p.setting == setting {
+		return p
+	}
+	c := *p
+	c.setting = setting
+	return &c
 }
 
 // ListsUsed returns the names of the lists the expression passes to
@@ -37,12 +51,23 @@ func (p *Program) Position() Position { return p.pos }
 // VM evaluates programs. It keeps its stack between runs, so reusing one
 // per goroutine avoids allocations. A VM is not safe for concurrent use.
 type VM struct {
-	m vm.VM
+	m     vm.VM
+	meter Meter
+	ctx   context.Context
 }
 
-// run executes p and converts any failure into a positioned *Error.
+// SetContext ties the programs the VM runs to ctx: a run stops with an
+// error once ctx is done (checked as its loops go round). Nil means no
+// context.
+func (m *VM) SetContext(ctx context.Context) { m.ctx = ctx }
+
+// run executes p and converts any failure into a positioned *Error. The
+// run is bounded by p's evaluation budget and by the VM's context.
 func (p *Program) run(m *VM, env *Env) (any, error) {
+	m.meter.reset(p.steps, m.ctx)
+	env.Meter = &m.meter
 	out, err := m.m.Run(p.prog, env)
+	env.Meter = nil
 	if err != nil {
 		return nil, p.runtimeError(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/postern-mta/postern/expr"
+	"github.com/postern-mta/postern/internal/safefile"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -54,12 +55,30 @@ type Options struct {
 	// Hostname is the default of the hostname setting. Empty means the
 	// machine's host name (os.Hostname).
 	Hostname string
+	// MaxSize is the largest policy file LoadFile reads; zero means
+	// DefaultMaxPolicySize. (A policy is read before it can say anything
+	// about its own bounds, so this one is the caller's.)
+	MaxSize int64
 }
 
-// LoadFile reads and compiles the policy at path. On failure the error is
-// an [ErrorList] (or an I/O error wrapped with the path).
+// DefaultMaxPolicySize is the default of Options.MaxSize: far more than
+// any policy needs (long lists belong in {file:} lists).
+const DefaultMaxPolicySize = 1 << 20
+
+// maxRules bounds the rules of one setting, counted after YAML aliases
+// are expanded: a few hundred bytes of aliases can otherwise make a rule
+// list of any length, each rule evaluated for every recipient.
+const maxRules = 1000
+
+// LoadFile reads and compiles the policy at path, which must be a regular
+// file no larger than opts.MaxSize. On failure the error is an
+// [ErrorList] (or an I/O error wrapped with the path).
 func LoadFile(path string, opts Options) (*Set, error) {
-	data, err := os.ReadFile(path)
+	max := opts.MaxSize
+	if max <= 0 {
+		max = DefaultMaxPolicySize
+	}
+	data, err := safefile.Read(path, max)
 	if err != nil {
 		return nil, fmt.Errorf("policy: %w", err)
 	}
@@ -89,6 +108,11 @@ func Parse(name string, data []byte, opts Options) (*Set, error) {
 		doc = doc.Content[0]
 	}
 	d.decode(s, doc)
+	if d.aliasErr != nil {
+		// What follows the spent budget is noise: empty values in place
+		// of what the aliases stood for.
+		return nil, ErrorList{d.aliasErr}
+	}
 	sortErrors(d.errs)
 	sortErrors(d.warns)
 	if len(d.errs) > 0 {
@@ -165,6 +189,28 @@ type decoder struct {
 	dnsSeen      map[string]*yaml.Node // dns: keys written, for checks across them
 	routeDynamic bool
 	usedLists    map[string]bool
+
+	aliasNodes int                // nodes reached through aliases so far
+	aliasErr   *expr.Error        // the alias budget was spent here
+	sizes      map[*yaml.Node]int // treeSize memo
+
+	// maxFileSize is limits.max-file-size, for the files read while
+	// decoding.
+	maxFileSize int64
+	// compiled remembers the expressions compiled from each YAML node, so
+	// that a node reached through many aliases is compiled once.
+	compiled map[compileKey]*expr.Program
+}
+
+// compileKey identifies one compilation of a YAML node: the same node
+// (reached through an alias) compiled for the same type, phase and extra
+// variables gives the same program.
+type compileKey struct {
+	node  *yaml.Node
+	typ   expr.Type
+	phase expr.Phase
+	extra string
+	why   string
 }
 
 func (d *decoder) pos(n *yaml.Node) Pos { return Pos{File: d.file, Line: n.Line, Column: n.Column} }
@@ -188,18 +234,64 @@ func (d *decoder) addErr(err error) {
 	d.errs = append(d.errs, &expr.Error{File: d.file, Message: err.Error(), Err: err})
 }
 
-// resolve follows YAML aliases.
-func resolve(n *yaml.Node) *yaml.Node {
+// follow follows YAML aliases.
+func follow(n *yaml.Node) *yaml.Node {
 	for n != nil && n.Kind == yaml.AliasNode {
 		n = n.Alias
 	}
 	return n
 }
 
+// maxAliasNodes bounds what YAML aliases may add to a policy: the nodes
+// reached through aliases, counted each time an alias is followed. A few
+// kilobytes of aliases of aliases can otherwise stand for billions of
+// nodes.
+const maxAliasNodes = 100000
+
+// resolve follows YAML aliases, charging the nodes the alias stands for to
+// the alias budget. Once the budget is spent it reports it (once) and
+// returns an empty value instead, so the decoding that follows stays small.
+func (d *decoder) resolve(n *yaml.Node) *yaml.Node {
+	if n == nil || n.Kind != yaml.AliasNode {
+		return n
+	}
+	t := follow(n)
+	d.aliasNodes += d.treeSize(t)
+	if d.aliasNodes > maxAliasNodes {
+		if d.aliasErr == nil {
+			d.aliasErr = &expr.Error{File: d.file, Line: n.Line, Column: n.Column,
+				Message: fmt.Sprintf("YAML aliases expand the policy past %d nodes: write the settings out, or put long lists in {file:} lists", maxAliasNodes)}
+		}
+		return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Line: n.Line, Column: n.Column}
+	}
+	return t
+}
+
+// treeSize counts the nodes under n, aliases included (counting stops
+// past the budget).
+func (d *decoder) treeSize(n *yaml.Node) int {
+	if size, ok := d.sizes[n]; ok {
+		return size
+	}
+	if d.sizes == nil {
+		d.sizes = map[*yaml.Node]int{}
+	}
+	d.sizes[n] = maxAliasNodes + 1 // a cycle (impossible in YAML) or a long count: over budget
+	size := 1
+	for _, c := range n.Content {
+		if size > maxAliasNodes {
+			break
+		}
+		size += d.treeSize(follow(c))
+	}
+	d.sizes[n] = size
+	return size
+}
+
 // pairs returns the key/value pairs of a mapping, reporting duplicate keys
 // and merge keys (which would hide settings).
 func (d *decoder) pairs(n *yaml.Node, setting string) [][2]*yaml.Node {
-	n = resolve(n)
+	n = d.resolve(n)
 	if n.Kind != yaml.MappingNode {
 		d.errorf(n, setting, "expected a mapping (key: value lines), found a %s", nodeKind(n))
 		return nil
@@ -207,7 +299,7 @@ func (d *decoder) pairs(n *yaml.Node, setting string) [][2]*yaml.Node {
 	seen := map[string]*yaml.Node{}
 	var out [][2]*yaml.Node
 	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i], resolve(n.Content[i+1])
+		k, v := n.Content[i], d.resolve(n.Content[i+1])
 		if k.Tag == "!!merge" {
 			d.errorf(k, setting, "YAML merge keys (<<) are not supported in policies: write the settings out")
 			continue
@@ -332,7 +424,18 @@ func (d *decoder) compile(n *yaml.Node, spec expr.Spec) *expr.Program {
 		d.errorf(n, spec.Setting, "expected an expression (a string), found a %s", nodeKind(n))
 		return nil
 	}
+	key := compileKey{node: n, typ: spec.Type, phase: spec.Phase, extra: strings.Join(spec.Extra, ","), why: spec.Why}
+	if p, ok := d.compiled[key]; ok {
+		if p == nil {
+			return nil // its error is reported once, at the node
+		}
+		return p.ForSetting(spec.Setting)
+	}
+	if d.compiled == nil {
+		d.compiled = map[compileKey]*expr.Program{}
+	}
 	p, err := d.lib.Compile(n.Value, spec, d.exprPosition(n))
+	d.compiled[key] = p
 	if err != nil {
 		d.addErr(err)
 		return nil
@@ -366,7 +469,7 @@ func decodeValue[T any](d *decoder, n *yaml.Node, v *Value[T], o valueOpts) {
 		}
 		v.form, v.lit = formLiteral, lit
 	case yaml.SequenceNode:
-		if len(n.Content) > 0 && resolve(n.Content[0]).Kind == yaml.MappingNode && !hasExprKey(resolve(n.Content[0])) {
+		if len(n.Content) > 0 && follow(n.Content[0]).Kind == yaml.MappingNode && !hasExprKey(follow(n.Content[0])) {
 			decodeRules(d, n, v, spec)
 			return
 		}
@@ -443,9 +546,13 @@ func decodeBranch[T any](d *decoder, n *yaml.Node, v *Value[T], spec expr.Spec) 
 
 func decodeRules[T any](d *decoder, n *yaml.Node, v *Value[T], spec expr.Spec) {
 	v.form = formRules
+	if len(n.Content) > maxRules {
+		d.errorf(n, v.setting, "%d rules: a setting has at most %d (to match many values, use a list: lists: and in_list())", len(n.Content), maxRules)
+		return
+	}
 	var alwaysAt *yaml.Node
 	for i, item := range n.Content {
-		item = resolve(item)
+		item = d.resolve(item)
 		path := fmt.Sprintf("%s[%d]", v.setting, i)
 		if item.Kind != yaml.MappingNode {
 			d.errorf(item, path, "expected a rule (if: ... then: ...) or else: ..., found a %s", nodeKind(item))
@@ -517,7 +624,7 @@ func (d *decoder) stringList(n *yaml.Node, setting string) []string {
 	case yaml.SequenceNode:
 		out := make([]string, 0, len(n.Content))
 		for i, it := range n.Content {
-			it = resolve(it)
+			it = d.resolve(it)
 			if it.Kind != yaml.ScalarNode {
 				d.errorf(it, fmt.Sprintf("%s[%d]", setting, i), "expected a string, found a %s", nodeKind(it))
 				continue

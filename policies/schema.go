@@ -2,6 +2,7 @@ package policies
 
 import (
 	"net/netip"
+	"strconv"
 	"time"
 
 	"github.com/postern-mta/postern/expr"
@@ -166,6 +167,9 @@ func buildFields() []Field {
 		valueField("ip-strategy.ehlo-hostname", hostnameKind(true), expr.Connection, constant(""), func(s *Set) **Value[string] { return &s.IPStrategy.EHLOHostname },
 			"EHLO/LHLO name per connection; empty: hostname. May depend on local_ip to match each source address's PTR.",
 			"ip-strategy:\n  ehlo-hostname:\n    - if: local_ip == \"192.0.2.10\"\n      then: out1.example.org\n    - else: out2.example.org", valueOpts{}, nil),
+		valueField("ip-strategy.refuse-private", boolKind, expr.Host, constant(false), func(s *Set) **Value[bool] { return &s.IPStrategy.RefusePrivate },
+			"Never connect an MX host's private addresses: RFC 1918 (10/8, 172.16/12, 192.168/16), RFC 6598 shared space (100.64/10), IPv6 unique-local (fc00::/7) and site-local (fec0::/10), also in their IPv4-mapped, IPv4-compatible and NAT64 (64:ff9b::/96) forms. Relays are not affected. (Loopback, unspecified, link-local, multicast and reserved addresses are never connected for MX hosts, whatever this says.)",
+			"ip-strategy:\n  refuse-private: true", valueOpts{}, nil),
 		valueField("limits.mx", intKind(1, 100), expr.Recipient, constant(5), func(s *Set) **Value[int] { return &s.Limits.MX },
 			"MX hosts tried per attempt. Evaluated per group, so route and route_type are available.", "", valueOpts{extra: routeVars}, nil),
 		valueField("limits.multihomed", intKind(1, 100), expr.Host, constant(2), func(s *Set) **Value[int] { return &s.Limits.Multihomed },
@@ -190,6 +194,22 @@ func buildFields() []Field {
 			decode: decodeStore,
 			node:   func(s *Set) *yaml.Node { return strNode(s.Limits.Store) },
 			init:   func(s *Set, _ string) { s.Limits.Store = "memory" }},
+		limitField("limits.expressions.max-size", "size, at most 1MiB", FormatSize(expr.DefaultMaxSize),
+			"Longest expression, in bytes (16KiB or 16384). Checked when the policy loads.",
+			sizeLimit(1, expr.CeilingMaxSize, func(s *Set, n int64) { s.Limits.Expressions.MaxSize = int(n) }),
+			func(s *Set) *yaml.Node { return strNode(FormatSize(int64(s.Limits.Expressions.MaxSize))) }),
+		limitField("limits.expressions.max-depth", "integer, 1 to 1000", strconv.Itoa(expr.DefaultMaxDepth),
+			"Deepest nesting of parentheses, brackets, braces and prefix operators (!, -, not) in one expression. Checked when the policy loads, before the expression is parsed.",
+			intLimit(1, expr.CeilingMaxDepth, func(s *Set, n int) { s.Limits.Expressions.MaxDepth = n }),
+			func(s *Set) *yaml.Node { return itoaNode(s.Limits.Expressions.MaxDepth) }),
+		limitField("limits.expressions.max-steps", "integer, 1 to 100000000", strconv.Itoa(expr.DefaultMaxSteps),
+			"Evaluation budget of one run of one expression: each iteration of all, any, none, one, filter, map, count, find... is a step, and so is every 64 bytes built by +, lower, upper, trim, replace, join, split or string. An expression that runs out is a run-time error: its setting takes its fallback (the default; the strictest value for TLS settings; a route defers the recipient), and the error is logged and shown in the trace.",
+			intLimit(1, expr.CeilingMaxSteps, func(s *Set, n int) { s.Limits.Expressions.MaxSteps = n }),
+			func(s *Set) *yaml.Node { return itoaNode(s.Limits.Expressions.MaxSteps) }),
+		limitField("limits.max-file-size", "size, at most 1GiB", FormatSize(DefaultMaxFileSize),
+			"Largest file the policy may name: a {file:} list, the zone file, a secret file. Files must be regular files (not a FIFO, a device or a directory).",
+			sizeLimit(1, 1<<30, func(s *Set, n int64) { s.Limits.MaxFileSize = n }),
+			func(s *Set) *yaml.Node { return strNode(FormatSize(s.Limits.MaxFileSize)) }),
 		dnsField("dns.resolver", "system | custom | cloudflare | google | quad9 | static", "system", "Where DNS answers come from: resolv.conf, the servers below, a well-known public resolver (over TLS), or a zone file (offline dry-runs and tests)."),
 		dnsField("dns.servers", "list of udp://IP:PORT, tcp://IP:PORT, tls://IP:PORT#NAME", "[]", "Upstream servers for resolver: custom."),
 		dnsField("dns.zone-file", "path", "\"\"", "RFC 1035 zone file answering for resolver: static (relative to the policy's directory)."),
@@ -197,6 +217,7 @@ func buildFields() []Field {
 		dnsField("dns.timeout", "duration", "5s", "Timeout of one query to one server. With resolver: system and no timeout here, resolv.conf's options timeout applies."),
 		dnsField("dns.attempts", "integer, 1 to 10", "2", "Tries per query (rotating through the servers). With resolver: system and no attempts here, resolv.conf's options attempts applies."),
 		dnsField("dns.concurrency", "integer, 1 to 1000", "8", "Queries in flight to the upstreams."),
+		dnsField("dns.budget", "duration", "30s", "Time all the DNS lookups of one message may take together (MTA-STS record, MX, addresses and TLSA of every host, asked concurrently). When it runs out, what is left to look up fails as a temporary DNS error: the hosts concerned are skipped, and a group without a host is deferred."),
 		dnsField("dns.tcp-on-error", "bool", "true", "Retry over TCP on truncation or a UDP error."),
 		dnsField("dns.edns", "bool", "true", "Send EDNS0 (1232-byte buffer)."),
 		dnsField("dns.dnssec", "bool", "true", "Set the DO bit; the AD bit is trusted only from loopback or TLS upstreams."),
@@ -204,6 +225,46 @@ func buildFields() []Field {
 		dnsField("dns.cache.min-ttl", "duration", "0s", "Lower clamp of cached TTLs."),
 		dnsField("dns.cache.max-ttl", "duration", "1d", "Upper clamp of cached TTLs."),
 		dnsField("dns.cache.negative-ttl", "duration", "5m", "How long NXDOMAIN/NODATA answers are cached (at most the SOA minimum); 0s: not cached."),
+	}
+}
+
+// DefaultMaxFileSize is the default of limits.max-file-size.
+const DefaultMaxFileSize = 16 << 20
+
+// limitField declares a literal-only setting read before any expression
+// is compiled or any file read (the bounds they obey).
+func limitField(path, typ, def, doc string, decode func(d *decoder, s *Set, n *yaml.Node, path string), node func(*Set) *yaml.Node) Field {
+	return Field{Path: path, Type: typ, Phase: "literal", Default: def, Doc: doc, early: true,
+		decode: func(d *decoder, s *Set, n *yaml.Node) { decode(d, s, n, path) },
+		node:   node}
+}
+
+func intLimit(lo, hi int, set func(*Set, int)) func(d *decoder, s *Set, n *yaml.Node, path string) {
+	return func(d *decoder, s *Set, n *yaml.Node, path string) {
+		if v, err := intKind(lo, hi).parse(n); err != nil {
+			d.errorf(n, path, "%v", err)
+		} else {
+			set(s, v)
+		}
+	}
+}
+
+func sizeLimit(lo, hi int64, set func(*Set, int64)) func(d *decoder, s *Set, n *yaml.Node, path string) {
+	return func(d *decoder, s *Set, n *yaml.Node, path string) {
+		str, err := scalarText(n)
+		if err != nil {
+			d.errorf(n, path, "%v", err)
+			return
+		}
+		v, err := ParseSize(str)
+		switch {
+		case err != nil:
+			d.errorf(n, path, "%v", err)
+		case v < lo || v > hi:
+			d.errorf(n, path, "%s is out of range: it must be between %s and %s", str, FormatSize(lo), FormatSize(hi))
+		default:
+			set(s, v)
+		}
 	}
 }
 

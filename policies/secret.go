@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"strings"
+
+	"github.com/postern-mta/postern/internal/safefile"
 )
 
 // Secret is a credential written in a policy as {env: NAME}, {file: PATH}
@@ -15,6 +17,7 @@ type Secret struct {
 	ref   string // variable name or absolute path
 	shown string // the path as written, for messages
 	value string // literal only
+	max   int64  // file only: largest file read; 0 means DefaultMaxFileSize
 }
 
 // EnvSecret returns a secret read from environment variable name.
@@ -60,7 +63,9 @@ func (s Secret) MarshalText() ([]byte, error) { return []byte(s.Source()), nil }
 var ErrSecretUnavailable = errors.New("secret unavailable")
 
 // Resolve reads the secret's value: the environment variable (which must be
-// set and non-empty), the file (trailing newlines removed), or the literal.
+// set and non-empty), the file (trailing newlines removed; a regular file
+// no larger than limits.max-file-size: a FIFO or a device is refused at
+// once, never waited on), or the literal.
 func (s Secret) Resolve() (string, error) {
 	switch s.kind {
 	case "env":
@@ -70,7 +75,11 @@ func (s Secret) Resolve() (string, error) {
 		}
 		return v, nil
 	case "file":
-		b, err := os.ReadFile(s.ref)
+		max := s.max
+		if max <= 0 {
+			max = DefaultMaxFileSize
+		}
+		b, err := safefile.Read(s.ref, max)
 		if err != nil {
 			return "", fmt.Errorf("%w: %w", ErrSecretUnavailable, err)
 		}

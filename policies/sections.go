@@ -2,6 +2,7 @@ package policies
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"net/netip"
 	"net/url"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/postern-mta/postern/expr"
+	"github.com/postern-mta/postern/internal/safefile"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -23,8 +25,10 @@ func newDefaultSet(d *decoder, hostname string) *Set {
 		"mx":    {Name: "mx", Type: RouteMX},
 		"local": {Name: "local", Type: RouteLocal},
 	}
-	s.DNS = DNS{Resolver: "system", Timeout: 5 * time.Second, Attempts: 2, Concurrency: 8, TCPOnError: true,
+	s.DNS = DNS{Resolver: "system", Timeout: 5 * time.Second, Attempts: 2, Concurrency: 8, Budget: 30 * time.Second, TCPOnError: true,
 		EDNS: true, DNSSEC: true, Cache: DNSCache{Size: 10000, MaxTTL: 24 * time.Hour, NegativeTTL: 5 * time.Minute}}
+	s.Limits.Expressions = expr.Limits{MaxSize: expr.DefaultMaxSize, MaxDepth: expr.DefaultMaxDepth, MaxSteps: expr.DefaultMaxSteps}
+	s.Limits.MaxFileSize = DefaultMaxFileSize
 	for i := range fields {
 		if fields[i].init != nil {
 			fields[i].init(s, hostname)
@@ -45,6 +49,13 @@ func (d *decoder) decode(s *Set, root *yaml.Node) {
 		return
 	}
 	top := d.pairs(root, "")
+	// Pass 0: the bounds every file read and every expression obeys.
+	for _, p := range top {
+		if p[0].Value == "limits" && p[1].Kind == yaml.MappingNode {
+			d.early(s, "limits", p[1])
+		}
+	}
+	d.maxFileSize = s.Limits.MaxFileSize
 	// Pass 1: what expressions depend on.
 	var version *yaml.Node
 	for _, p := range top {
@@ -69,13 +80,27 @@ func (d *decoder) decode(s *Set, root *yaml.Node) {
 	case version.Kind != yaml.ScalarNode || version.Value != "1":
 		d.errorf(version, "version", "%q is not a supported version: this Postern reads version 1", version.Value)
 	}
-	s.lib = expr.NewLibrary(s.Lists, s.LocalDomains)
+	s.lib = expr.NewLibrary(s.Lists, s.LocalDomains).WithLimits(s.Limits.Expressions)
 	d.lib = s.lib
 	// Pass 2: everything else.
 	d.section(s, "", top)
 	d.compileDefaults(s)
 	d.checkDNS(s, root)
 	d.lint(s)
+}
+
+// early decodes the early (limit) settings under the mapping at path
+// prefix, quietly: pass 2 reports what else is wrong there.
+func (d *decoder) early(s *Set, prefix string, n *yaml.Node) {
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], follow(n.Content[i+1])
+		full := join(prefix, k.Value)
+		if f, ok := fieldIndex[full]; ok && f.early && f.decode != nil {
+			f.decode(d, s, v)
+		} else if _, ok := sectionKeys[full]; ok && v.Kind == yaml.MappingNode {
+			d.early(s, full, v)
+		}
+	}
 }
 
 // section decodes the pairs of the mapping at path prefix.
@@ -180,14 +205,14 @@ func (d *decoder) listFile(n *yaml.Node, setting string) []string {
 		d.errorf(n, setting, "expected a list of strings or {file: PATH}")
 		return []string{}
 	}
-	f, err := os.Open(d.path(file.Value))
+	f, err := safefile.Open(d.path(file.Value))
 	if err != nil {
 		d.errorf(file, setting+".file", "cannot read the list: %v", err)
 		return []string{}
 	}
 	defer f.Close()
 	out := []string{}
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(safefile.Reader(f, file.Value, d.maxFileSize))
 	for sc.Scan() {
 		line, _, _ := strings.Cut(sc.Text(), "#")
 		if line = strings.TrimSpace(line); line != "" {
@@ -195,6 +220,9 @@ func (d *decoder) listFile(n *yaml.Node, setting string) []string {
 		}
 	}
 	if err := sc.Err(); err != nil {
+		if errors.Is(err, bufio.ErrTooLong) {
+			err = fmt.Errorf("a line is longer than %d bytes", bufio.MaxScanTokenSize)
+		}
 		d.errorf(file, setting+".file", "cannot read the list: %v", err)
 	}
 	return out
@@ -381,8 +409,14 @@ func (d *decoder) secret(n *yaml.Node, setting string) Secret {
 				d.errorf(v, setting+".file", "expected a file path")
 				continue
 			}
-			sec = Secret{kind: "file", ref: d.path(v.Value), shown: v.Value}
-			if _, err := os.Stat(sec.ref); err != nil {
+			sec = Secret{kind: "file", ref: d.path(v.Value), shown: v.Value, max: d.maxFileSize}
+			// Read it now, as delivery will (the value is dropped). A file
+			// that is missing or unreadable here may exist where the
+			// policy runs: a warning. One that can never be read as a
+			// secret (a FIFO, a device, too large) is an error.
+			if _, err := sec.Resolve(); errors.Is(err, safefile.ErrNotRegular) || errors.Is(err, safefile.ErrTooLarge) {
+				d.errorf(v, setting+".file", "cannot use the secret file: %v", err)
+			} else if err != nil {
 				d.warnf(v, setting+".file", "cannot read the secret file here: %v", err)
 			}
 		default:
@@ -438,7 +472,7 @@ func decodeThrottles(d *decoder, s *Set, n *yaml.Node) {
 	}
 	names := map[string]int{}
 	for i, item := range n.Content {
-		item = resolve(item)
+		item = d.resolve(item)
 		path := fmt.Sprintf("limits.throttles[%d]", i)
 		t := &Throttle{At: d.pos(item)}
 		var match, name *yaml.Node
@@ -626,7 +660,7 @@ func (d *decoder) dnsSetting(s *Set, path string, n *yaml.Node) {
 		if n.Value == "" {
 			return // not set
 		}
-		c.ZoneFile = d.path(n.Value)
+		c.ZoneFile, c.ZoneFileAt = d.path(n.Value), d.pos(n)
 	case "dns.secure":
 		boolean(&c.Secure)
 	case "dns.timeout":
@@ -637,6 +671,11 @@ func (d *decoder) dnsSetting(s *Set, path string, n *yaml.Node) {
 		c.AttemptsSet = true
 	case "dns.concurrency":
 		integer(&c.Concurrency, 1, 1000)
+	case "dns.budget":
+		dur(&c.Budget)
+		if c.Budget <= 0 {
+			d.errorf(n, path, "the DNS budget must be more than 0s")
+		}
 	case "dns.tcp-on-error":
 		boolean(&c.TCPOnError)
 	case "dns.edns":
@@ -669,9 +708,9 @@ func (d *decoder) checkDNS(s *Set, root *yaml.Node) {
 	case "static":
 		if c.ZoneFile == "" {
 			d.errorf(at, "dns.zone-file", "missing: resolver: static answers from a zone file: add zone-file: PATH")
-		} else if _, err := os.Stat(c.ZoneFile); err != nil {
-			d.errorf(d.dnsSeen["zone-file"], "dns.zone-file", "cannot read the zone file: %v", err)
 		}
+		// The zone itself is read and checked where the resolver is
+		// built (engine.New, which postern check runs too).
 	}
 	if c.Resolver != "static" {
 		if n := d.dnsSeen["zone-file"]; n != nil && c.ZoneFile != "" {
@@ -725,6 +764,8 @@ func dnsNode(s *Set, path string) *yaml.Node {
 		return itoaNode(c.Attempts)
 	case "dns.concurrency":
 		return itoaNode(c.Concurrency)
+	case "dns.budget":
+		return durationKind.format(c.Budget)
 	case "dns.tcp-on-error":
 		return boolKind.format(c.TCPOnError)
 	case "dns.edns":

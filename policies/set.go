@@ -55,6 +55,9 @@ type IPStrategy struct {
 	Lookup       *Value[Lookup]       // host phase
 	SourceIPs    *Value[[]netip.Addr] // host phase
 	EHLOHostname *Value[string]       // connection phase; "" means use hostname
+	// RefusePrivate drops private addresses (RFC 1918, RFC 6598 shared,
+	// IPv6 unique-local and site-local) of MX hosts; host phase.
+	RefusePrivate *Value[bool]
 }
 
 // Timeouts are the per-command SMTP timeouts (connection phase).
@@ -77,6 +80,13 @@ type Limits struct {
 	Throttles             []*Throttle
 	// Store is "memory" or a redis://HOST:PORT/DB URL.
 	Store string
+	// Expressions bounds every expression of the policy
+	// (limits.expressions): size and nesting when it loads, the
+	// evaluation budget when it runs.
+	Expressions expr.Limits
+	// MaxFileSize bounds the files the policy names: lists, the zone
+	// file, secret files (limits.max-file-size).
+	MaxFileSize int64
 }
 
 // Route is a named route of routing.routes.
@@ -121,19 +131,25 @@ type DNS struct {
 	Resolver string // system | custom | cloudflare | google | quad9 | static
 	Servers  []string
 	ZoneFile string // absolute, for static
-	Secure   bool   // static answers are DNSSEC-authenticated
-	Timeout  time.Duration
-	Attempts int
+	// ZoneFileAt is where the policy names the zone file, for errors
+	// found when the zone is read.
+	ZoneFileAt Pos
+	Secure     bool // static answers are DNSSEC-authenticated
+	Timeout    time.Duration
+	Attempts   int
 	// TimeoutSet and AttemptsSet say the policy wrote timeout and
 	// attempts; with resolver: system, unset ones come from resolv.conf's
 	// options.
 	TimeoutSet  bool
 	AttemptsSet bool
 	Concurrency int
-	TCPOnError  bool
-	EDNS        bool
-	DNSSEC      bool
-	Cache       DNSCache
+	// Budget bounds the time all the DNS lookups of one evaluation (one
+	// message) may take together.
+	Budget     time.Duration
+	TCPOnError bool
+	EDNS       bool
+	DNSSEC     bool
+	Cache      DNSCache
 }
 
 // DNSCache holds dns.cache.

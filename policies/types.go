@@ -2,7 +2,9 @@ package policies
 
 import (
 	"crypto/tls"
+	"errors"
 	"fmt"
+	"math"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -100,7 +102,10 @@ func ParseDuration(s string) (time.Duration, error) {
 	orig := s
 	var days int64
 	if i := strings.IndexByte(s, 'd'); i >= 0 {
-		n, err := strconv.ParseInt(s[:i], 10, 32)
+		n, err := strconv.ParseInt(s[:i], 10, 64)
+		if ne, ok := err.(*strconv.NumError); ok && ne.Err == strconv.ErrRange || err == nil && n > maxDays {
+			return 0, errDurationRange(orig)
+		}
 		if err != nil || n < 0 {
 			return 0, fmt.Errorf("%q is not a duration: write it like 90s, 5m, 1h30m or 2d", orig)
 		}
@@ -119,7 +124,66 @@ func ParseDuration(s string) (time.Duration, error) {
 		}
 		return 0, fmt.Errorf("%q is not a duration: write it like 90s, 5m, 1h30m or 2d", orig)
 	}
-	return time.Duration(days)*24*time.Hour + d, nil
+	total := time.Duration(days) * 24 * time.Hour
+	if d > math.MaxInt64-total {
+		return 0, errDurationRange(orig)
+	}
+	return total + d, nil
+}
+
+// maxDays is the most days a time.Duration holds (about 292 years).
+const maxDays = int64(math.MaxInt64 / int64(24*time.Hour))
+
+func errDurationRange(s string) error {
+	return fmt.Errorf("%q is too large: a duration is at most %dd", s, maxDays)
+}
+
+// Size units, for sizes written with a suffix ("16KiB", "10MB").
+var sizeUnits = []struct {
+	suffix string
+	n      int64
+}{
+	{"kib", 1 << 10}, {"mib", 1 << 20}, {"gib", 1 << 30},
+	{"kb", 1000}, {"mb", 1000 * 1000}, {"gb", 1000 * 1000 * 1000},
+	{"b", 1},
+}
+
+// ParseSize parses a size: a number of bytes, optionally with a suffix
+// B, KB, MB, GB (powers of 1000) or KiB, MiB, GiB (powers of 1024), in
+// any case ("16KiB", "10MB", "512").
+func ParseSize(s string) (int64, error) {
+	orig := s
+	s = strings.TrimSpace(s)
+	mult := int64(1)
+	lower := strings.ToLower(s)
+	for _, u := range sizeUnits {
+		if strings.HasSuffix(lower, u.suffix) {
+			mult, s = u.n, strings.TrimSpace(s[:len(s)-len(u.suffix)])
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	switch {
+	case err == nil && n >= 0 && n <= math.MaxInt64/mult:
+		return n * mult, nil
+	case err == nil && n >= 0, err != nil && errors.Is(err, strconv.ErrRange):
+		return 0, fmt.Errorf("%q is too large", orig)
+	}
+	return 0, fmt.Errorf("%q is not a size: write it like 512, 16KiB, 10MB or 1GiB", orig)
+}
+
+// FormatSize writes n the way policies write sizes: with the largest
+// binary unit that divides it ("16KiB"), else in bytes.
+func FormatSize(n int64) string {
+	for _, u := range []struct {
+		suffix string
+		n      int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if n > 0 && n%u.n == 0 {
+			return strconv.FormatInt(n/u.n, 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(n, 10)
 }
 
 // FormatDuration writes d the way policies write it: whole days as "Nd",

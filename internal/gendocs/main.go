@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"text/template"
 
@@ -454,9 +455,13 @@ func renderVariables() ([]byte, error) {
 		ph = append(ph, d)
 	}
 	return execute("variables.md.tmpl", map[string]any{
-		"Phases":       ph,
-		"Extras":       ex,
-		"Functions":    expr.Functions,
+		"Phases":    ph,
+		"Extras":    ex,
+		"Functions": expr.Functions,
+		"Limits": map[string]string{"MaxSize": policies.FormatSize(expr.DefaultMaxSize), "MaxDepth": strconv.Itoa(expr.DefaultMaxDepth),
+			"MaxSteps": strconv.Itoa(expr.DefaultMaxSteps)},
+		"Ceilings":     map[string]string{"MaxSize": policies.FormatSize(expr.CeilingMaxSize), "MaxDepth": strconv.Itoa(expr.CeilingMaxDepth)},
+		"Builtins":     "`" + strings.Join(expr.Builtins, "`, `") + "`",
 		"Cheats":       cheatSheet,
 		"PhasePolicy":  phaseErrorExample,
 		"PhaseError":   phaseErr,
