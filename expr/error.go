@@ -3,8 +3,13 @@ package expr
 import (
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/expr-lang/expr/file"
+
+	// textsafe is a leaf package with no imports from this module, so expr
+	// stays at the bottom of the import graph (scripts/check-imports.sh).
+	"github.com/postern-mta/postern/internal/textsafe"
 )
 
 // Position is where an expression starts in its file. Line and Column are
@@ -38,10 +43,17 @@ type Error struct {
 
 // Error renders "file:line:col: setting: message", followed by the
 // expression position and snippet when there is one.
+//
+// The file name, setting and message can quote a policy (a YAML error, a
+// key, a value), so their control characters, invalid UTF-8 and Unicode
+// bidirectional controls are escaped (see package textsafe): the text has
+// no line break of its own. The only line breaks are the snippet's, each
+// followed by " | " and a line whose content is escaped too; the caret
+// still points at the same character of the escaped source line.
 func (e *Error) Error() string {
 	var b strings.Builder
 	if e.File != "" {
-		b.WriteString(e.File)
+		b.WriteString(textsafe.Escape(e.File))
 		b.WriteByte(':')
 	}
 	if e.Line > 0 {
@@ -50,14 +62,58 @@ func (e *Error) Error() string {
 		b.WriteByte(' ')
 	}
 	if e.Setting != "" {
-		b.WriteString(e.Setting)
+		b.WriteString(textsafe.Escape(e.Setting))
 		b.WriteString(": ")
 	}
-	b.WriteString(e.Message)
+	b.WriteString(textsafe.Escape(e.Message))
 	if e.Snippet != "" {
-		fmt.Fprintf(&b, " (%d:%d)%s", e.ExprLine, e.ExprColumn, e.Snippet)
+		fmt.Fprintf(&b, " (%d:%d)", e.ExprLine, e.ExprColumn)
+		writeSnippet(&b, e.Snippet)
 	}
 	return b.String()
+}
+
+// snippetBreak starts each line of a snippet.
+const snippetBreak = "\n | "
+
+// writeSnippet writes a caret snippet with its lines escaped. A snippet of
+// the shape expr-lang writes ("\n | " source line "\n | " dots "^", one dot
+// per rune before the caret) gets as many dots as the escaped text before
+// that rune is wide, so the caret stays under it. Any other snippet keeps
+// only its "\n | " line breaks, and everything between them is escaped.
+func writeSnippet(b *strings.Builder, snippet string) {
+	if rest, ok := strings.CutPrefix(snippet, snippetBreak); ok {
+		src, caret, ok := strings.Cut(rest, snippetBreak)
+		if ok && !strings.Contains(src, "\n") && strings.TrimLeft(caret, ".") == "^" {
+			b.WriteString(snippetBreak)
+			b.WriteString(textsafe.Escape(src))
+			b.WriteString(snippetBreak)
+			b.WriteString(strings.Repeat(".", escapedWidth(src, len(caret)-1)))
+			b.WriteByte('^')
+			return
+		}
+	}
+	for i, part := range strings.Split(snippet, snippetBreak) {
+		if i > 0 {
+			b.WriteString(snippetBreak)
+		}
+		b.WriteString(textsafe.Escape(part))
+	}
+}
+
+// escapedWidth returns how many runes the first n runes of line take once
+// escaped. Runes are counted as expr-lang counts them for its caret (a
+// range over the string: an invalid byte is one); a caret past the end of
+// the line stays as far past the end.
+func escapedWidth(line string, n int) int {
+	seen := 0
+	for i := range line {
+		if seen == n {
+			return utf8.RuneCountInString(textsafe.Escape(line[:i]))
+		}
+		seen++
+	}
+	return utf8.RuneCountInString(textsafe.Escape(line)) + n - seen
 }
 
 // Unwrap returns the cause.
