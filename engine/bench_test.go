@@ -50,7 +50,7 @@ var benchMessages = []struct {
 
 func quickstartResolver(t testing.TB) *dns.Static {
 	t.Helper()
-	r, err := dns.NewStatic("../examples/quickstart/zone.txt", false)
+	r, err := dns.NewStatic("../examples/quickstart/zone.txt", false, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,7 +197,12 @@ func (hw *handwritten) decide(ctx context.Context, m *engine.Message) *engine.De
 		g.Recipients = append(g.Recipients, rcpt)
 	}
 	for _, g := range d.Groups {
-		hw.group(ctx, m, g)
+		// As the engine: each group shuffles with a source of its own,
+		// seeded in group order.
+		seed := hw.rand()
+		gw := *hw
+		gw.rand = rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)).Uint64
+		gw.group(ctx, m, g)
 	}
 	return d
 }

@@ -77,6 +77,9 @@ type Group struct {
 	Lookups []Lookup `json:"dns,omitempty"`
 	// Trace lists every rule evaluated for this group, in order.
 	Trace []policies.TraceEntry `json:"trace"`
+
+	wire    []string   // Recipients in canonical form, for the transport
+	literal netip.Addr // the address of an address-literal domain
 }
 
 // GroupError explains a fail or defer outcome.
@@ -127,6 +130,10 @@ type Host struct {
 	Secure     bool     `json:"mx_secure"`
 	IPLookup   string   `json:"ip_lookup"`
 	Addresses  []string `json:"addresses"`
+	// Dropped are the addresses DNS gave that are never connected to for
+	// an MX host (loopback, link-local, ...; private ones with
+	// ip-strategy.refuse-private), each with the reason.
+	Dropped []string `json:"dropped,omitempty"`
 	// Skipped says why the host would be passed over; nil when it is
 	// tried.
 	Skipped               *string    `json:"skipped"`

@@ -13,6 +13,7 @@ import (
 	"github.com/postern-mta/postern/expr"
 	"github.com/postern-mta/postern/policies"
 	"github.com/postern-mta/postern/transport"
+	"github.com/postern-mta/postern/transport/mailbox"
 )
 
 // Body is a message body the transport can read as many times as it needs
@@ -266,8 +267,12 @@ func (e *Engine) deliverGroup(ctx context.Context, s *state, msg *Message, body 
 	case "hdrs":
 		tm.Return = transport.ReturnHeaders
 	}
-	for _, r := range rcpts {
-		tm.Recipients = append(tm.Recipients, transport.Recipient{Address: r, Notify: msg.Notify})
+	for i, r := range g.Recipients {
+		if _, held := deferred[r]; !held {
+			// The canonical form goes on the wire (a trailing dot
+			// dropped, the domain lower-cased).
+			tm.Recipients = append(tm.Recipients, transport.Recipient{Address: g.wire[i], Notify: msg.Notify})
+		}
 	}
 	tres := e.client.Deliver(ctx, plan, tm)
 	j := 0
@@ -277,6 +282,7 @@ func (e *Engine) deliverGroup(ctx context.Context, s *state, msg *Message, body 
 			continue
 		}
 		out[i] = Result{Result: tres[j], Route: g.Route.Name}
+		out[i].Recipient = r // as the embedder wrote it
 		j++
 		// A connection-level throttle was full: say when to come back.
 		if c := out[i].Class; (c == transport.ClassRate || c == transport.ClassConcurrency) && out[i].RetryAfter.IsZero() {
@@ -292,7 +298,8 @@ func (e *Engine) deliverGroup(ctx context.Context, s *state, msg *Message, body 
 func (e *Engine) plan(s *state, msg *Message, g *Group) (*transport.Plan, *connSettings, error) {
 	rt := s.set.Routes[g.Route.Name]
 	p := &transport.Plan{}
-	cs := &connSettings{e: e, s: s, msg: msg, g: g, hosts: map[string]*Host{}}
+	sender, _ := mailbox.ParseReversePath(msg.From) // checked by the evaluation: the group would have failed
+	cs := &connSettings{e: e, s: s, msg: msg, sender: sender, g: g, hosts: map[string]*Host{}}
 	p.Settings = cs
 	for _, h := range g.Hosts {
 		if h.Skipped != nil {
@@ -342,11 +349,12 @@ func (e *Engine) plan(s *state, msg *Message, g *Group) (*transport.Plan, *connS
 // connSettings evaluates connection-phase settings (and connection-level
 // throttles) as the transport reaches each address.
 type connSettings struct {
-	e     *Engine
-	s     *state
-	msg   *Message
-	g     *Group
-	hosts map[string]*Host
+	e      *Engine
+	s      *state
+	msg    *Message
+	sender mailbox.Address
+	g      *Group
+	hosts  map[string]*Host
 
 	mu       sync.Mutex
 	releases []func(bool)
@@ -382,10 +390,11 @@ func (c *connSettings) ConnectionSettings(ctx context.Context, th *transport.Hos
 	h := c.hosts[th.Name]
 	ev := c.s.pool.Get().(*evaluator)
 	defer c.s.pool.Put(ev)
-	r := &run{e: c.e, s: c.s, ev: ev, ctx: ctx, msg: c.msg}
+	ev.vm.SetContext(ctx)
+	r := &run{e: c.e, s: c.s, ev: ev, ctx: ctx, dns: ctx, msg: c.msg, sender: c.sender}
 	r.resetEnv()
 	env := &ev.env
-	env.Rcpt, env.RcptDomain = c.g.Recipients[0], c.g.Domain
+	env.Rcpt, env.RcptDomain = c.g.wire[0], c.g.Domain
 	env.Route, env.RouteType = c.g.Route.Name, c.g.Route.Type
 	env.MX, env.MXPreference, env.MXSecure = h.Name, h.Preference, h.Secure
 	env.RemoteIP = remote.String()
@@ -393,16 +402,15 @@ func (c *connSettings) ConnectionSettings(ctx context.Context, th *transport.Hos
 		env.LocalIP = local.String()
 	}
 	set := c.s.set
-	vm := &ev.vm
-	ehlo, _ := set.IPStrategy.EHLOHostname.Eval(vm, env, nil)
+	ehlo := eval(r, set.IPStrategy.EHLOHostname, nil)
 	if ehlo == "" {
 		ehlo = h.EHLOHostname
 	}
 	t := &set.Limits.Timeouts
-	d := func(v *policies.Value[time.Duration]) time.Duration { x, _ := v.Eval(vm, env, nil); return x }
 	out := transport.ConnSettings{EHLOName: ehlo, Timeouts: transport.Timeouts{
-		Connect: d(t.Connect), Greeting: d(t.Greeting), EHLO: d(t.EHLO), MailFrom: d(t.MailFrom),
-		RcptTo: d(t.RcptTo), Data: d(t.Data), TLSHandshake: h.handshake}}
+		Connect: eval(r, t.Connect, nil), Greeting: eval(r, t.Greeting, nil), EHLO: eval(r, t.EHLO, nil),
+		MailFrom: eval(r, t.MailFrom, nil), RcptTo: eval(r, t.RcptTo, nil), Data: eval(r, t.Data, nil),
+		TLSHandshake: h.handshake}}
 
 	// Connection-level throttles (keys with mx, remote_ip or local_ip).
 	now := c.e.opts.Clock()
@@ -410,10 +418,8 @@ func (c *connSettings) ConnectionSettings(ctx context.Context, th *transport.Hos
 		if t.Phase != expr.Connection {
 			continue
 		}
-		if t.Match != nil {
-			if ok, err := t.Match.Bool(vm, env); err != nil || !ok {
-				continue
-			}
+		if !r.throttleMatches(t, expr.Connection, nil) {
+			continue
 		}
 		rel, ok, class, wait := c.e.throttles.Acquire(t.Name+"\x00"+throttleKey(t.Key, env), t.Concurrency, t.Rate, now)
 		if !ok {

@@ -17,6 +17,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -533,9 +534,38 @@ func closedPort(t testing.TB) netip.AddrPort {
 type countingProxy struct {
 	Addr netip.AddrPort
 	n    atomic.Int32
+
+	mu    sync.Mutex
+	peers map[string]bool // remote addresses accepted
 }
 
 func (p *countingProxy) Count() int { return int(p.n.Load()) }
+
+// Settled returns how many connections were made before the call, without
+// guessing how long a connection takes to arrive: it connects itself and
+// waits for the proxy to accept that probe. Connections are accepted in
+// the order they were made, so by then every earlier one is counted.
+func (p *countingProxy) Settled(t testing.TB) int {
+	t.Helper()
+	c, err := net.Dial("tcp", p.Addr.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	probe := c.LocalAddr().String()
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		p.mu.Lock()
+		seen, n := p.peers[probe], len(p.peers)
+		p.mu.Unlock()
+		if seen {
+			return n - 1
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the proxy never accepted the probe connection")
+		}
+		runtime.Gosched()
+	}
+}
 
 // startCountingProxy listens on a free loopback port and forwards every
 // connection to target until the test ends.
@@ -545,7 +575,7 @@ func startCountingProxy(t testing.TB, target netip.AddrPort) *countingProxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &countingProxy{Addr: l.Addr().(*net.TCPAddr).AddrPort()}
+	p := &countingProxy{Addr: l.Addr().(*net.TCPAddr).AddrPort(), peers: map[string]bool{}}
 	var (
 		mu    sync.Mutex
 		conns []net.Conn
@@ -562,6 +592,9 @@ func startCountingProxy(t testing.TB, target netip.AddrPort) *countingProxy {
 			if err != nil {
 				return
 			}
+			p.mu.Lock()
+			p.peers[c.RemoteAddr().String()] = true
+			p.mu.Unlock()
 			p.n.Add(1)
 			track(c)
 			wg.Go(func() {
@@ -700,8 +733,7 @@ func TestDeliverSecretUnset(t *testing.T) {
 			t.Errorf("result %d: %q (address %v): want a message naming the route and %s, and no connection", i, r.Text, r.Address, env)
 		}
 	}
-	time.Sleep(100 * time.Millisecond)
-	if n := proxy.Count(); n != 0 {
+	if n := proxy.Settled(t); n != 0 {
 		t.Errorf("%d connections opened to the relay", n)
 	}
 	if n := len(sink.Messages(t)); n != 0 {

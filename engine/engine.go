@@ -126,9 +126,9 @@ func (e *Engine) Reload(set *policies.Set) error {
 	}
 	s := &state{set: set, resolver: e.opts.Resolver}
 	if s.resolver == nil {
-		r, err := NewResolver(set.DNS)
+		r, err := NewResolver(set)
 		if err != nil {
-			return fmt.Errorf("engine: %s: dns: %w", set.File, err)
+			return err
 		}
 		s.resolver = r
 	}
@@ -158,12 +158,19 @@ func (e *Engine) Policy() *policies.Set { return e.state.Load().set }
 // Resolver returns the resolver of the policy in force.
 func (e *Engine) Resolver() dns.Resolver { return e.state.Load().resolver }
 
-// NewResolver builds the resolver a policy's dns: block describes.
-func NewResolver(c policies.DNS) (dns.Resolver, error) {
+// NewResolver builds the resolver a policy's dns: block describes. For
+// resolver: static it reads the zone file (a regular file within
+// limits.max-file-size); a zone that cannot be used is a
+// [policies.ErrorList] positioned at dns.zone-file, whose message gives the
+// position in the zone file and the kind of problem, never the file's
+// content.
+func NewResolver(set *policies.Set) (dns.Resolver, error) {
+	c := set.DNS
 	cfg := dns.DefaultConfig()
 	cfg.Kind = dns.Kind(c.Resolver)
 	cfg.Servers = c.Servers
 	cfg.ZoneFile = c.ZoneFile
+	cfg.ZoneFileMaxSize = set.Limits.MaxFileSize
 	cfg.Secure = c.Secure
 	cfg.Timeout = c.Timeout
 	cfg.Attempts = c.Attempts
@@ -184,7 +191,17 @@ func NewResolver(c policies.DNS) (dns.Resolver, error) {
 	if c.Cache.NegativeTTL == 0 {
 		cfg.Cache.NegativeTTL = -1 // 0s in a policy means "do not cache"
 	}
-	return dns.New(cfg)
+	r, err := dns.New(cfg)
+	if err != nil {
+		at := c.ZoneFileAt
+		setting := "dns.zone-file"
+		if cfg.Kind != dns.KindStatic || at.Line == 0 {
+			setting = "dns"
+			at = policies.Pos{File: set.File}
+		}
+		return nil, policies.ErrorList{{File: at.File, Line: at.Line, Column: at.Column, Setting: setting, Message: err.Error(), Err: err}}
+	}
+	return r, nil
 }
 
 // EvalOption changes how [Engine.Evaluate] works.
@@ -231,10 +248,17 @@ func (e *Engine) Evaluate(ctx context.Context, msg Message, opts ...EvalOption) 
 	return e.evaluate(ctx, e.state.Load(), &msg, cfg), nil
 }
 
-// evaluate decides msg with the policy state s.
+// evaluate decides msg with the policy state s. Its DNS lookups share one
+// budget, dns.budget, besides ctx's own deadline.
 func (e *Engine) evaluate(ctx context.Context, s *state, msg *Message, cfg evalConfig) *Decision {
 	ev := s.pool.Get().(*evaluator)
 	defer s.pool.Put(ev)
-	r := &run{e: e, s: s, ev: ev, cfg: cfg, ctx: ctx, msg: msg}
+	ev.vm.SetContext(ctx)
+	r := &run{e: e, s: s, ev: ev, cfg: cfg, ctx: ctx, dns: ctx, msg: msg}
+	if !cfg.noDNS && s.set.DNS.Budget > 0 {
+		dctx, cancel := context.WithTimeoutCause(ctx, s.set.DNS.Budget, errDNSBudget)
+		defer cancel()
+		r.dns = dctx
+	}
 	return r.decide()
 }

@@ -4,27 +4,41 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"math/rand/v2"
 	"net/netip"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/postern-mta/postern/expr"
 	"github.com/postern-mta/postern/policies"
 	"github.com/postern-mta/postern/transport/dns"
+	"github.com/postern-mta/postern/transport/mailbox"
 )
 
-// run is one evaluation of one message.
+// run is one evaluation of one message (or, forked, of one of its
+// groups).
 type run struct {
 	e   *Engine
 	s   *state
 	ev  *evaluator
 	cfg evalConfig
 	ctx context.Context
+	// dns is ctx bounded by the policy's DNS budget: every lookup of the
+	// evaluation uses it.
+	dns context.Context
 	msg *Message
+	// sender is the parsed reverse-path (zero for <> and when invalid).
+	sender mailbox.Address
 }
+
+// errDNSBudget is the cause of the DNS context of an evaluation whose DNS
+// budget ran out.
+var errDNSBudget = errors.New("the DNS budget of the evaluation (dns.budget) is used up")
 
 // ClassInvalidAddress is the last_error class of a recipient whose address
 // cannot be used (the transport uses the same word for addresses a server
@@ -40,13 +54,22 @@ func (r *run) vm() *expr.VM   { return &r.ev.vm }
 func (r *run) env() *expr.Env { return &r.ev.env }
 
 // resetEnv fills the recipient-phase variables common to every recipient.
+// Addresses are in their canonical form (domain lower-cased, no trailing
+// dot) when they parse.
 func (r *run) resetEnv() {
 	env := r.env()
 	env.Reset()
 	m := r.msg
-	env.Sender = m.From
-	env.SenderDomain = domainOf(m.From)
-	env.Recipients = append(env.Recipients, m.To...)
+	env.Sender, env.SenderDomain = m.From, ""
+	if !r.sender.IsZero() {
+		env.Sender, env.SenderDomain = r.sender.String(), r.sender.Domain
+	}
+	for _, rcpt := range m.To {
+		if a, err := mailbox.Parse(rcpt); err == nil {
+			rcpt = a.String()
+		}
+		env.Recipients = append(env.Recipients, rcpt)
+	}
 	env.Size, env.Priority, env.RetryNum, env.NotifyNum = m.Size, m.Priority, m.RetryNum, m.NotifyNum
 	env.ExpiresIn, env.LastError, env.LastStatus = m.ExpiresIn, m.LastError, m.LastStatus
 	env.QueueName, env.QueueAge, env.Source = m.QueueName, m.QueueAge, m.Source
@@ -57,27 +80,23 @@ func (r *run) resetEnv() {
 	}
 }
 
-// domainOf returns the lower-cased domain of an address ("" when none).
-func domainOf(addr string) string {
-	at := strings.LastIndexByte(addr, '@')
-	if at < 0 {
-		return ""
-	}
-	d := strings.TrimSuffix(addr[at+1:], ".")
-	for i := 0; i < len(d); i++ {
-		if c := d[i]; c >= 'A' && c <= 'Z' {
-			return strings.ToLower(d)
-		}
-	}
-	return d
-}
-
 type groupKey struct{ domain, route string }
 
 // decide evaluates the whole message.
 func (r *run) decide() *Decision {
 	set := r.s.set
 	d := &Decision{Policy: set.File, Message: MessageInfo{Sender: r.msg.From, Recipients: r.msg.To, Size: r.msg.Size}}
+	sender, serr := mailbox.ParseReversePath(r.msg.From)
+	r.sender = sender
+	if serr != nil {
+		// Nothing can be sent with a reverse-path that does not parse:
+		// every recipient fails, with the reason.
+		g := &Group{Recipients: r.msg.To, Hosts: []*Host{}, Throttles: []ThrottleInfo{}, Outcome: OutcomeFail,
+			Error: &GroupError{Class: ClassInvalidAddress, Message: "sender: " + serr.Error()}}
+		g.wire = r.msg.To
+		d.Groups = []*Group{g}
+		return d
+	}
 	r.resetEnv()
 	env := r.env()
 
@@ -85,30 +104,29 @@ func (r *run) decide() *Decision {
 	// route) in the order recipients first appear.
 	index := map[groupKey]*Group{}
 	for _, rcpt := range r.msg.To {
-		dom := domainOf(rcpt)
-		env.Rcpt, env.RcptDomain = rcpt, dom
+		addr, aerr := mailbox.Parse(rcpt)
+		env.Rcpt, env.RcptDomain = addr.String(), addr.Domain
 		var tr *policies.Trace
 		if r.cfg.trace {
 			tr = &policies.Trace{}
 		}
 		name := ""
 		var rerr error
-		k := groupKey{dom, ""}
-		if !validAddress(rcpt) {
-			rerr = errInvalidAddress
+		k := groupKey{addr.Domain, ""}
+		if aerr != nil {
 			k.route = "\x00invalid " + rcpt // each its own group, with its own error
-		} else if name, rerr = set.Route.Eval(r.vm(), env, tr); rerr != nil {
+		} else if name, rerr = r.evalRoute(tr); rerr != nil {
 			k.route = "\x00error " + rcpt
 		} else {
 			k.route = name
 		}
 		g := index[k]
 		if g == nil {
-			g = &Group{Domain: dom, Hosts: []*Host{}, Throttles: []ThrottleInfo{}}
+			g = &Group{Domain: addr.Domain, Hosts: []*Host{}, Throttles: []ThrottleInfo{}, literal: addr.Literal}
 			switch {
-			case errors.Is(rerr, errInvalidAddress):
+			case aerr != nil:
 				g.Outcome = OutcomeFail
-				g.Error = &GroupError{Temporary: false, Class: ClassInvalidAddress, Message: fmt.Sprintf("invalid recipient address %q: it needs a local part, @ and a domain", rcpt)}
+				g.Error = &GroupError{Temporary: false, Class: ClassInvalidAddress, Message: "recipient: " + aerr.Error()}
 			case rerr != nil:
 				g.Outcome = OutcomeDefer
 				g.Error = &GroupError{Temporary: true, Class: ClassPolicy, Message: "routing.route failed to evaluate: " + rerr.Error()}
@@ -119,6 +137,11 @@ func (r *run) decide() *Decision {
 			d.Groups = append(d.Groups, g)
 		}
 		g.Recipients = append(g.Recipients, rcpt)
+		wire := rcpt
+		if aerr == nil {
+			wire = addr.String()
+		}
+		g.wire = append(g.wire, wire)
 		if tr != nil {
 			for i := range tr.Entries {
 				tr.Entries[i].Context = "rcpt " + rcpt
@@ -127,39 +150,128 @@ func (r *run) decide() *Decision {
 		}
 	}
 
-	// Split groups larger than limits.recipients, then decide each.
+	// Decide each group (their DNS lookups run in parallel), then split
+	// the groups larger than limits.recipients.
+	decided := r.groups(d.Groups)
 	var out []*Group
-	for _, g := range d.Groups {
-		if g.Outcome != "" {
+	for i, g := range d.Groups {
+		if decided[i] == nil {
 			out = append(out, g)
 			continue
 		}
-		out = append(out, r.group(g)...)
+		out = append(out, decided[i]...)
 	}
 	d.Groups = out
 	return d
 }
 
-var errInvalidAddress = errors.New("invalid address")
-
-// validAddress reports whether a is a usable forward-path: a non-empty
-// local part, @, and a domain (or address literal), without spaces, angle
-// brackets or control characters (RFC 5321 section 4.1.2).
-func validAddress(a string) bool {
-	at := strings.LastIndexByte(a, '@')
-	if at <= 0 || at == len(a)-1 {
-		return false
+// evalRoute evaluates routing.route for the recipient in the environment.
+func (r *run) evalRoute(tr *policies.Trace) (string, error) {
+	name, err := r.s.set.Route.Eval(r.vm(), r.env(), tr)
+	if err != nil {
+		r.exprFailed(r.s.set.Route.Setting(), err)
 	}
-	for i := 0; i < len(a); i++ {
-		if c := a[i]; c <= ' ' || c == 0x7f || c == '<' || c == '>' {
-			return false
+	return name, err
+}
+
+// groups decides every group that routing left undecided, at most
+// parallel() at a time, each with an evaluator of its own. The result at
+// i is nil for a group already decided (a routing failure).
+//
+// Each group gets a random source of its own, seeded in group order from
+// the evaluation's: a dry-run with --seed gives the same answer every
+// time, whatever order the groups finish in.
+func (r *run) groups(gs []*Group) [][]*Group {
+	out := make([][]*Group, len(gs))
+	var todo []int
+	for i, g := range gs {
+		if g.Outcome == "" {
+			todo = append(todo, i)
 		}
 	}
-	dom := a[at+1:]
-	if strings.HasPrefix(dom, "[") {
-		return strings.HasSuffix(dom, "]")
+	seeds := make([]uint64, len(todo))
+	for i := range seeds {
+		seeds[i] = r.cfg.rand()
 	}
-	return !strings.HasPrefix(dom, ".") && !strings.Contains(dom, "..")
+	decide := func(k int, g *Group) []*Group {
+		f := r.fork(seeds[k])
+		defer f.release()
+		return f.safeGroup(g)
+	}
+	if len(todo) == 1 || r.cfg.noDNS {
+		for k, i := range todo {
+			out[i] = decide(k, gs[i])
+		}
+		return out
+	}
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, r.e.parallel())
+	for k, i := range todo {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			out[i] = decide(k, gs[i])
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+// fork returns a run for one group: the same message and DNS budget, an
+// evaluator of its own from the pool, and a random source seeded by seed.
+func (r *run) fork(seed uint64) *run {
+	f := *r
+	f.ev = r.s.pool.Get().(*evaluator)
+	f.ev.vm.SetContext(r.ctx)
+	f.cfg.rand = rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)).Uint64
+	f.resetEnv()
+	return &f
+}
+
+func (r *run) release() { r.s.pool.Put(r.ev) }
+
+// safeGroup is group, with a panic turned into a deferred group: an
+// evaluation never takes the process down, and no recipient is lost.
+func (r *run) safeGroup(g *Group) (out []*Group) {
+	defer func() {
+		if p := recover(); p != nil {
+			r.e.opts.Logger.Error("evaluation panicked", "domain", g.Domain, "panic", fmt.Sprint(p))
+			g.Outcome = OutcomeDefer
+			g.Error = &GroupError{Temporary: true, Class: ClassPolicy, Message: fmt.Sprintf("engine: internal error while deciding this group: %v", p)}
+			out = []*Group{g}
+		}
+	}()
+	return r.group(g)
+}
+
+// exprFailed logs the run-time failure of a setting's expression (an
+// evaluation budget used up, an index out of range...). The setting has
+// taken its fallback value; the trace of a dry-run shows the error too.
+func (r *run) exprFailed(setting string, err error) {
+	r.e.opts.Logger.LogAttrs(r.ctx, slog.LevelWarn, "policy expression failed", slog.String("setting", setting),
+		slog.Bool("budget", errors.Is(err, expr.ErrBudget)), slog.String("error", err.Error()))
+}
+
+// eval evaluates v in r's environment, logging a run-time failure (the
+// value is then v's fallback).
+func eval[T any](r *run, v *policies.Value[T], tr *policies.Trace) T {
+	val, err := v.Eval(r.vm(), r.env(), tr)
+	if err != nil {
+		r.exprFailed(v.Setting(), err)
+	}
+	return val
+}
+
+// evalErr is eval that also returns the error, for settings whose failure
+// changes the decision.
+func evalErr[T any](r *run, v *policies.Value[T], tr *policies.Trace) (T, error) {
+	val, err := v.Eval(r.vm(), r.env(), tr)
+	if err != nil {
+		r.exprFailed(v.Setting(), err)
+	}
+	return val, err
 }
 
 func (r *run) routeInfo(rt *policies.Route) RouteInfo {
@@ -202,16 +314,16 @@ func (r *run) group(g *Group) []*Group {
 	set := r.s.set
 	env := r.env()
 	rt := set.Routes[g.Route.Name]
-	env.Rcpt, env.RcptDomain = g.Recipients[0], g.Domain
+	env.Rcpt, env.RcptDomain = g.wire[0], g.Domain
 	env.Route, env.RouteType = rt.Name, string(rt.Type)
 	defer func() { env.Route, env.RouteType = "", "" }()
 	tr := r.newTrace()
 	ctx := func() string { return "group " + g.Domain + " via " + rt.Name }
 
-	maxRcpt, _ := set.Limits.Recipients.Eval(r.vm(), env, tr)
+	maxRcpt := eval(r, set.Limits.Recipients, tr)
 	g.Limits.Recipients = maxRcpt
 	if rt.Type == policies.RouteMX {
-		g.Limits.MX, _ = set.Limits.MX.Eval(r.vm(), env, tr)
+		g.Limits.MX = eval(r, set.Limits.MX, tr)
 	}
 	flush(g, tr, ctx)
 
@@ -233,9 +345,9 @@ func (r *run) group(g *Group) []*Group {
 			g.Outcome = OutcomeDeliver
 		}
 	default:
-		mode, err := set.TLS.MTASTS.Eval(r.vm(), env, tr)
+		mode, err := evalErr(r, set.TLS.MTASTS, tr)
 		g.MTASTS.Setting = string(mode)
-		_, _ = set.TLS.MTASTSTimeout.Eval(r.vm(), env, tr)
+		eval(r, set.TLS.MTASTSTimeout, tr)
 		flush(g, tr, ctx)
 		if !r.cfg.noDNS {
 			r.mx(g, mode, err, tr)
@@ -257,7 +369,8 @@ func split(g *Group, n int) []*Group {
 	var out []*Group
 	for i := 0; i < len(g.Recipients); i += n {
 		c := *g
-		c.Recipients = g.Recipients[i:min(i+n, len(g.Recipients))]
+		end := min(i+n, len(g.Recipients))
+		c.Recipients, c.wire = g.Recipients[i:end], g.wire[i:end]
 		if g.Trace != nil {
 			// Keep the routing trace of this chunk's recipients only.
 			mine := map[string]bool{}
@@ -285,24 +398,39 @@ func (r *run) failGroup(g *Group, outcome string, class, msg string) {
 func (r *run) relay(g *Group, rt *policies.Route, tr *policies.Trace) {
 	h := &Host{Name: rt.Address}
 	g.Hosts = append(g.Hosts, h)
-	r.host(g, h, true, rt.AddressIP, tr)
+	r.resolveHosts(g, []*hostPlan{{h: h, relay: true, literal: rt.AddressIP}})
 	r.settle(g)
 }
 
-// mx decides an mx group: MTA-STS record, MX lookup, then every host.
+// mx decides an mx group: MTA-STS record and MX lookup (asked together),
+// then every host.
 //
 // modeErr is the run-time error of tls.mta-sts, if any: mode is then its
 // strictest value, and a missing policy defers instead of failing, so that
 // a broken expression never bounces mail for good.
 func (r *run) mx(g *Group, mode policies.TLSMode, modeErr error, tr *policies.Trace) {
+	if g.literal.IsValid() {
+		r.literal(g, mode, modeErr)
+		return
+	}
+	stsName := "_mta-sts." + g.Domain
+	var (
+		txt    dns.TXTResult
+		txtErr error
+		wg     sync.WaitGroup
+	)
 	if mode != policies.TLSDisable {
-		name := "_mta-sts." + g.Domain
-		res, err := r.s.resolver.LookupTXT(r.ctx, name)
-		r.lookup(g, name, "TXT", func() []string { return txtAnswer(res.Records) }, res.Secure, res.Info, err)
+		wg.Go(func() { txt, txtErr = r.s.resolver.LookupTXT(r.dns, stsName); txtErr = r.dnsError(txtErr) })
+	}
+	res, err := r.s.resolver.LookupMX(r.dns, g.Domain)
+	err = r.dnsError(err)
+	wg.Wait()
+	if mode != policies.TLSDisable {
+		r.lookup(g, stsName, "TXT", func() []string { return txtAnswer(txt.Records) }, txt.Secure, txt.Info, txtErr)
 		// RFC 8461 section 3.1: exactly one record starting with
 		// v=STSv1, or the domain has no usable MTA-STS policy.
 		var recs []string
-		for _, rec := range res.Records {
+		for _, rec := range txt.Records {
 			if strings.HasPrefix(rec, "v=STSv1;") || rec == "v=STSv1" {
 				recs = append(recs, rec)
 			}
@@ -314,15 +442,14 @@ func (r *run) mx(g *Group, mode policies.TLSMode, modeErr error, tr *policies.Tr
 			switch {
 			case modeErr != nil:
 				r.failGroup(g, OutcomeDefer, ClassPolicy, "tls.mta-sts failed to evaluate, so MTA-STS is required, and "+g.Domain+" has no usable MTA-STS record: "+modeErr.Error())
-			case err == nil || errors.Is(err, dns.ErrNotFound) || errors.Is(err, dns.ErrNoData):
-				r.failGroup(g, OutcomeFail, "mta-sts", "tls.mta-sts is require but "+g.Domain+" publishes no MTA-STS policy (not exactly one v=STSv1 TXT record at "+name+")")
+			case txtErr == nil || errors.Is(txtErr, dns.ErrNotFound) || errors.Is(txtErr, dns.ErrNoData):
+				r.failGroup(g, OutcomeFail, "mta-sts", "tls.mta-sts is require but "+g.Domain+" publishes no MTA-STS policy (not exactly one v=STSv1 TXT record at "+stsName+")")
 			default:
-				r.failGroup(g, OutcomeDefer, "mta-sts", "tls.mta-sts is require and the MTA-STS record could not be looked up: "+err.Error())
+				r.failGroup(g, OutcomeDefer, "mta-sts", "tls.mta-sts is require and the MTA-STS record could not be looked up: "+txtErr.Error())
 			}
 			return
 		}
 	}
-	res, err := r.s.resolver.LookupMX(r.ctx, g.Domain)
 	r.lookup(g, g.Domain, "MX", func() []string { return mxAnswer(res) }, res.Secure, res.Info, err)
 	var hosts []dns.MX
 	switch {
@@ -343,12 +470,43 @@ func (r *run) mx(g *Group, mode policies.TLSMode, modeErr error, tr *policies.Tr
 	if len(hosts) > g.Limits.MX {
 		hosts = hosts[:g.Limits.MX]
 	}
-	for _, m := range hosts {
+	plans := make([]*hostPlan, len(hosts))
+	for i, m := range hosts {
 		h := &Host{Name: m.Host, Preference: int(m.Preference), Secure: res.Secure && err == nil}
 		g.Hosts = append(g.Hosts, h)
-		r.host(g, h, false, netip.Addr{}, tr)
+		plans[i] = &hostPlan{h: h}
 	}
+	r.resolveHosts(g, plans)
 	r.settle(g)
+}
+
+// literal decides an mx group whose recipient domain is an address literal
+// (RFC 5321 section 4.1.3): the address is the one host, with no MX and
+// no MTA-STS or DANE (there is no name to hold a policy); the rules about
+// which addresses may be connected to apply as to any MX host.
+func (r *run) literal(g *Group, mode policies.TLSMode, modeErr error) {
+	if mode == policies.TLSRequire {
+		msg := "tls.mta-sts is require but " + g.Domain + " is an address literal, which has no MTA-STS policy"
+		if modeErr != nil {
+			r.failGroup(g, OutcomeDefer, ClassPolicy, msg+" (tls.mta-sts failed to evaluate: "+modeErr.Error()+")")
+		} else {
+			r.failGroup(g, OutcomeFail, "mta-sts", msg)
+		}
+		return
+	}
+	h := &Host{Name: g.literal.String()}
+	g.Hosts = append(g.Hosts, h)
+	r.resolveHosts(g, []*hostPlan{{h: h, literal: g.literal}})
+	r.settle(g)
+}
+
+// dnsError says so when err comes from the evaluation's DNS budget running
+// out (the error stays a temporary dns.Error for errors.Is).
+func (r *run) dnsError(err error) error {
+	if err == nil || r.dns.Err() == nil || context.Cause(r.dns) != errDNSBudget {
+		return err
+	}
+	return fmt.Errorf("%w (%s: %s)", err, errDNSBudget, policies.FormatDuration(r.s.set.DNS.Budget))
 }
 
 // orderMX sorts by preference and shuffles equal preferences (RFC 5321
@@ -400,29 +558,105 @@ func skip(h *Host, temporary bool, class, format string, args ...any) {
 	h.Addresses, h.Connections = []string{}, []*Connect{}
 }
 
-// host evaluates the host-phase settings of h, resolves its addresses and
-// evaluates every address's connection-phase settings.
-func (r *run) host(g *Group, h *Host, relay bool, literal netip.Addr, tr *policies.Trace) {
-	set := r.s.set
-	env := r.env()
-	env.MX, env.MXPreference, env.MXSecure = h.Name, h.Preference, h.Secure
-	defer func() { env.MX, env.MXPreference, env.MXSecure = "", 0, false }()
-	vm := r.vm()
+// hostPlan is one host on its way from its host-phase settings to its
+// connections: what to ask DNS, and the answers.
+type hostPlan struct {
+	h       *Host
+	relay   bool
+	literal netip.Addr // a relay's IP literal, or an address-literal domain: no lookup
+	tr      *policies.Trace
 
-	hostname, _ := set.Hostname.Eval(vm, env, tr)
-	dane := policies.TLSDisable // DANE is for MX hosts (RFC 7672), not relays
-	if !relay {
-		dane, _ = set.TLS.DANE.Eval(vm, env, tr)
+	lookup        policies.Lookup
+	families      []uint16 // dns.TypeA / TypeAAAA, in the order tried
+	multi         int
+	dane          policies.TLSMode
+	refusePrivate bool
+
+	addrs    [2]addrResult // per family, in families order
+	tlsaName string        // "" when no TLSA lookup is made
+	tlsa     dns.TLSAResult
+	tlsaErr  error
+}
+
+type addrResult struct {
+	res dns.AddrResult
+	err error
+}
+
+const (
+	typeA    = 1  // dns.TypeA
+	typeAAAA = 28 // dns.TypeAAAA
+)
+
+// resolveHosts evaluates the host-phase settings of every host in order,
+// asks DNS for all their addresses and TLSA records at once, then, host by
+// host in order, filters the addresses, decides DANE and evaluates the
+// connection-phase settings. The trace and the DNS answers come out in
+// host order, as if the hosts had been resolved one after the other.
+func (r *run) resolveHosts(g *Group, plans []*hostPlan) {
+	for _, p := range plans {
+		p.tr = r.newTrace()
+		r.hostSettings(g, p)
 	}
-	starttls, _ := set.TLS.STARTTLS.Eval(vm, env, tr)
-	invalid, _ := set.TLS.AllowInvalidCerts.Eval(vm, env, tr)
-	minV, _ := set.TLS.MinVersion.Eval(vm, env, tr)
-	hs, _ := set.TLS.HandshakeTimeout.Eval(vm, env, tr)
-	lookup, _ := set.IPStrategy.Lookup.Eval(vm, env, tr)
-	sources, _ := set.IPStrategy.SourceIPs.Eval(vm, env, tr)
-	multi, _ := set.Limits.Multihomed.Eval(vm, env, tr)
-	mpc, _ := set.Limits.MessagesPerConnection.Eval(vm, env, tr)
-	if relay {
+	var wg sync.WaitGroup
+	for _, p := range plans {
+		if p.literal.IsValid() {
+			continue
+		}
+		for i, fam := range p.families {
+			wg.Go(func() {
+				var res dns.AddrResult
+				var err error
+				if fam == typeA {
+					res, err = r.s.resolver.LookupA(r.dns, p.h.Name)
+				} else {
+					res, err = r.s.resolver.LookupAAAA(r.dns, p.h.Name)
+				}
+				p.addrs[i] = addrResult{res, r.dnsError(err)}
+			})
+		}
+		// DANE (RFC 7672 section 2.2): TLSA only over a DNSSEC-secure MX
+		// answer; asked along with the addresses.
+		if !p.relay && p.dane != policies.TLSDisable && p.h.Secure {
+			p.tlsaName = "_25._tcp." + p.h.Name
+			wg.Go(func() {
+				p.tlsa, p.tlsaErr = r.s.resolver.LookupTLSA(r.dns, p.tlsaName)
+				p.tlsaErr = r.dnsError(p.tlsaErr)
+			})
+		}
+	}
+	wg.Wait()
+	for _, p := range plans {
+		r.finishHost(g, p)
+	}
+}
+
+// hostSettings evaluates the host-phase settings of p's host.
+func (r *run) hostSettings(g *Group, p *hostPlan) {
+	set := r.s.set
+	h := p.h
+	r.setHostEnv(h)
+	defer r.clearHostEnv()
+	tr := p.tr
+
+	hostname := eval(r, set.Hostname, tr)
+	dane := policies.TLSDisable // DANE is for MX hosts (RFC 7672), not relays
+	if !p.relay {
+		dane = eval(r, set.TLS.DANE, tr)
+	}
+	starttls := eval(r, set.TLS.STARTTLS, tr)
+	invalid := eval(r, set.TLS.AllowInvalidCerts, tr)
+	minV := eval(r, set.TLS.MinVersion, tr)
+	hs := eval(r, set.TLS.HandshakeTimeout, tr)
+	lookup := eval(r, set.IPStrategy.Lookup, tr)
+	sources := eval(r, set.IPStrategy.SourceIPs, tr)
+	refusePrivate := false
+	if !p.relay {
+		refusePrivate = eval(r, set.IPStrategy.RefusePrivate, tr)
+	}
+	multi := eval(r, set.Limits.Multihomed, tr)
+	mpc := eval(r, set.Limits.MessagesPerConnection, tr)
+	if p.relay {
 		rt := set.Routes[g.Route.Name]
 		invalid = invalid || rt.AllowInvalidCerts
 	}
@@ -437,18 +671,48 @@ func (r *run) host(g *Group, h *Host, relay bool, literal netip.Addr, tr *polici
 	for _, a := range sources {
 		h.SourceIPs = append(h.SourceIPs, a.String())
 	}
-	flush(g, tr, func() string { return "host " + h.Name })
+	p.lookup, p.multi, p.dane, p.refusePrivate = lookup, multi, dane, refusePrivate
+	switch lookup {
+	case policies.IPv4Only:
+		p.families = []uint16{typeA}
+	case policies.IPv6Only:
+		p.families = []uint16{typeAAAA}
+	case policies.IPv6ThenIPv4:
+		p.families = []uint16{typeAAAA, typeA}
+	default:
+		p.families = []uint16{typeA, typeAAAA}
+	}
+}
 
-	addrs := r.addresses(g, h, relay, literal, lookup)
+func (r *run) setHostEnv(h *Host) {
+	env := r.env()
+	env.MX, env.MXPreference, env.MXSecure = h.Name, h.Preference, h.Secure
+}
+
+func (r *run) clearHostEnv() {
+	env := r.env()
+	env.MX, env.MXPreference, env.MXSecure = "", 0, false
+}
+
+// finishHost records p's DNS answers, keeps the addresses that may be
+// connected to, decides DANE and evaluates every address's
+// connection-phase settings.
+func (r *run) finishHost(g *Group, p *hostPlan) {
+	h := p.h
+	hostLabel := func() string { return "host " + h.Name }
+	flush(g, p.tr, hostLabel)
+	r.setHostEnv(h)
+	defer r.clearHostEnv()
+
+	addrs := r.addresses(g, p)
 	if h.Skipped != nil {
 		return
 	}
-	if len(addrs) > multi {
-		addrs = addrs[:multi]
+	if len(addrs) > p.multi {
+		addrs = addrs[:p.multi]
 	}
-	// DANE (RFC 7672): only over a DNSSEC-secure MX answer.
-	if !relay && dane != policies.TLSDisable {
-		r.dane(g, h, dane)
+	if p.tlsaName != "" || (!p.relay && p.dane == policies.TLSRequire) {
+		r.dane(g, p)
 		if h.Skipped != nil {
 			return
 		}
@@ -456,66 +720,61 @@ func (r *run) host(g *Group, h *Host, relay bool, literal netip.Addr, tr *polici
 	h.addrs = addrs
 	for i, a := range addrs {
 		h.Addresses = append(h.Addresses, a.String())
-		h.Connections = append(h.Connections, r.connection(g, h, a, sources, i, tr))
+		h.Connections = append(h.Connections, r.connection(g, h, a, h.sources, i, p.tr))
 	}
 }
 
-// addresses resolves h per the lookup strategy and drops addresses that
-// must not be connected to.
-func (r *run) addresses(g *Group, h *Host, relay bool, literal netip.Addr, lookup policies.Lookup) []netip.Addr {
-	if literal.IsValid() {
-		return []netip.Addr{literal}
-	}
-	var families []string
-	switch lookup {
-	case policies.IPv4Only:
-		families = []string{"A"}
-	case policies.IPv6Only:
-		families = []string{"AAAA"}
-	case policies.IPv6ThenIPv4:
-		families = []string{"AAAA", "A"}
-	default:
-		families = []string{"A", "AAAA"}
-	}
+// addresses records the host's address answers and returns the addresses
+// that may be connected to, in order. For MX hosts (not relays), the
+// addresses DNS should never point delivery at are dropped (see
+// refusedTarget), and listed in h.Dropped.
+func (r *run) addresses(g *Group, p *hostPlan) []netip.Addr {
+	h := p.h
+	var cands []netip.Addr
 	var (
-		out               []netip.Addr
 		tempErr, permErrs int
-		dropped           []string
 		lastErr           error
+		families          []string
 	)
-	for _, fam := range families {
-		var res dns.AddrResult
-		var err error
-		if fam == "A" {
-			res, err = r.s.resolver.LookupA(r.ctx, h.Name)
-		} else {
-			res, err = r.s.resolver.LookupAAAA(r.ctx, h.Name)
-		}
-		r.lookup(g, h.Name, fam, func() []string { return addrAnswer(res.Addrs) }, res.Secure, res.Info, err)
-		if err != nil {
-			lastErr = err
-			if errors.Is(err, dns.ErrNotFound) || errors.Is(err, dns.ErrNoData) {
-				permErrs++
-			} else {
-				tempErr++
+	if p.literal.IsValid() {
+		cands = []netip.Addr{p.literal}
+	} else {
+		for i, fam := range p.families {
+			typ := "A"
+			if fam == typeAAAA {
+				typ = "AAAA"
 			}
-			continue
-		}
-		for _, a := range res.Addrs {
-			a = a.Unmap()
-			if !relay && (a.IsLoopback() || a.IsUnspecified() || a.IsMulticast()) {
-				dropped = append(dropped, a.String())
+			families = append(families, typ)
+			a := p.addrs[i]
+			r.lookup(g, h.Name, typ, func() []string { return addrAnswer(a.res.Addrs) }, a.res.Secure, a.res.Info, a.err)
+			if a.err != nil {
+				lastErr = a.err
+				if errors.Is(a.err, dns.ErrNotFound) || errors.Is(a.err, dns.ErrNoData) {
+					permErrs++
+				} else {
+					tempErr++
+				}
 				continue
 			}
-			out = append(out, a)
+			cands = append(cands, a.res.Addrs...)
 		}
+	}
+	var out []netip.Addr
+	for _, a := range cands {
+		if !p.relay {
+			if why := refusedTarget(a, p.refusePrivate); why != "" {
+				h.Dropped = append(h.Dropped, a.String()+" ("+why+")")
+				continue
+			}
+		}
+		out = append(out, a.Unmap())
 	}
 	if len(out) > 0 {
 		return out // one family failing is tolerated when the other answers
 	}
 	switch {
-	case len(dropped) > 0:
-		skip(h, false, "dns", "resolves only to addresses that are never connected to (%s)", strings.Join(dropped, ", "))
+	case len(h.Dropped) > 0:
+		skip(h, false, "dns", "resolves only to addresses that are never connected to: %s", strings.Join(h.Dropped, ", "))
 	case tempErr > 0:
 		skip(h, true, "dns", "address lookup failed: %v", lastErr)
 	case permErrs > 0:
@@ -526,17 +785,24 @@ func (r *run) addresses(g *Group, h *Host, relay bool, literal netip.Addr, looku
 	return nil
 }
 
-// dane looks up the host's TLSA records (RFC 7672 section 2.2).
-func (r *run) dane(g *Group, h *Host, mode policies.TLSMode) {
-	if !h.Secure {
-		if mode == policies.TLSRequire {
+// dane decides DANE for the host from its TLSA answer (RFC 7672 section
+// 2.2).
+func (r *run) dane(g *Group, p *hostPlan) {
+	h, mode := p.h, p.dane
+	if p.tlsaName == "" {
+		// No TLSA lookup: the MX answer is not secure, or there is no
+		// name to look up.
+		switch {
+		case mode != policies.TLSRequire:
+		case p.literal.IsValid():
+			skip(h, false, "dane", "tls.dane is require but %s is an address literal: there is no name to hold TLSA records", g.Domain)
+		default:
 			skip(h, false, "dane", "tls.dane is require but the MX answer is not DNSSEC-secure")
 		}
 		return
 	}
-	name := "_25._tcp." + h.Name
-	res, err := r.s.resolver.LookupTLSA(r.ctx, name)
-	r.lookup(g, name, "TLSA", func() []string { return tlsaAnswer(res.Records) }, res.Secure, res.Info, err)
+	res, err := p.tlsa, p.tlsaErr
+	r.lookup(g, p.tlsaName, "TLSA", func() []string { return tlsaAnswer(res.Records) }, res.Secure, res.Info, err)
 	switch {
 	case errors.Is(err, dns.ErrNotFound) || errors.Is(err, dns.ErrNoData) || (err == nil && len(res.Records) == 0):
 		if mode == policies.TLSRequire {
@@ -585,20 +851,19 @@ func (r *run) connection(g *Group, h *Host, a netip.Addr, sources []netip.Addr, 
 		env.LocalIP = *c.SourceIP
 	}
 	defer func() { env.RemoteIP, env.LocalIP = "", "" }()
-	vm := r.vm()
-	ehlo, _ := set.IPStrategy.EHLOHostname.Eval(vm, env, tr)
+	ehlo := eval(r, set.IPStrategy.EHLOHostname, tr)
 	if ehlo == "" {
 		ehlo = h.EHLOHostname
 	}
 	c.EHLOHostname = ehlo
 	t := &set.Limits.Timeouts
 	c.Timeouts = Timeouts{
-		Connect:  durationOf(t.Connect.Eval(vm, env, tr)),
-		Greeting: durationOf(t.Greeting.Eval(vm, env, tr)),
-		EHLO:     durationOf(t.EHLO.Eval(vm, env, tr)),
-		MailFrom: durationOf(t.MailFrom.Eval(vm, env, tr)),
-		RcptTo:   durationOf(t.RcptTo.Eval(vm, env, tr)),
-		Data:     durationOf(t.Data.Eval(vm, env, tr)),
+		Connect:  Duration(eval(r, t.Connect, tr)),
+		Greeting: Duration(eval(r, t.Greeting, tr)),
+		EHLO:     Duration(eval(r, t.EHLO, tr)),
+		MailFrom: Duration(eval(r, t.MailFrom, tr)),
+		RcptTo:   Duration(eval(r, t.RcptTo, tr)),
+		Data:     Duration(eval(r, t.Data, tr)),
 	}
 	label := func() string { return "address " + c.RemoteIP + " of " + h.Name }
 	flush(g, tr, label)
@@ -608,8 +873,6 @@ func (r *run) connection(g *Group, h *Host, a netip.Addr, sources []netip.Addr, 
 	}
 	return c
 }
-
-func durationOf(d time.Duration, _ error) Duration { return Duration(d) }
 
 // throttles lists the throttles of phase p that apply to the group, with
 // their current use. Connection-phase throttles are listed once, for the
@@ -655,6 +918,9 @@ func (r *run) throttleMatches(t *policies.Throttle, p expr.Phase, tr *policies.T
 		return true
 	}
 	ok, err := t.Match.Bool(r.vm(), r.env())
+	if err != nil {
+		r.exprFailed("limits.throttles."+t.Name+".match", err)
+	}
 	if tr != nil {
 		e := policies.TraceEntry{Setting: "limits.throttles." + t.Name + ".match", Phase: p.String(), Kind: policies.KindRule,
 			Rule: 1, At: matchAt(t), If: t.Match.Source(), Matched: ok && err == nil}
@@ -666,34 +932,47 @@ func (r *run) throttleMatches(t *policies.Throttle, p expr.Phase, tr *policies.T
 	return err == nil && ok
 }
 
-// throttleKey joins the values of the key's variables.
+// throttleKey joins the values of the key's variables with "|". In the
+// values, a backslash becomes two and a bar is preceded by a backslash, so
+// two different tuples never give the same key: ("a|b", "c") gives a\|b|c
+// and ("a", "b|c") gives a|b\|c. Ordinary values read as they are.
 func throttleKey(keys []string, env *expr.Env) string {
 	if len(keys) == 0 {
 		return "*"
 	}
-	parts := make([]string, len(keys))
+	var b strings.Builder
 	for i, k := range keys {
+		if i > 0 {
+			b.WriteByte('|')
+		}
+		var v string
 		switch k {
 		case "sender":
-			parts[i] = env.Sender
+			v = env.Sender
 		case "sender_domain":
-			parts[i] = env.SenderDomain
+			v = env.SenderDomain
 		case "rcpt":
-			parts[i] = env.Rcpt
+			v = env.Rcpt
 		case "rcpt_domain":
-			parts[i] = env.RcptDomain
+			v = env.RcptDomain
 		case "route":
-			parts[i] = env.Route
+			v = env.Route
 		case "mx":
-			parts[i] = env.MX
+			v = env.MX
 		case "remote_ip":
-			parts[i] = env.RemoteIP
+			v = env.RemoteIP
 		case "local_ip":
-			parts[i] = env.LocalIP
+			v = env.LocalIP
 		}
+		if strings.ContainsAny(v, "|\\") {
+			v = keyEscaper.Replace(v)
+		}
+		b.WriteString(v)
 	}
-	return strings.Join(parts, "|")
+	return b.String()
 }
+
+var keyEscaper = strings.NewReplacer("\\", "\\\\", "|", "\\|")
 
 // lookup records a DNS question in the group when tracing.
 func (r *run) lookup(g *Group, name, typ string, answer func() []string, secure bool, info dns.Info, err error) {

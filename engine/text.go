@@ -6,6 +6,7 @@ import (
 	"io"
 	"strings"
 
+	"github.com/postern-mta/postern/internal/textsafe"
 	"github.com/postern-mta/postern/policies"
 )
 
@@ -69,19 +70,60 @@ func (g *Group) MarshalJSON() ([]byte, error) {
 
 // WriteText writes d for a person, top-down: per group the decision first,
 // then hosts, throttles, DNS answers, and the trace under it.
+//
+// Every string that comes from outside (addresses, names and answers from
+// DNS, policy names, values and expressions, error messages) is escaped
+// with [textsafe.Escape]: a control character, invalid UTF-8 or a Unicode
+// bidirectional control in it is shown as an escape such as \n or \x1b,
+// so each line of the output is one line WriteText meant to write. The
+// only line breaks inside a value are those of an expression error's caret
+// snippet, printed as lines of their own under the error. WriteJSON needs
+// none of this: encoding/json escapes what it must.
 func (d *Decision) WriteText(w io.Writer) error {
 	p := &printer{w: w}
-	p.f("policy  %s\n", d.Policy)
-	sender := d.Message.Sender
+	p.f("policy  %s\n", escText(d.Policy))
+	sender := escText(d.Message.Sender)
 	if sender == "" {
 		sender = "<>"
 	}
-	p.f("message %s -> %s (%d bytes)\n", sender, strings.Join(d.Message.Recipients, ", "), d.Message.Size)
+	p.f("message %s -> %s (%d bytes)\n", sender, escTextJoin(d.Message.Recipients, ", "), d.Message.Size)
 	for i, g := range d.Groups {
 		p.f("\n")
 		p.group(i+1, g)
 	}
 	return p.err
+}
+
+// escText escapes a string for one line of text output.
+func escText(s string) string { return textsafe.Escape(s) }
+
+// escTextJoin escapes each of list and joins them with sep.
+func escTextJoin(list []string, sep string) string {
+	out := make([]string, len(list))
+	for i, s := range list {
+		out[i] = escText(s)
+	}
+	return strings.Join(out, sep)
+}
+
+// textSnippetBreak is where the text of an expression error (*expr.Error)
+// breaks a line: before each line of its caret snippet.
+const textSnippetBreak = "\n | "
+
+// textErrorLines splits an error message into the lines to print, each
+// escaped. It breaks the message only where an expression error's snippet
+// starts a line (the line then starts with " | "); any other line feed,
+// from a DNS error, a server or anywhere else, is escaped as \n and starts
+// no line of its own.
+func textErrorLines(msg string) []string {
+	lines := strings.Split(msg, textSnippetBreak)
+	for i, l := range lines {
+		lines[i] = escText(l)
+		if i > 0 {
+			lines[i] = " | " + lines[i]
+		}
+	}
+	return lines
 }
 
 type printer struct {
@@ -96,39 +138,39 @@ func (p *printer) f(format string, args ...any) {
 }
 
 func (p *printer) group(n int, g *Group) {
-	route := g.Route.Name
+	route := escText(g.Route.Name)
 	if route == "" {
 		route = "(none)"
 	}
-	p.f("group %d: %s via %s: %s\n", n, orDash(g.Domain), route, strings.ToUpper(g.Outcome))
+	p.f("group %d: %s via %s: %s\n", n, orDash(escText(g.Domain)), route, escText(strings.ToUpper(g.Outcome)))
 	if g.Error != nil {
 		kind := "permanent"
 		if g.Error.Temporary {
 			kind = "temporary"
 		}
-		first, rest, _ := strings.Cut(g.Error.Message, "\n")
-		p.f("  error:      %s (%s, class %s)\n", first, kind, g.Error.Class)
-		if rest != "" {
-			p.f("              %s\n", strings.ReplaceAll(rest, "\n", "\n              "))
+		lines := textErrorLines(g.Error.Message)
+		p.f("  error:      %s (%s, class %s)\n", lines[0], kind, escText(g.Error.Class))
+		for _, l := range lines[1:] {
+			p.f("              %s\n", l)
 		}
 	}
-	p.f("  recipients: %s\n", strings.Join(g.Recipients, ", "))
+	p.f("  recipients: %s\n", escTextJoin(g.Recipients, ", "))
 	if g.Route.Type == "relay" {
-		p.f("  relay:      %s port %d, %s", g.Route.Address, g.Route.Port, g.Route.Protocol)
+		p.f("  relay:      %s port %d, %s", escText(g.Route.Address), g.Route.Port, escText(g.Route.Protocol))
 		if g.Route.ImplicitTLS {
 			p.f(", implicit TLS")
 		}
 		if g.Route.Auth != nil {
-			p.f(", auth %s secret %s", g.Route.Auth.Username, g.Route.Auth.Secret)
+			p.f(", auth %s secret %s", escText(g.Route.Auth.Username), escText(g.Route.Auth.Secret))
 		}
 		p.f("\n")
 	}
 	if g.MTASTS.Setting != "" && g.Route.Type == "mx" {
 		rec := "no record"
 		if g.MTASTS.Record != "" {
-			rec = "record " + g.MTASTS.Record
+			rec = "record " + escText(g.MTASTS.Record)
 		}
-		p.f("  mta-sts:    %s (%s)\n", g.MTASTS.Setting, rec)
+		p.f("  mta-sts:    %s (%s)\n", escText(g.MTASTS.Setting), rec)
 	}
 	if g.Limits.MX > 0 {
 		p.f("  limits:     mx %d, recipients %d\n", g.Limits.MX, g.Limits.Recipients)
@@ -147,9 +189,11 @@ func (p *printer) group(n int, g *Group) {
 				limits = append(limits, fmt.Sprintf("concurrency %d", t.Concurrency))
 			}
 			if t.Rate != "" {
-				limits = append(limits, "rate "+t.Rate)
+				limits = append(limits, "rate "+escText(t.Rate))
 			}
-			p.f("    %s key %q (%s): %s, in use %d, would wait %s\n", t.Name, t.Key, t.Phase, strings.Join(limits, ", "), t.InUse, t.WouldWait)
+			// %q escapes the key (strconv.Quote escapes every rune
+			// that is not printable, bidirectional controls included).
+			p.f("    %s key %q (%s): %s, in use %d, would wait %s\n", escText(t.Name), t.Key, escText(t.Phase), strings.Join(limits, ", "), t.InUse, t.WouldWait)
 		}
 	}
 	if len(g.Lookups) > 0 {
@@ -166,11 +210,11 @@ func (p *printer) group(n int, g *Group) {
 			for j < len(g.Trace) && g.Trace[j].Context == ctx {
 				j++
 			}
-			p.f("    %s\n", ctx)
+			p.f("    %s\n", escText(ctx))
 			var defaults []string
 			for _, e := range g.Trace[i:j] {
 				if e.Kind == policies.KindDefault && e.Rule == 0 {
-					defaults = append(defaults, e.Setting+"="+orDefault(e.Value))
+					defaults = append(defaults, escText(e.Setting)+"="+orDefault(escText(e.Value)))
 					continue
 				}
 				p.entry(e)
@@ -202,13 +246,13 @@ func (p *printer) host(n int, h *Host) {
 	if h.Secure {
 		sec = ", DNSSEC"
 	}
-	p.f("    %d. %s (preference %d%s) lookup %s", n, h.Name, h.Preference, sec, h.IPLookup)
+	p.f("    %d. %s (preference %d%s) lookup %s", n, escText(h.Name), h.Preference, sec, escText(h.IPLookup))
 	if h.Skipped != nil {
 		kind := "permanent"
 		if h.SkipTemporary {
 			kind = "temporary"
 		}
-		p.f("\n       SKIPPED (%s): %s\n", kind, *h.Skipped)
+		p.f("\n       SKIPPED (%s): %s\n", kind, escText(*h.Skipped))
 		return
 	}
 	p.f("\n")
@@ -218,28 +262,31 @@ func (p *printer) host(n int, h *Host) {
 		invalid = "ALLOWED"
 	}
 	p.f("       tls: starttls %s, dane %s (%d records), min %s, invalid certs %s, handshake %s\n",
-		t.STARTTLS, t.DANE, t.DANERecords, t.MinVersion, invalid, t.HandshakeTimeout)
+		escText(t.STARTTLS), escText(t.DANE), t.DANERecords, escText(t.MinVersion), invalid, t.HandshakeTimeout)
 	p.f("       messages per connection %d\n", h.MessagesPerConnection)
+	if len(h.Dropped) > 0 {
+		p.f("       dropped (never connected to): %s\n", escText(strings.Join(h.Dropped, ", ")))
+	}
 	for _, c := range h.Connections {
 		src := "kernel's choice"
 		if c.SourceIP != nil {
-			src = *c.SourceIP
+			src = escText(*c.SourceIP)
 		}
 		to := c.Timeouts
-		p.f("       -> %s from %s, ehlo %s\n", c.RemoteIP, src, c.EHLOHostname)
+		p.f("       -> %s from %s, ehlo %s\n", escText(c.RemoteIP), src, escText(c.EHLOHostname))
 		p.f("          timeouts: connect %s, greeting %s, ehlo %s, mail-from %s, rcpt-to %s, data %s\n",
 			to.Connect, to.Greeting, to.EHLO, to.MailFrom, to.RcptTo, to.Data)
 	}
 }
 
 func (p *printer) lookup(l Lookup) {
-	p.f("    %-4s %s: ", l.Type, l.Name)
+	p.f("    %-4s %s: ", escText(l.Type), escText(l.Name))
 	if l.Error != "" {
-		p.f("%s", l.Error)
+		p.f("%s", escText(l.Error))
 	} else if len(l.Answer) == 0 {
 		p.f("(empty)")
 	} else {
-		p.f("%s", strings.Join(l.Answer, ", "))
+		p.f("%s", escTextJoin(l.Answer, ", "))
 	}
 	var notes []string
 	if l.Secure {
@@ -252,7 +299,7 @@ func (p *printer) lookup(l Lookup) {
 		notes = append(notes, "STALE")
 	}
 	if l.TTL != "" {
-		notes = append(notes, "ttl "+l.TTL)
+		notes = append(notes, "ttl "+escText(l.TTL))
 	}
 	if len(notes) > 0 {
 		p.f(" [%s]", strings.Join(notes, ", "))
@@ -263,38 +310,43 @@ func (p *printer) lookup(l Lookup) {
 // entry prints one trace line: setting, rule, position (file:line),
 // condition and result.
 func (p *printer) entry(e policies.TraceEntry) {
-	at := lineOnly(e.At)
+	at := escText(lineOnly(e.At))
+	value := orDefault(escText(e.Value))
 	var what string
 	switch e.Kind {
 	case policies.KindRule:
 		res := "no"
 		switch {
 		case e.Error != "":
-			res = "ERROR -> " + orDefault(e.Value)
+			res = "ERROR -> " + value
 		case e.Matched && e.Value == "" && strings.HasSuffix(e.Setting, ".match"):
 			res = "YES"
 		case e.Matched:
-			res = "YES -> " + orDefault(e.Value)
+			res = "YES -> " + value
 		}
-		what = fmt.Sprintf("rule %d  if %s  => %s", e.Rule, e.If, res)
+		what = fmt.Sprintf("rule %d  if %s  => %s", e.Rule, escText(e.If), res)
 	case policies.KindElse:
-		what = "else  => " + orDefault(e.Value)
+		what = "else  => " + value
 	case policies.KindDefault:
-		what = "default => " + orDefault(e.Value)
+		what = "default => " + value
 		if e.Rule > 0 {
-			what = "no rule matched, default => " + orDefault(e.Value)
+			what = "no rule matched, default => " + value
 		}
 	case policies.KindLiteral:
-		what = "= " + orDefault(e.Value)
+		what = "= " + value
 	case policies.KindExpr:
-		what = fmt.Sprintf("expr %s  => %s", e.Expr, orDefault(e.Value))
+		what = fmt.Sprintf("expr %s  => %s", escText(e.Expr), value)
 	}
 	if e.Expr != "" && e.Kind != policies.KindExpr {
-		what += "  (from " + e.Expr + ")"
+		what += "  (from " + escText(e.Expr) + ")"
 	}
-	p.f("      %-28s %s  %s\n", e.Setting, what, at)
+	p.f("      %-28s %s  %s\n", escText(e.Setting), what, at)
 	if e.Error != "" {
-		p.f("        error: %s\n", strings.ReplaceAll(e.Error, "\n", "\n        "))
+		lines := textErrorLines(e.Error)
+		p.f("        error: %s\n", lines[0])
+		for _, l := range lines[1:] {
+			p.f("        %s\n", l)
+		}
 	}
 }
 

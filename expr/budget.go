@@ -322,7 +322,11 @@ func (meterConcat) Visit(node *ast.Node) {
 	l, r := n.Left.Type(), n.Right.Type()
 	switch {
 	case isKind(l, reflect.String) && isKind(r, reflect.String):
-		ast.Patch(node, meterCall(concatFn, n.Location(), n.Left, n.Right))
+		c := meterCall(concatFn, n.Location(), n.Left, n.Right)
+		// Typed now: an enclosing + is visited before the tree is checked
+		// again, and must see a string here.
+		c.SetType(l)
+		ast.Patch(node, c)
 	case isKind(l, reflect.Interface) || isKind(r, reflect.Interface):
 		ast.Patch(node, meterCall(addFn, n.Location(), n.Left, n.Right))
 	}

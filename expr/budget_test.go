@@ -212,8 +212,10 @@ func TestMeteredBuiltins(t *testing.T) {
 	}
 	// A string-typed + keeps the string type (a computed setting must still
 	// be known to be a string when the policy loads).
-	if _, err := compileWith(t, Limits{}, `"mx." + rcpt_domain`, String); err != nil {
-		t.Errorf("string + string: %v", err)
+	for _, src := range []string{`"mx." + rcpt_domain`, `"a" + rcpt + "." + rcpt_domain + ".example"`, `"bulk" + split(local_ip, ".")[3] + ".example"`} {
+		if _, err := compileWith(t, Limits{}, src, String); err != nil {
+			t.Errorf("%s: %v", src, err)
+		}
 	}
 }
 

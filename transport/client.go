@@ -13,7 +13,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
+
+	"github.com/postern-mta/postern/transport/mailbox"
 )
 
 // DefaultIdleTimeout is how long a pooled connection waits for its next
@@ -95,9 +96,11 @@ type delivery struct {
 	msg     *Message
 	start   time.Time
 	results []Result
-	pending []int // recipients without a result, in order
-	eight   bool  // the body has 8-bit bytes
-	utf8    bool  // SMTPUTF8 needed
+	pending []int    // recipients without a result, in order
+	from    string   // the reverse-path, canonical (RFC 5321 Mailbox, see package mailbox)
+	rcpts   []string // the forward-paths, canonical, by recipient index
+	eight   bool     // the body has 8-bit bytes
+	utf8    bool     // SMTPUTF8 needed
 	current *session
 }
 
@@ -109,10 +112,17 @@ type delivery struct {
 // Hosts are tried in order, and each host's addresses in order. Failures
 // before MAIL FROM move on to the next address (connection failures) or the
 // next host (the host answered: a negative greeting or EHLO, a TLS or AUTH
-// failure, a SIZE, SMTPUTF8 or REQUIRETLS mismatch). Once MAIL FROM is sent,
-// the replies are final for this attempt: 2xx delivered, 4xx temporary, 5xx
-// permanent, per recipient where the reply is per recipient. When every host
-// failed, every recipient gets the last failure.
+// failure, a SIZE, SMTPUTF8 or REQUIRETLS mismatch). Under strict TLS, a
+// host without STARTTLS (or refusing it) is a temporary failure, 451 4.7.10,
+// so that a downgrade defers the message instead of bouncing it; only a
+// message with [Message.RequireTLS] gets a permanent 550 5.7.10. Once MAIL
+// FROM is sent, the replies are final for this attempt: 2xx delivered, 4xx
+// temporary, 5xx permanent, per recipient where the reply is per recipient.
+// When every host failed, every recipient gets the last failure.
+//
+// A pooled connection taken for this message gets this delivery's timeouts
+// and messages-per-connection limit; one that has already carried that many
+// transactions is closed instead.
 func (c *Client) Deliver(ctx context.Context, plan *Plan, msg *Message) (results []Result) {
 	if msg == nil {
 		return nil
@@ -137,19 +147,22 @@ func (c *Client) Deliver(ctx context.Context, plan *Plan, msg *Message) (results
 
 func (d *delivery) run(ctx context.Context) {
 	msg := d.msg
-	if !validAddress(msg.From, true) {
-		d.finish(localError(501, EnhancedCode{5, 1, 7}, ClassUnexpectedReply, "MAIL FROM", fmt.Sprintf("bad sender address %q", msg.From)))
+	from, err := mailbox.ParseReversePath(msg.From)
+	if err != nil {
+		d.finish(localError(501, EnhancedCode{5, 1, 7}, ClassUnexpectedReply, "MAIL FROM", "bad sender: "+err.Error()))
 		return
 	}
-	d.utf8 = msg.SMTPUTF8 || !isASCII(msg.From)
+	d.from = from.String()
+	d.utf8 = msg.SMTPUTF8 || from.UTF8
+	d.rcpts = make([]string, len(msg.Recipients))
 	for i, r := range msg.Recipients {
-		if !validAddress(r.Address, false) {
-			d.set(i, nil, localError(501, EnhancedCode{5, 1, 3}, ClassUnexpectedReply, "RCPT TO", fmt.Sprintf("bad recipient address %q", r.Address)), nil)
+		a, err := mailbox.Parse(r.Address)
+		if err != nil {
+			d.set(i, nil, localError(501, EnhancedCode{5, 1, 3}, ClassUnexpectedReply, "RCPT TO", "bad recipient: "+err.Error()), nil)
 			continue
 		}
-		if !isASCII(r.Address) {
-			d.utf8 = true
-		}
+		d.rcpts[i] = a.String()
+		d.utf8 = d.utf8 || a.UTF8
 		d.pending = append(d.pending, i)
 	}
 	if len(d.pending) == 0 {
@@ -246,6 +259,7 @@ func (d *delivery) tryAddress(ctx context.Context, h *Host, addr netip.Addr) (do
 	}
 	p.strict = h.StartTLS == StartTLSRequire || h.Verifier != nil || h.MTASTSEnforce || msg.RequireTLS || h.ImplicitTLS
 	p.mustPKIX = !h.AllowInvalidCerts || h.MTASTSEnforce || msg.RequireTLS
+	p.requireTLS = msg.RequireTLS
 	p.max = plan.MessagesPerConnection
 	if d.c.IdleTimeout < 0 || p.max < 1 {
 		p.max = 1
@@ -261,7 +275,16 @@ func (d *delivery) tryAddress(ctx context.Context, h *Host, addr netip.Addr) (do
 	for {
 		s := d.c.pool.get(p.key)
 		if s != nil {
+			if s.uses >= p.max {
+				// Carried as many transactions as this delivery's
+				// limit allows.
+				s.quit()
+				continue
+			}
 			d.current = s // closed by Deliver's recover on a panic
+			// The connection was opened for an earlier delivery: from
+			// now on this one's timeouts and limit apply.
+			s.to, s.max = p.to, p.max
 			s.bind(ctx)
 			r, err := s.cmd(s.to.EHLO, "RSET")
 			if err != nil || r.Code != 250 {
@@ -279,7 +302,7 @@ func (d *delivery) tryAddress(ctx context.Context, h *Host, addr netip.Addr) (do
 					// delivery.md step 7: optional STARTTLS whose
 					// handshake failed: once more, in plaintext.
 					p.noTLS = true
-					extra = append(extra, Warning{ClassTLS, f.err.Message + "; delivered in plaintext after reconnecting", f.err.TLSResult})
+					extra = append(extra, Warning{ClassTLS, f.err.Message + "; reconnected and continued without TLS", f.err.TLSResult})
 					continue
 				}
 				return false, f
@@ -379,33 +402,6 @@ func (d *delivery) finish(e *Error) {
 			d.set(i, nil, e, nil)
 		}
 	}
-}
-
-// validAddress rejects what could break the command line: controls (CR
-// and LF above all), angle brackets, and overlong addresses. UTF-8 is fine
-// (SMTPUTF8 is then required).
-func validAddress(a string, sender bool) bool {
-	if a == "" {
-		return sender
-	}
-	if len(a) > 1000 || !utf8.ValidString(a) {
-		return false
-	}
-	for _, r := range a {
-		if r < 0x20 || r == 0x7f || r == '<' || r == '>' || r == ' ' && !strings.Contains(a, `"`) {
-			return false
-		}
-	}
-	return true
-}
-
-func isASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= 0x80 {
-			return false
-		}
-	}
-	return true
 }
 
 // poolKey identifies connections that are interchangeable: same address,

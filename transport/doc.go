@@ -41,12 +41,20 @@
 //
 // TLS is strict (no byte of the message in plaintext, no fallback) when the
 // host's StartTLS is require, a DANE Verifier is set, MTA-STS enforce
-// applies, the message has RequireTLS, or the host uses implicit TLS.
-// Otherwise (optional) a server without STARTTLS gets plaintext, and a failed
-// handshake leads to one reconnection in plaintext, with a warning on the
-// results. An optional session whose certificate does not verify stays
-// encrypted, with a warning: unauthenticated TLS is never worse than the
-// plaintext that optional mode would accept (RFC 7435).
+// applies, the message has RequireTLS, or the host uses implicit TLS. A
+// strict host that does not offer STARTTLS, refuses it or refuses EHLO is a
+// temporary failure (451 4.7.10): the next host is tried, and the message is
+// deferred rather than bounced, as RFC 8461 section 5.1 asks, because that
+// is what a downgrade attack looks like. Only a message with RequireTLS
+// fails permanently there (550 5.7.10, RFC 8689). Otherwise (optional) a
+// server without STARTTLS gets plaintext, one that refuses it (4xx/5xx) gets
+// plaintext with a warning, and a failed handshake leads to one reconnection
+// in plaintext, with a warning on the results. An optional session whose
+// certificate does not verify stays encrypted, with a warning:
+// unauthenticated TLS is never worse than the plaintext that optional mode
+// would accept (RFC 7435). In both modes a positive reply to STARTTLS other
+// than 220 is a protocol error (451 4.5.0): the connection is dropped and
+// the next host tried.
 //
 // The body is normalised on the way out: every line ends in CRLF (bare LF
 // and bare CR become CRLF) and leading dots are doubled, so nothing on the
@@ -64,9 +72,10 @@
 //	unexpected-reply  a 4xx/5xx reply (its code), a reply that is not SMTP
 //	                  (451 4.5.0), or a limit the server announced (SIZE:
 //	                  552 5.3.4, SMTPUTF8: 553 5.6.7)
-//	tls               STARTTLS missing (530 5.7.10) or refused under strict
-//	                  TLS, handshake or PKIX failure (454 4.7.5), plaintext
-//	                  AUTH refused (454 4.7.10), REQUIRETLS impossible
+//	tls               STARTTLS missing or refused under strict TLS (451
+//	                  4.7.10; 550 5.7.10 for a REQUIRETLS message),
+//	                  handshake or PKIX failure (454 4.7.5), plaintext
+//	                  AUTH refused (454 4.7.10), REQUIRETLS not offered
 //	                  (550 5.7.30)
 //	dane, mta-sts     certificate refused by the Verifier, or PKIX failure
 //	                  under MTA-STS enforce

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -213,55 +214,84 @@ func TestTransactionRefusals(t *testing.T) {
 	}
 }
 
-// STARTTLS: strict modes never send a byte of the message in plaintext.
+// STARTTLS: strict modes never send a byte of the message in plaintext. A
+// host that does not offer STARTTLS, or refuses it, is skipped with a
+// temporary failure (a downgrade defers, RFC 8461 section 5.1), except for a
+// message with REQUIRETLS, which fails permanently (RFC 8689).
 func TestStartTLSStrictNeverPlaintext(t *testing.T) {
 	ca := smtpbed.NewCA(t)
 	leaf := ca.Issue(t, "mx.example.test")
 	tcfg := &tls.Config{Certificates: []tls.Certificate{leaf.Cert}}
+	dane := func(h *transport.Host) {
+		h.Verifier = transport.VerifierFunc(func(tls.ConnectionState) error { return nil })
+	}
+	mtasts := func(h *transport.Host) { h.MTASTSEnforce = true }
+	requireTLSMsg := func(m *transport.Message) { m.RequireTLS = true }
 	tests := []struct {
-		name string
-		sc   script
-		mod  func(*transport.Host)
-		msg  func(*transport.Message)
-		st   transport.Status
-		enh  string
+		name  string
+		sc    script
+		mod   func(*transport.Host)
+		msg   func(*transport.Message)
+		st    transport.Status
+		class transport.Class
+		code  int
+		enh   string
+		phase string
 	}{
-		{"stripped from EHLO, require", script{tls: tcfg, hideTLS: true}, requireTLS, nil, transport.StatusPermanent, "5.7.10"},
-		{"no TLS at all, require", script{}, requireTLS, nil, transport.StatusPermanent, "5.7.10"},
-		{"refused 454, require", script{tls: tcfg, reply: map[string]string{"STARTTLS": "454 4.7.0 TLS not available"}}, requireTLS, nil, transport.StatusTemporary, "4.7.0"},
-		{"refused 554, require", script{tls: tcfg, reply: map[string]string{"STARTTLS": "554 5.7.0 no"}}, requireTLS, nil, transport.StatusPermanent, "5.7.0"},
-		{"handshake garbage, require", script{tls: tcfg, tlsGarbage: true}, requireTLS, nil, transport.StatusTemporary, "4.7.5"},
-		{"stripped, DANE verifier", script{tls: tcfg, hideTLS: true}, func(h *transport.Host) {
-			h.Verifier = transport.VerifierFunc(func(tls.ConnectionState) error { return nil })
-		}, nil, transport.StatusPermanent, "5.7.10"},
-		{"stripped, MTA-STS enforce", script{tls: tcfg, hideTLS: true}, func(h *transport.Host) { h.MTASTSEnforce = true }, nil, transport.StatusPermanent, "5.7.10"},
-		{"stripped, REQUIRETLS message", script{tls: tcfg, hideTLS: true}, disableTLS, func(m *transport.Message) { m.RequireTLS = true }, transport.StatusPermanent, "5.7.10"},
-		{"EHLO refused, require (no HELO fallback)", script{tls: tcfg, reply: map[string]string{"EHLO": "502 5.5.1 no EHLO"}}, requireTLS, nil, transport.StatusPermanent, "5.7.10"},
+		{"stripped from EHLO, require", script{tls: tcfg, hideTLS: true}, requireTLS, nil, transport.StatusTemporary, transport.ClassTLS, 451, "4.7.10", "EHLO"},
+		{"no TLS at all, require", script{}, requireTLS, nil, transport.StatusTemporary, transport.ClassTLS, 451, "4.7.10", "EHLO"},
+		{"refused 454, require", script{tls: tcfg, reply: map[string]string{"STARTTLS": "454 4.7.0 TLS not available"}}, requireTLS, nil, transport.StatusTemporary, transport.ClassTLS, 451, "4.7.10", "STARTTLS"},
+		{"refused 554, require", script{tls: tcfg, reply: map[string]string{"STARTTLS": "554 5.7.0 no"}}, requireTLS, nil, transport.StatusTemporary, transport.ClassTLS, 451, "4.7.10", "STARTTLS"},
+		{"refused 501, require", script{tls: tcfg, reply: map[string]string{"STARTTLS": "501 5.5.4 syntax"}}, requireTLS, nil, transport.StatusTemporary, transport.ClassTLS, 451, "4.7.10", "STARTTLS"},
+		{"250 to STARTTLS, require", script{tls: tcfg, reply: map[string]string{"STARTTLS": "250 2.0.0 ok"}}, requireTLS, nil, transport.StatusTemporary, transport.ClassUnexpectedReply, 451, "4.5.0", "STARTTLS"},
+		{"handshake garbage, require", script{tls: tcfg, tlsGarbage: true}, requireTLS, nil, transport.StatusTemporary, transport.ClassTLS, 454, "4.7.5", "TLS handshake"},
+		{"stripped, DANE verifier", script{tls: tcfg, hideTLS: true}, dane, nil, transport.StatusTemporary, transport.ClassTLS, 451, "4.7.10", "EHLO"},
+		{"refused 554, DANE verifier", script{tls: tcfg, reply: map[string]string{"STARTTLS": "554 5.7.0 no"}}, dane, nil, transport.StatusTemporary, transport.ClassTLS, 451, "4.7.10", "STARTTLS"},
+		{"stripped, MTA-STS enforce", script{tls: tcfg, hideTLS: true}, mtasts, nil, transport.StatusTemporary, transport.ClassTLS, 451, "4.7.10", "EHLO"},
+		{"EHLO refused, MTA-STS enforce", script{tls: tcfg, reply: map[string]string{"EHLO": "502 5.5.1 no EHLO"}}, mtasts, nil, transport.StatusTemporary, transport.ClassTLS, 451, "4.7.10", "EHLO"},
+		{"EHLO refused, require (no HELO fallback)", script{tls: tcfg, reply: map[string]string{"EHLO": "502 5.5.1 no EHLO"}}, requireTLS, nil, transport.StatusTemporary, transport.ClassTLS, 451, "4.7.10", "EHLO"},
+		{"stripped, REQUIRETLS message", script{tls: tcfg, hideTLS: true}, disableTLS, requireTLSMsg, transport.StatusPermanent, transport.ClassTLS, 550, "5.7.10", "EHLO"},
+		// The server says the refusal is temporary: even REQUIRETLS waits.
+		{"refused 454, REQUIRETLS message", script{tls: tcfg, reply: map[string]string{"STARTTLS": "454 4.7.0 TLS not available"}}, nil, requireTLSMsg, transport.StatusTemporary, transport.ClassTLS, 451, "4.7.10", "STARTTLS"},
+		{"refused 554, REQUIRETLS message", script{tls: tcfg, reply: map[string]string{"STARTTLS": "554 5.7.0 no"}}, nil, requireTLSMsg, transport.StatusPermanent, transport.ClassTLS, 550, "5.7.10", "STARTTLS"},
+		{"EHLO refused, REQUIRETLS message", script{tls: tcfg, reply: map[string]string{"EHLO": "502 5.5.1 no EHLO"}}, nil, requireTLSMsg, transport.StatusPermanent, transport.ClassTLS, 550, "5.7.10", "EHLO"},
+		{"250 to STARTTLS, REQUIRETLS message", script{tls: tcfg, reply: map[string]string{"STARTTLS": "250 2.0.0 ok"}}, nil, requireTLSMsg, transport.StatusTemporary, transport.ClassUnexpectedReply, 451, "4.5.0", "STARTTLS"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := newFakeServer(t, tt.sc)
 			s2 := newFakeServer(t, tt.sc) // a second host: failover keeps the rule
-			m := newMsg(body, "b@example.test")
+			m := newMsg(body, "b@example.test", "c@example.test")
 			if tt.msg != nil {
 				tt.msg(m)
 			}
-			res := deliver(t, newClient(t, ca.Pool), with(planFor(s.Addr, s2.Addr), tt.mod), m)
-			wantAll(t, res, tt.st, res[0].Class)
-			if res[0].Class != transport.ClassTLS && res[0].Class != transport.ClassUnexpectedReply {
-				t.Errorf("class %s", res[0].Class)
+			p := planFor(s.Addr, s2.Addr)
+			if tt.mod != nil {
+				with(p, tt.mod)
 			}
-			if res[0].Enhanced.String() != tt.enh {
-				t.Errorf("enhanced %s, want %s%s", res[0].Enhanced, tt.enh, dump(res))
-			}
-			if tt.enh == "5.7.10" && res[0].Err.TLSResult != transport.TLSResultStartTLSNotSupported {
-				t.Errorf("TLS-RPT result type %q", res[0].Err.TLSResult)
+			res := deliver(t, newClient(t, ca.Pool), p, m)
+			// Every recipient gets the second (last) host's failure.
+			wantAll(t, res, tt.st, tt.class)
+			for _, r := range res {
+				if r.Code != tt.code || r.Enhanced.String() != tt.enh || r.Err.Phase != tt.phase || r.Address != s2.Addr {
+					t.Errorf("%s: %d %s phase %q at %v, want %d %s phase %q at %v%s", r.Recipient, r.Code, r.Enhanced, r.Err.Phase, r.Address,
+						tt.code, tt.enh, tt.phase, s2.Addr, dump(res))
+				}
+				if tt.enh == "4.7.10" || tt.enh == "5.7.10" {
+					if r.Err.TLSResult != transport.TLSResultStartTLSNotSupported {
+						t.Errorf("TLS-RPT result type %q", r.Err.TLSResult)
+					}
+				}
 			}
 			for i, srv := range []*fakeServer{s, s2} {
 				w := srv.Wire()
 				if contains(w, marker) || contains(w, "MAIL FROM") || contains(w, "RCPT TO") {
 					t.Errorf("server %d saw the envelope or body in plaintext:\n%s", i, w)
 				}
+				if srv.hasCommand("MAIL", "RCPT", "DATA", "BDAT") || len(srv.Messages()) != 0 {
+					t.Errorf("server %d received a transaction: %q", i, srv.Commands())
+				}
+				// Both hosts were tried, once each.
 				if srv.Conns() != 1 {
 					t.Errorf("server %d: %d connections", i, srv.Conns())
 				}
@@ -298,14 +328,67 @@ func TestStartTLSOptional(t *testing.T) {
 			t.Errorf("%s", dump(res))
 		}
 	})
-	t.Run("refused", func(t *testing.T) {
-		s := newFakeServer(t, script{tls: good, reply: map[string]string{"STARTTLS": "454 4.7.0 not now"}})
-		res := deliver(t, c, planFor(s.Addr), newMsg(body, "b@example.test"))
-		wantAll(t, res, transport.StatusDelivered, transport.ClassNone)
-		if len(res[0].Warnings) != 1 || res[0].Warnings[0].Class != transport.ClassTLS {
-			t.Errorf("warnings %v", res[0].Warnings)
-		}
-	})
+	for _, refusal := range []string{"454 4.7.0 not now", "554 5.7.0 no TLS for you"} {
+		t.Run("refused "+refusal[:3]+": same connection, plaintext", func(t *testing.T) {
+			s := newFakeServer(t, script{tls: good, reply: map[string]string{"STARTTLS": refusal}})
+			res := deliver(t, c, planFor(s.Addr), newMsg(body, "b@example.test"))
+			wantAll(t, res, transport.StatusDelivered, transport.ClassNone)
+			want := transport.Warning{Class: transport.ClassTLS, Text: "STARTTLS refused (" + refusal + "); continued without TLS",
+				TLSResult: transport.TLSResultStartTLSNotSupported}
+			if len(res[0].Warnings) != 1 || res[0].Warnings[0] != want {
+				t.Errorf("warnings %q, want %q", res[0].Warnings, want)
+			}
+			if m := s.Messages(); len(m) != 1 || m[0].TLS || s.Conns() != 1 {
+				t.Errorf("%d conns, messages %+v", s.Conns(), m)
+			}
+		})
+	}
+	// The warning goes on every result of the session, failed ones too: it
+	// must not claim a delivery.
+	for _, tt := range []struct {
+		name string
+		sc   script
+	}{
+		{"refused", script{tls: good, reply: map[string]string{"STARTTLS": "454 4.7.0 not now"}}},
+		{"handshake failure", script{tls: good, tlsGarbage: true}},
+		{"wrong name", script{tls: wrong}},
+	} {
+		t.Run(tt.name+", then the recipient is refused", func(t *testing.T) {
+			tt.sc.rcpt = map[string]string{"b@example.test": "550 5.1.1 no such user"}
+			s := newFakeServer(t, tt.sc)
+			res := deliver(t, c, planFor(s.Addr), newMsg(body, "b@example.test"))
+			wantAll(t, res, transport.StatusPermanent, transport.ClassUnexpectedReply)
+			if w := res[0].Warnings; len(w) != 1 || w[0].Class != transport.ClassTLS || strings.Contains(strings.ToLower(w[0].Text), "deliver") {
+				t.Errorf("warnings %q on a failed result", w)
+			}
+		})
+	}
+	// A positive reply other than 220 is not a refusal: the server may be
+	// waiting for a ClientHello. The host fails; the next one is tried.
+	for _, reply := range []string{"250 2.0.0 ok", "354 go ahead"} {
+		t.Run("reply "+reply[:3]+" to STARTTLS: next host", func(t *testing.T) {
+			bad := newFakeServer(t, script{tls: good, reply: map[string]string{"STARTTLS": reply}})
+			next := newFakeServer(t, script{tls: good})
+			res := deliver(t, c, planFor(bad.Addr, next.Addr), newMsg(body, "b@example.test"))
+			wantAll(t, res, transport.StatusDelivered, transport.ClassNone)
+			if res[0].Address != next.Addr || !res[0].TLS.Enabled() || len(res[0].Warnings) != 0 {
+				t.Errorf("%s", dump(res))
+			}
+			if bad.hasCommand("MAIL", "RCPT", "DATA") || contains(bad.Wire(), marker) || len(bad.Messages()) != 0 {
+				t.Errorf("bad host got a transaction: %q", bad.Commands())
+			}
+			// Alone, the host's failure is the result: temporary.
+			res = deliver(t, c, planFor(bad.Addr), newMsg(body, "b@example.test"))
+			wantAll(t, res, transport.StatusTemporary, transport.ClassUnexpectedReply)
+			if r := res[0]; r.Code != 451 || r.Enhanced.String() != "4.5.0" || r.Err.Phase != "STARTTLS" ||
+				r.Text != "unexpected reply to STARTTLS: "+reply {
+				t.Errorf("%s", dump(res))
+			}
+			if bad.hasCommand("MAIL", "RCPT", "DATA") || len(bad.Messages()) != 0 {
+				t.Errorf("bad host got a transaction: %q", bad.Commands())
+			}
+		})
+	}
 	t.Run("handshake failure: reconnect in plaintext", func(t *testing.T) {
 		s := newFakeServer(t, script{tls: good, tlsGarbage: true})
 		res := deliver(t, c, planFor(s.Addr), newMsg(body, "b@example.test"))
@@ -314,7 +397,8 @@ func TestStartTLSOptional(t *testing.T) {
 			t.Errorf("%d connections, want 2", s.Conns())
 		}
 		r := res[0]
-		if r.TLS.Enabled() || len(r.Warnings) != 1 || r.Warnings[0].Class != transport.ClassTLS || !strings.Contains(r.Warnings[0].Text, "plaintext") {
+		if r.TLS.Enabled() || len(r.Warnings) != 1 || r.Warnings[0].Class != transport.ClassTLS ||
+			!strings.HasPrefix(r.Warnings[0].Text, "TLS handshake failed: ") || !strings.HasSuffix(r.Warnings[0].Text, "; reconnected and continued without TLS") {
 			t.Errorf("tls %v warnings %v", r.TLS, r.Warnings)
 		}
 		if m := s.Messages(); len(m) != 1 || m[0].TLS || m[0].ConnNo != 2 {
@@ -326,7 +410,8 @@ func TestStartTLSOptional(t *testing.T) {
 		res := deliver(t, c, planFor(s.Addr), newMsg(body, "b@example.test"))
 		wantAll(t, res, transport.StatusDelivered, transport.ClassNone)
 		r := res[0]
-		if !r.TLS.Enabled() || r.TLS.Verified != transport.VerifiedNone || len(r.Warnings) != 1 || !strings.Contains(r.Warnings[0].Text, "not verified") ||
+		if !r.TLS.Enabled() || r.TLS.Verified != transport.VerifiedNone || len(r.Warnings) != 1 ||
+			!strings.HasPrefix(r.Warnings[0].Text, "certificate not verified (") || !strings.HasSuffix(r.Warnings[0].Text, "); continued over unauthenticated TLS") ||
 			r.Warnings[0].TLSResult != transport.TLSResultHostMismatch {
 			t.Errorf("tls %v warnings %v", r.TLS, r.Warnings)
 		}
@@ -740,6 +825,69 @@ func TestAuth(t *testing.T) {
 	})
 }
 
+// A server that repeats the AUTH line (or LOGIN's password line) and the
+// decoded password in its refusal: none of it reaches the results.
+func TestAuthEchoRedacted(t *testing.T) {
+	const user, secret = "user", "s3cr3t-pa55"
+	enc := base64.StdEncoding.EncodeToString
+	forms := []string{
+		secret,
+		enc([]byte("\x00" + user + "\x00" + secret)),                   // the PLAIN blob
+		strings.TrimRight(enc([]byte("\x00"+user+"\x00"+secret)), "="), // ... unpadded
+		enc([]byte(secret)),                         // the LOGIN password
+		strings.TrimRight(enc([]byte(secret)), "="), // ... unpadded
+	}
+	for _, tt := range []struct {
+		name, ext, reply string
+		wantText         string // "" when the reply is not shown at all
+	}{
+		{"PLAIN echo", "AUTH PLAIN", "", "authentication refused (535 5.7.8 you sent: AUTH PLAIN [redacted] password [redacted] is wrong)"},
+		{"LOGIN echo", "AUTH LOGIN", "", "authentication refused (535 5.7.8 you sent: [redacted] password [redacted] is wrong)"},
+		{"PLAIN echo, unpadded", "AUTH PLAIN", "535 5.7.8 got " + forms[2] + " and " + forms[4], "authentication refused (535 5.7.8 got [redacted] and [redacted])"},
+		{"4xx echo", "AUTH PLAIN", "454 4.7.0 try later, " + secret, "try later, [redacted]"},
+		// A reply that is not SMTP (a NUL byte) is reported without its text.
+		{"garbage echo", "AUTH PLAIN", "535 5.7.8 \x00" + user + "\x00" + secret, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			sc := script{ext: append([]string{tt.ext}, defaultExt...), authEcho: tt.reply == ""}
+			if tt.reply != "" {
+				sc.reply = map[string]string{"AUTH": tt.reply}
+			}
+			s := newFakeServer(t, sc)
+			p := with(planFor(s.Addr), func(h *transport.Host) {
+				h.Name, h.IsRelay, h.AllowPlaintextAuth = "relay.example.test", true, true
+				h.Auth = &transport.Auth{Username: user, Secret: secret}
+			})
+			res := deliver(t, newClient(t, nil), p, newMsg(body, "b@example.test"))
+			wantStatus(t, res, transport.StatusTemporary)
+			if !s.hasCommand("AUTH") || s.hasCommand("MAIL") {
+				t.Fatalf("commands %q", s.Commands())
+			}
+			// Failure messages show where a leak is, not the secret.
+			mask := func(s string) string {
+				for i, f := range forms {
+					s = strings.ReplaceAll(s, f, fmt.Sprintf("<LEAK%d>", i))
+				}
+				return s
+			}
+			r := res[0]
+			if tt.wantText != "" && r.Text != tt.wantText {
+				t.Errorf("text %q, want %q", mask(r.Text), tt.wantText)
+			}
+			if tt.wantText == "" && (r.Class != transport.ClassUnexpectedReply || !strings.HasPrefix(r.Text, "bad reply to AUTH PLAIN")) {
+				t.Errorf("%s", mask(dump(res)))
+			}
+			out := r.Text + "\n" + r.Err.Error() + "\n" + fmt.Sprintf("%+v", res) + "\n" + fmt.Sprintf("%v", res) + "\n" + dump(res)
+			for e := error(r.Err); e != nil; e = errors.Unwrap(e) {
+				out += "\n" + e.Error()
+			}
+			if m := mask(out); m != out {
+				t.Errorf("the secret (forms <LEAKn>) is in the results:\n%s", m)
+			}
+		})
+	}
+}
+
 func TestSecretRedaction(t *testing.T) {
 	const secret = "hunter2-secret"
 	p := &transport.Plan{Hosts: []transport.Host{{Name: "relay", Auth: &transport.Auth{Username: "u", Secret: secret}}}}
@@ -830,10 +978,9 @@ func TestConnectionReuse(t *testing.T) {
 		p := planFor(s.Addr)
 		p.MessagesPerConnection = 10
 		deliver(t, c, p, newMsg(body, "b@example.test"))
-		time.Sleep(400 * time.Millisecond)
-		if !strings.Contains(strings.Join(s.Commands(), "|"), "QUIT") {
-			t.Error("idle connection not closed with QUIT")
-		}
+		// The pool QUITs the connection when it has been idle for
+		// IdleTimeout; it takes it out of the pool before that.
+		s.waitCommand(t, "QUIT")
 		deliver(t, c, p, newMsg(body, "b@example.test"))
 		if s.Conns() != 2 {
 			t.Errorf("%d conns", s.Conns())
@@ -866,6 +1013,81 @@ func TestConnectionReuse(t *testing.T) {
 		}
 		if n := s.Conns(); n > 16 {
 			t.Errorf("%d connections for 40 messages at 5 per connection", n)
+		}
+	})
+}
+
+// A pooled connection takes the timeouts and the limit of the delivery
+// that reuses it, not those of the one that opened it.
+func TestReusedConnectionTakesNewSettings(t *testing.T) {
+	for _, tt := range []struct {
+		verb, phase string
+		set         func(*transport.Timeouts, time.Duration)
+	}{
+		{"RCPT", "RCPT TO", func(to *transport.Timeouts, d time.Duration) { to.RcptTo = d }},
+		{"DATA", "DATA", func(to *transport.Timeouts, d time.Duration) { to.Data = d }},
+		{".", "end of data", func(to *transport.Timeouts, d time.Duration) { to.Data = d }},
+	} {
+		t.Run("timeout "+tt.phase, func(t *testing.T) {
+			// The second transaction's verb is never answered (until the
+			// client gives up).
+			s := newFakeServer(t, script{hangAt: map[string]int{tt.verb: 2}})
+			c := newClient(t, nil)
+			p := planFor(s.Addr)
+			p.MessagesPerConnection = 10
+			tt.set(&p.Timeouts, time.Hour) // longer than deliver's 20s context
+			wantAll(t, deliver(t, c, p, newMsg(body, "a@example.test")), transport.StatusDelivered, transport.ClassNone)
+
+			p = planFor(s.Addr)
+			p.MessagesPerConnection = 10
+			tt.set(&p.Timeouts, 300*time.Millisecond)
+			res := deliver(t, c, p, newMsg(body, "b@example.test"))
+			wantAll(t, res, transport.StatusTemporary, transport.ClassIO)
+			// With the first delivery's timeout, the context would have
+			// ended the wait: "delivery interrupted", wrapping it.
+			if r := res[0]; r.Text != "timeout during "+tt.phase || r.Err.Phase != tt.phase || errors.Is(r.Err, context.DeadlineExceeded) {
+				t.Errorf("want the %s timeout to fire:%s", tt.phase, dump(res))
+			}
+			if s.Conns() != 1 {
+				t.Errorf("%d connections: the second message did not reuse the first one's", s.Conns())
+			}
+		})
+	}
+	t.Run("higher limit", func(t *testing.T) {
+		s := newFakeServer(t, script{})
+		c := newClient(t, nil)
+		p := planFor(s.Addr)
+		p.MessagesPerConnection = 2
+		deliver(t, c, p, newMsg(body, "b@example.test"))
+		p.MessagesPerConnection = 3
+		for range 2 {
+			wantAll(t, deliver(t, c, p, newMsg(body, "b@example.test")), transport.StatusDelivered, transport.ClassNone)
+		}
+		// Three transactions on the first connection, then QUIT (the
+		// limit of 3 is reached).
+		if s.Conns() != 1 || len(s.Messages()) != 3 {
+			t.Errorf("%d connections for %d messages, want 1 for 3", s.Conns(), len(s.Messages()))
+		}
+		if got := strings.Join(s.Commands(), "|"); !strings.HasSuffix(got, "|QUIT") {
+			t.Errorf("commands %s", got)
+		}
+	})
+	t.Run("lower limit", func(t *testing.T) {
+		s := newFakeServer(t, script{})
+		c := newClient(t, nil)
+		p := planFor(s.Addr)
+		p.MessagesPerConnection = 10
+		deliver(t, c, p, newMsg(body, "b@example.test"))
+		// One transaction per connection now: the pooled connection,
+		// which already carried one, is closed instead of reused.
+		p.MessagesPerConnection = 1
+		wantAll(t, deliver(t, c, p, newMsg(body, "b@example.test")), transport.StatusDelivered, transport.ClassNone)
+		m := s.Messages()
+		if s.Conns() != 2 || len(m) != 2 || m[0].ConnNo != 1 || m[1].ConnNo != 2 {
+			t.Errorf("%d connections, messages %+v", s.Conns(), m)
+		}
+		if got := strings.Join(s.Commands(), "|"); strings.Contains(got, "RSET") || strings.Count(got, "QUIT") != 2 {
+			t.Errorf("commands %s", got)
 		}
 	})
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/tls"
+	"encoding/base64"
 	"io"
 	"net"
 	"net/netip"
@@ -33,6 +34,7 @@ type fakeServer struct {
 	conns int
 	cmds  []string // every command line received, in order
 	open  map[net.Conn]bool
+	ev    chan struct{} // closed (and replaced) on every command and end of a session
 	done  chan struct{}
 }
 
@@ -58,6 +60,13 @@ type script struct {
 	// firstConn applies only to the first connection; later ones use the
 	// rest of the script (e.g. a handshake that fails only once).
 	firstConn *script
+	// hangAt never answers the n-th (from 1) occurrence of verb on a
+	// connection, as hang does; the ones before it are answered.
+	hangAt map[string]int
+	// authEcho refuses AUTH with a 535 reply that repeats what the client
+	// sent (the AUTH PLAIN line, or LOGIN's last line) and the decoded
+	// password, as some servers do.
+	authEcho bool
 }
 
 type fakeMsg struct {
@@ -79,7 +88,7 @@ func newFakeServer(t testing.TB, sc script) *fakeServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &fakeServer{t: t, ln: ln, sc: sc, open: map[net.Conn]bool{}, done: make(chan struct{}),
+	s := &fakeServer{t: t, ln: ln, sc: sc, open: map[net.Conn]bool{}, ev: make(chan struct{}), done: make(chan struct{}),
 		Addr: ln.Addr().(*net.TCPAddr).AddrPort()}
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -101,10 +110,11 @@ func newFakeServer(t testing.TB, sc script) *fakeServer {
 			connNo := n
 			wg.Go(func() {
 				defer func() {
+					c.Close()
 					s.mu.Lock()
 					delete(s.open, c)
+					s.notify()
 					s.mu.Unlock()
-					c.Close()
 				}()
 				s.serve(c, sc, connNo)
 			})
@@ -164,6 +174,62 @@ func (s *fakeServer) Commands() []string {
 	return append([]string(nil), s.cmds...)
 }
 
+// notify wakes up waitUntil; s.mu must be held.
+func (s *fakeServer) notify() {
+	close(s.ev)
+	s.ev = make(chan struct{})
+}
+
+// waitUntil waits until cond (called with s.mu held) is true, re-checking
+// it each time the server records a command or ends a session. The test
+// fails if that takes more than 10s: the deadline only bounds a test that
+// is already broken, it decides nothing.
+func (s *fakeServer) waitUntil(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.NewTimer(10 * time.Second)
+	defer deadline.Stop()
+	for {
+		s.mu.Lock()
+		ok, ev := cond(), s.ev
+		s.mu.Unlock()
+		if ok {
+			return
+		}
+		select {
+		case <-ev:
+		case <-deadline.C:
+			t.Fatalf("fake server: gave up waiting for %s; commands so far: %q", what, s.Commands())
+		}
+	}
+}
+
+// waitCommand waits until the server has received a command starting with
+// prefix.
+func (s *fakeServer) waitCommand(t testing.TB, prefix string) {
+	t.Helper()
+	s.waitUntil(t, "a command "+prefix, func() bool {
+		for _, c := range s.cmds {
+			if strings.HasPrefix(c, prefix) {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// hasCommand reports whether the server received a command starting with
+// one of the prefixes (case-insensitive: "MAIL" also finds "mail from:").
+func (s *fakeServer) hasCommand(prefixes ...string) bool {
+	for _, c := range s.Commands() {
+		for _, p := range prefixes {
+			if len(c) >= len(p) && strings.EqualFold(c[:len(p)], p) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 func (s *fakeServer) serve(nc net.Conn, sc script, connNo int) {
 	var conn net.Conn = recConn{nc, s}
 	br := bufio.NewReader(conn)
@@ -202,6 +268,7 @@ func (s *fakeServer) serve(nc net.Conn, sc script, connNo int) {
 	}
 	var cur *fakeMsg
 	helo := ""
+	seen := map[string]int{} // occurrences of each verb on this connection
 	for {
 		line, err := br.ReadString('\n')
 		if err != nil {
@@ -216,12 +283,14 @@ func (s *fakeServer) serve(nc net.Conn, sc script, connNo int) {
 		if !sc.noRecord {
 			s.mu.Lock()
 			s.cmds = append(s.cmds, line)
+			s.notify()
 			s.mu.Unlock()
 		}
+		seen[verb]++
 		if sc.drop[verb] {
 			return
 		}
-		if sc.hang[verb] {
+		if sc.hang[verb] || sc.hangAt[verb] == seen[verb] {
 			hang()
 			return
 		}
@@ -283,15 +352,25 @@ func (s *fakeServer) serve(nc net.Conn, sc script, connNo int) {
 			conn, inTLS = tc, true
 			br = bufio.NewReader(conn)
 		case "AUTH":
+			last := line // what the client sent last
 			if strings.HasPrefix(strings.ToUpper(arg), "LOGIN") {
 				send("334 VXNlcm5hbWU6")
 				if _, err := br.ReadString('\n'); err != nil {
 					return
 				}
 				send("334 UGFzc3dvcmQ6")
-				if _, err := br.ReadString('\n'); err != nil {
+				l, err := br.ReadString('\n')
+				if err != nil {
 					return
 				}
+				last = strings.TrimRight(l, "\r\n")
+			}
+			if sc.authEcho {
+				blob := last[strings.LastIndexByte(last, ' ')+1:]
+				dec, _ := base64.StdEncoding.DecodeString(blob)
+				pass := dec[bytes.LastIndexByte(dec, 0)+1:]
+				send("535-5.7.8 you sent: " + last + "\r\n535 5.7.8 password " + string(pass) + " is wrong")
+				continue
 			}
 			send(get("AUTH", "235 2.7.0 ok"))
 		case "MAIL":
@@ -337,7 +416,8 @@ func (s *fakeServer) serve(nc net.Conn, sc script, connNo int) {
 			if sc.drop["."] {
 				return
 			}
-			if sc.hang["."] {
+			seen["."]++
+			if sc.hang["."] || sc.hangAt["."] == seen["."] {
 				hang()
 				return
 			}

@@ -5,8 +5,11 @@ package transport_test
 
 import (
 	"crypto/tls"
+	"io"
+	"net"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -104,6 +107,7 @@ func TestSinkFaults(t *testing.T) {
 		args   []string
 		lmtp   bool
 		mod    func(*transport.Plan)
+		msg    func(*transport.Message)
 		st     transport.Status
 		class  transport.Class
 		code   int
@@ -132,10 +136,18 @@ func TestSinkFaults(t *testing.T) {
 		{name: "slow DATA within the timeout", args: []string{"-w", "1"}, st: transport.StatusDelivered, class: transport.ClassNone, code: 250, stored: 1},
 		{name: "no PIPELINING", args: []string{"-p"}, st: transport.StatusDelivered, class: transport.ClassNone, code: 250, stored: 1},
 		{name: "no ESMTP: HELO", args: []string{"-e"}, st: transport.StatusDelivered, class: transport.ClassNone, code: 250, stored: 1},
+		// TLS required but impossible: deferred, not bounced (RFC 8461
+		// section 5.1), unless the message itself requires TLS (RFC 8689).
 		{name: "no ESMTP, TLS required", args: []string{"-e"}, mod: func(p *transport.Plan) { with(p, requireTLS) },
-			st: transport.StatusPermanent, class: transport.ClassTLS, code: 530},
+			st: transport.StatusTemporary, class: transport.ClassTLS, code: 451},
 		{name: "no STARTTLS, TLS required", mod: func(p *transport.Plan) { with(p, requireTLS) },
-			st: transport.StatusPermanent, class: transport.ClassTLS, code: 530},
+			st: transport.StatusTemporary, class: transport.ClassTLS, code: 451},
+		{name: "no STARTTLS, MTA-STS enforce", mod: func(p *transport.Plan) { with(p, func(h *transport.Host) { h.MTASTSEnforce = true }) },
+			st: transport.StatusTemporary, class: transport.ClassTLS, code: 451},
+		{name: "no STARTTLS, REQUIRETLS message", msg: func(m *transport.Message) { m.RequireTLS = true },
+			st: transport.StatusPermanent, class: transport.ClassTLS, code: 550},
+		{name: "no ESMTP, REQUIRETLS message", args: []string{"-e"}, msg: func(m *transport.Message) { m.RequireTLS = true },
+			st: transport.StatusPermanent, class: transport.ClassTLS, code: 550},
 		{name: "LMTP, LHLO 5xx: no HELO fallback", lmtp: true, args: []string{"-f", "LHLO"}, st: transport.StatusPermanent, class: transport.ClassUnexpectedReply, code: 500},
 		{name: "LMTP, RCPT 4xx", lmtp: true, args: []string{"-r", "RCPT"}, st: transport.StatusTemporary, class: transport.ClassUnexpectedReply, code: 450},
 		{name: "LMTP, 5xx after final dot", lmtp: true, args: []string{"-f", "."}, st: transport.StatusPermanent, class: transport.ClassUnexpectedReply, code: 500},
@@ -153,10 +165,21 @@ func TestSinkFaults(t *testing.T) {
 				tt.mod(p)
 			}
 			m := newMsg(body, "a@example.test", "b@example.test")
+			if tt.msg != nil {
+				tt.msg(m)
+			}
 			res := deliver(t, newClient(t, nil), p, m)
 			wantAll(t, res, tt.st, tt.class)
 			if res[0].Code != tt.code {
 				t.Errorf("code %d, want %d%s", res[0].Code, tt.code, dump(res))
+			}
+			if tt.class == transport.ClassTLS {
+				if e := res[0].Enhanced.String(); e != "4.7.10" && e != "5.7.10" || res[0].Err.TLSResult != transport.TLSResultStartTLSNotSupported {
+					t.Errorf("enhanced %s, TLS-RPT %q%s", e, res[0].Err.TLSResult, dump(res))
+				}
+				if got := sink.Messages(t); len(got) != 0 {
+					t.Errorf("sink has %+v", got)
+				}
 			}
 			if tt.stored > 0 {
 				got := sink.WaitMessages(t, tt.stored)
@@ -199,12 +222,18 @@ func TestAIOSinkSTARTTLS(t *testing.T) {
 		}
 	})
 	t.Run("wrong name refused", func(t *testing.T) {
-		res := deliver(t, c, host("mx2.example.test", requireTLS), newMsg(body, "b@example.test"))
+		// Through a proxy that says when aiosmtpd has closed the
+		// connection: it has then handled all it received, and any
+		// message would be on disk (it is written before the 250).
+		proxy := startCloseProxy(t, sink.Addr)
+		p := host("mx2.example.test", requireTLS)
+		p.Hosts[0].Port = int(proxy.Addr.Port())
+		res := deliver(t, c, p, newMsg(body, "b@example.test"))
 		wantAll(t, res, transport.StatusTemporary, transport.ClassTLS)
 		if !strings.Contains(res[0].Text, "mx2.example.test") {
 			t.Errorf("text %q", res[0].Text)
 		}
-		time.Sleep(100 * time.Millisecond)
+		proxy.waitClosed(t, 1)
 		if len(sink.Messages(t)) != n {
 			t.Error("message delivered despite a wrong certificate name")
 		}
@@ -252,5 +281,94 @@ func TestAIOSinkLMTPOverTLS(t *testing.T) {
 	}
 	if m := sink.WaitMessages(t, 1); len(m) != 1 || !m[0].TLS || len(m[0].Rcpts) != 3 {
 		t.Errorf("received %+v", m)
+	}
+}
+
+// closeProxy forwards loopback connections to a server and counts those
+// that have ended on both sides: the client's side, and then the server's,
+// which has by then handled everything it received.
+type closeProxy struct {
+	Addr netip.AddrPort
+
+	mu     sync.Mutex
+	conns  []net.Conn
+	closed int
+	ev     chan struct{} // closed (and replaced) when a connection ends
+}
+
+func startCloseProxy(t *testing.T, upstream netip.AddrPort) *closeProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &closeProxy{Addr: ln.Addr().(*net.TCPAddr).AddrPort(), ev: make(chan struct{})}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			u, err := net.Dial("tcp", upstream.String())
+			if err != nil {
+				t.Errorf("proxy: %v", err)
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, c, u)
+			p.mu.Unlock()
+			wg.Go(func() {
+				up := make(chan struct{})
+				go func() {
+					// Client to server; the client's end of stream goes
+					// on as a half close.
+					_, _ = io.Copy(u, c)
+					_ = u.(*net.TCPConn).CloseWrite()
+					close(up)
+				}()
+				_, _ = io.Copy(c, u) // until the server closes
+				c.Close()
+				<-up
+				u.Close()
+				p.mu.Lock()
+				p.closed++
+				close(p.ev)
+				p.ev = make(chan struct{})
+				p.mu.Unlock()
+			})
+		}
+	})
+	t.Cleanup(func() {
+		ln.Close()
+		p.mu.Lock()
+		for _, c := range p.conns {
+			c.Close()
+		}
+		p.mu.Unlock()
+		wg.Wait()
+	})
+	return p
+}
+
+// waitClosed waits until n connections have ended; the test fails after
+// 10s (which only bounds a test that is already broken).
+func (p *closeProxy) waitClosed(t *testing.T, n int) {
+	t.Helper()
+	deadline := time.NewTimer(10 * time.Second)
+	defer deadline.Stop()
+	for {
+		p.mu.Lock()
+		closed, ev := p.closed, p.ev
+		p.mu.Unlock()
+		if closed >= n {
+			return
+		}
+		select {
+		case <-ev:
+		case <-deadline.C:
+			t.Fatalf("proxy: %d of %d connections ended after 10s", closed, n)
+		}
 	}
 }

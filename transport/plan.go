@@ -39,15 +39,24 @@ type StartTLSMode uint8
 const (
 	// StartTLSOptional (the zero value, and the policy default) uses STARTTLS
 	// when the server offers it. When the server does not offer it the
-	// message goes in plaintext on the same connection; when the handshake
-	// fails, the client reconnects to the same address once and delivers in
-	// plaintext, recording a [ClassTLS] warning on the results (RFC 7435
-	// opportunistic security: an attacker able to break the handshake could
-	// have stripped the STARTTLS offer anyway).
+	// session goes on in plaintext on the same connection; when it refuses
+	// it (4xx/5xx), the same, with a [ClassTLS] warning on the results; when
+	// the handshake fails, the client reconnects to the same address once
+	// and goes on in plaintext, with a warning (RFC 7435 opportunistic
+	// security: an attacker able to break the handshake could have stripped
+	// the STARTTLS offer anyway). A positive reply other than 220 to
+	// STARTTLS is a protocol error: the connection is dropped and the next
+	// host tried.
 	StartTLSOptional StartTLSMode = iota
-	// StartTLSRequire makes TLS mandatory: a host that does not offer
-	// STARTTLS, refuses it, or fails the handshake or the certificate checks
-	// is skipped, and not one byte of the message is sent in plaintext.
+	// StartTLSRequire makes TLS mandatory: not one byte of the message is
+	// sent in plaintext. A host that does not offer STARTTLS, refuses it (or
+	// refuses EHLO), or fails the handshake or the certificate checks is
+	// skipped with a temporary failure: the next host is tried, and when
+	// none is left the message is deferred, not bounced (451 4.7.10 for a
+	// missing or refused STARTTLS; RFC 8461 section 5.1), since a stripped
+	// STARTTLS is what a downgrade attack looks like. Only a message with
+	// [Message.RequireTLS] fails permanently when STARTTLS is missing or
+	// refused (550 5.7.10).
 	StartTLSRequire
 	// StartTLSDisable never sends STARTTLS. It is overridden (to require) by
 	// anything that makes TLS strict: a DANE [Verifier], MTA-STS enforce, or
@@ -361,7 +370,10 @@ type Message struct {
 	EnvID string
 	// RequireTLS asks for REQUIRETLS (RFC 8689): TLS is strict, the
 	// certificate must verify, and the server must offer REQUIRETLS, which is
-	// then sent on MAIL FROM.
+	// then sent on MAIL FROM. Unlike other strict TLS, a host that does not
+	// offer or refuses STARTTLS is a permanent failure (550 5.7.10), as is
+	// one that does not offer REQUIRETLS over verified TLS (550 5.7.30); the
+	// next host is still tried.
 	RequireTLS bool
 	// SMTPUTF8 says the message needs SMTPUTF8 (RFC 6531). It is implied
 	// when From or a recipient address is not ASCII. A server that does not

@@ -244,17 +244,3 @@ func TestXtext(t *testing.T) {
 		}
 	}
 }
-
-func TestValidAddress(t *testing.T) {
-	for a, ok := range map[string]bool{
-		"a@b": true, "": false, "a\r\n@b": false, "a@b>": false, "<a@b": false,
-		"a b@c": false, `"a b"@c`: true, "ü@ß.example": true, "a\x00@b": false, "\xff@b": false,
-	} {
-		if validAddress(a, false) != ok {
-			t.Errorf("validAddress(%q) = %v", a, !ok)
-		}
-	}
-	if !validAddress("", true) {
-		t.Error("null sender refused")
-	}
-}

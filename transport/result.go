@@ -198,8 +198,10 @@ func (t TLSInfo) String() string {
 	return tls.VersionName(t.Version) + " " + tls.CipherSuiteName(t.CipherSuite) + " verified=" + string(t.Verified)
 }
 
-// Warning is something that went wrong without stopping the delivery, such
-// as a STARTTLS handshake failure followed by plaintext delivery.
+// Warning is something that went wrong in a session without ending it, such
+// as a STARTTLS handshake failure after which the session went on in
+// plaintext. It is recorded on every result of the session, failed ones
+// included, so its text never says the message was delivered.
 type Warning struct {
 	Class Class
 	Text  string
@@ -235,7 +237,9 @@ type Result struct {
 	Protocol Protocol
 	// TLS describes the connection's TLS state.
 	TLS TLSInfo
-	// Warnings lists problems that did not stop the delivery.
+	// Warnings lists problems of the session that did not end it (a
+	// fallback to plaintext, an unverified certificate); failed results
+	// have them too.
 	Warnings []Warning
 	// Duration is the time from the start of Deliver to this result.
 	Duration time.Duration

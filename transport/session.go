@@ -245,6 +245,9 @@ type connParams struct {
 	noTLS    bool // plaintext retry after an optional handshake failure
 	max      int
 	key      poolKey
+	// requireTLS: the message carries REQUIRETLS (RFC 8689), so a server
+	// without TLS fails it permanently instead of deferring it.
+	requireTLS bool
 }
 
 // open connects and runs the session up to the point where MAIL FROM may
@@ -315,22 +318,26 @@ func (c *Client) open(ctx context.Context, p *connParams) (*session, *failure) {
 	if !h.ImplicitTLS && !p.noTLS && (p.strict || h.StartTLS != StartTLSDisable) {
 		if !s.ext.has("STARTTLS") {
 			if p.strict {
-				e := localError(530, EnhancedCode{5, 7, 10}, ClassTLS, "EHLO", "TLS is required but the server does not offer STARTTLS")
-				e.TLSResult = TLSResultStartTLSNotSupported
-				return fail(&failure{err: e.at(h.Name, p.remote), nextHost: true})
+				return fail(tlsUnavailable(s, p, "EHLO", "the server does not offer STARTTLS", 0))
 			}
 		} else {
 			r, err := s.cmd(p.to.TLSHandshake, "STARTTLS")
 			switch {
 			case err != nil:
 				return fail(&failure{err: s.errorFor("STARTTLS", err)})
+			case r.Code != 220 && r.Code < 400:
+				// RFC 3207 allows 220, 454 and 501 only. After another
+				// positive reply the server may be waiting for a
+				// ClientHello: neither side knows what the next byte
+				// is, so drop the connection rather than go on in
+				// plaintext.
+				return fail(&failure{err: localError(451, EnhancedCode{4, 5, 0}, ClassUnexpectedReply, "STARTTLS",
+					"unexpected reply to STARTTLS: "+r.String()).at(h.Name, p.remote), nextHost: true})
 			case r.Code != 220:
 				if p.strict {
-					e := s.replyError("STARTTLS", r, ClassTLS)
-					e.TLSResult = TLSResultStartTLSNotSupported
-					return fail(&failure{err: e, nextHost: true})
+					return fail(tlsUnavailable(s, p, "STARTTLS", "the server refused STARTTLS ("+r.String()+")", r.Code))
 				}
-				s.warnings = append(s.warnings, Warning{ClassTLS, "STARTTLS refused (" + r.String() + "); delivered in plaintext", TLSResultStartTLSNotSupported})
+				s.warnings = append(s.warnings, Warning{ClassTLS, "STARTTLS refused (" + r.String() + "); continued without TLS", TLSResultStartTLSNotSupported})
 			case s.br.Buffered() > 0:
 				// Bytes after the 220 were sent before TLS and must not
 				// be read as if they came through it (CVE-2011-0411
@@ -356,6 +363,25 @@ func (c *Client) open(ctx context.Context, p *connParams) (*session, *failure) {
 	return s, nil
 }
 
+// tlsUnavailable is the failure of a host that cannot start TLS (it does
+// not offer STARTTLS, refuses it, or refuses EHLO) when TLS is strict. The
+// next host is tried. It is temporary, 451 4.7.10, as RFC 8461 section 5.1
+// asks for MTA-STS and Postfix does for every mandatory TLS policy: a
+// missing STARTTLS is what a downgrade attack looks like, and the attacker
+// must not be able to turn it into a bounce. A message that carries
+// REQUIRETLS is the exception (RFC 8689 section 4.2.1): there the failure is
+// permanent, 550 5.7.10, and once no host is left the sender gets a
+// non-delivery report — unless the server itself said the refusal is
+// temporary (a 4xx reply to STARTTLS, replyCode).
+func tlsUnavailable(s *session, p *connParams, phase, why string, replyCode int) *failure {
+	e := localError(451, EnhancedCode{4, 7, 10}, ClassTLS, phase, "TLS is required but "+why)
+	if p.requireTLS && replyCode/100 != 4 {
+		e = localError(550, EnhancedCode{5, 7, 10}, ClassTLS, phase, "the message requires TLS (REQUIRETLS) but "+why)
+	}
+	e.TLSResult = TLSResultStartTLSNotSupported
+	return &failure{err: e.at(s.host, s.remote), nextHost: true}
+}
+
 // hello sends EHLO (LHLO for LMTP), falling back to HELO on a 5xx reply
 // unless TLS is required.
 func (c *Client) hello(s *session, p *connParams) *failure {
@@ -373,9 +399,7 @@ func (c *Client) hello(s *session, p *connParams) *failure {
 	}
 	if p.strict && !s.tls.Enabled() && r.Code >= 500 {
 		// No EHLO, no STARTTLS: and HELO cannot help.
-		e := localError(530, EnhancedCode{5, 7, 10}, ClassTLS, verb, "TLS is required but the server refused "+verb+" ("+r.String()+")")
-		e.TLSResult = TLSResultStartTLSNotSupported
-		return &failure{err: e.at(s.host, s.remote), nextHost: true}
+		return tlsUnavailable(s, p, verb, "the server refused "+verb+" ("+r.String()+")", r.Code)
 	}
 	if r.Code < 500 || s.proto == LMTP || p.strict || s.tls.Enabled() {
 		return &failure{err: s.replyError(verb, r, ClassUnexpectedReply), nextHost: true}
@@ -442,7 +466,7 @@ func (c *Client) handshake(s *session, p *connParams) *failure {
 				// Opportunistic TLS (RFC 7435): an unverified encrypted
 				// session is still better than the plaintext we would
 				// otherwise fall back to, so keep it and say so.
-				warn = "certificate not verified (" + err.Error() + "); delivered over unauthenticated TLS"
+				warn = "certificate not verified (" + err.Error() + "); continued over unauthenticated TLS"
 				warnType = tlsResultType(err)
 			}
 			return nil
@@ -523,22 +547,37 @@ func (c *Client) auth(s *session, p *connParams) *failure {
 			"server does not offer AUTH PLAIN or LOGIN").at(h.Name, p.remote), nextHost: true}
 	}
 	enc := base64.StdEncoding.EncodeToString
+	secret := string(h.Auth.Secret)
+	plainBlob := enc([]byte("\x00" + h.Auth.Username + "\x00" + secret))
+	loginBlob := enc([]byte(secret))
 	var r *reply
 	var err error
 	switch mech {
 	case "PLAIN":
-		r, err = s.cmd(p.to.EHLO, "AUTH PLAIN "+enc([]byte("\x00"+h.Auth.Username+"\x00"+string(h.Auth.Secret))))
+		r, err = s.cmd(p.to.EHLO, "AUTH PLAIN "+plainBlob)
 	case "LOGIN":
 		r, err = s.cmd(p.to.EHLO, "AUTH LOGIN")
 		if err == nil && r.Code == 334 {
 			r, err = s.cmd(p.to.EHLO, enc([]byte(h.Auth.Username)))
 		}
 		if err == nil && r.Code == 334 {
-			r, err = s.cmd(p.to.EHLO, enc([]byte(h.Auth.Secret)))
+			r, err = s.cmd(p.to.EHLO, loginBlob)
 		}
 	}
 	if err != nil {
-		return &failure{err: s.errorFor("AUTH", err)}
+		e := s.errorFor("AUTH", err)
+		var pe *protocolError
+		if errors.As(err, &pe) && e.Class == ClassUnexpectedReply {
+			// The message quotes (and may cut) the offending line, which
+			// can be an echo of the credentials: keep none of it.
+			e.Message, e.Err = "bad reply to AUTH "+mech+" (not shown: it may repeat the credentials)", errProtocol
+		}
+		return &failure{err: e}
+	}
+	// Some servers repeat what they were sent in their reply; that text
+	// becomes the result's, so take the credentials out of it first.
+	for i, l := range r.Lines {
+		r.Lines[i] = redactAll(l, plainBlob, strings.TrimRight(plainBlob, "="), loginBlob, strings.TrimRight(loginBlob, "="), secret)
 	}
 	if r.Code/100 != 2 { // 235 per RFC 4954; some servers say 250
 		// Refused credentials are our configuration's problem (a rotated
@@ -552,6 +591,18 @@ func (c *Client) auth(s *session, p *connParams) *failure {
 		return &failure{err: e, nextHost: true}
 	}
 	return nil
+}
+
+// redactAll replaces every occurrence of each non-empty secret in s with
+// "[redacted]", in the order given (longer forms first, so that a shorter
+// one does not leave the rest of a longer one behind).
+func redactAll(s string, secrets ...string) string {
+	for _, x := range secrets {
+		if x != "" {
+			s = strings.ReplaceAll(s, x, redacted)
+		}
+	}
+	return s
 }
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 32*1024); return &b }}

@@ -39,7 +39,7 @@ func (d *delivery) transact(s *session) *failure {
 	mail := d.mailCommand(s)
 	rcpts := make([]string, len(d.pending))
 	for k, i := range d.pending {
-		rcpts[k] = d.rcptCommand(s, msg.Recipients[i])
+		rcpts[k] = d.rcptCommand(s, msg.Recipients[i], d.rcpts[i])
 	}
 
 	// ioFail gives every recipient still without a result the I/O failure
@@ -331,7 +331,7 @@ func (d *delivery) mailCommand(s *session) string {
 	msg := d.msg
 	var b strings.Builder
 	b.WriteString("MAIL FROM:<")
-	b.WriteString(msg.From)
+	b.WriteString(d.from)
 	b.WriteByte('>')
 	if !s.esmtp {
 		return b.String()
@@ -367,9 +367,10 @@ func (d *delivery) mailCommand(s *session) string {
 	return b.String()
 }
 
-// rcptCommand builds RCPT TO with DSN parameters when offered.
-func (d *delivery) rcptCommand(s *session, r Recipient) string {
-	line := "RCPT TO:<" + r.Address + ">"
+// rcptCommand builds RCPT TO for r, whose canonical address is addr, with
+// DSN parameters when offered.
+func (d *delivery) rcptCommand(s *session, r Recipient, addr string) string {
+	line := "RCPT TO:<" + addr + ">"
 	if s.esmtp && s.ext.has("DSN") {
 		if n := r.Notify.String(); n != "" {
 			line += " NOTIFY=" + n

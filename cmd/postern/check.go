@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/postern-mta/postern/engine"
+	"github.com/postern-mta/postern/internal/textsafe"
 	"github.com/postern-mta/postern/policies"
 )
 
@@ -28,7 +30,7 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 	if *printDefaults {
 		out, err := policies.Marshal(policies.Defaults(policies.Options{}))
 		if err != nil {
-			fmt.Fprintf(stderr, "postern check: %v\n", err)
+			fmt.Fprintf(stderr, "postern check: %s\n", escErr(err))
 			return exitFailed
 		}
 		_, _ = stdout.Write(out)
@@ -39,15 +41,16 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return exitUsage
 	}
-	set, err := policies.LoadFile(*file, policies.Options{})
-	if err != nil {
-		printLoadError(stderr, *file, err)
-		return exitFailed
+	// Build what dry-run, send and an embedder build (the resolver reads
+	// the zone file, for one), so that check passes exactly the policies
+	// the engine can load.
+	eng, code := loadEngine(*file, engine.Options{}, stderr)
+	if eng == nil {
+		return code
 	}
-	for _, w := range set.Warnings {
-		fmt.Fprintln(stderr, w)
-	}
-	fmt.Fprintf(stdout, "%s: ok", *file)
+	defer eng.Close()
+	set := eng.Policy()
+	fmt.Fprintf(stdout, "%s: ok", textsafe.Escape(*file))
 	if n := len(set.Warnings); n > 0 {
 		fmt.Fprintf(stdout, " (%d %s)", n, plural(n, "warning", "warnings"))
 	}

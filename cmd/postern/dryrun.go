@@ -13,6 +13,7 @@ import (
 
 	"github.com/postern-mta/postern/engine"
 	"github.com/postern-mta/postern/expr"
+	"github.com/postern-mta/postern/internal/textsafe"
 	"github.com/postern-mta/postern/policies"
 )
 
@@ -158,7 +159,7 @@ func cmdDryRun(args []string, stdout, stderr io.Writer) int {
 	}
 	msg, err := mf.message()
 	if err != nil {
-		fmt.Fprintf(stderr, "postern dry-run: %v\n", err)
+		fmt.Fprintf(stderr, "postern dry-run: %s\n", escErr(err))
 		return exitUsage
 	}
 	opts := []engine.EvalOption{engine.WithTrace()}
@@ -174,13 +175,13 @@ func cmdDryRun(args []string, stdout, stderr io.Writer) int {
 	if *noDNS {
 		opts = append(opts, engine.WithoutDNS())
 	}
-	eng, code := loadEngine(mf.policy, stderr)
+	eng, code := loadEngine(mf.policy, engine.Options{}, stderr)
 	if eng == nil {
 		return code
 	}
 	dec, err := eng.Evaluate(context.Background(), msg, opts...)
 	if err != nil {
-		fmt.Fprintf(stderr, "postern dry-run: %v\n", err)
+		fmt.Fprintf(stderr, "postern dry-run: %s\n", escErr(err))
 		return exitFailed
 	}
 	if mf.format == "json" {
@@ -189,7 +190,7 @@ func cmdDryRun(args []string, stdout, stderr io.Writer) int {
 		err = dec.WriteText(stdout)
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "postern dry-run: %v\n", err)
+		fmt.Fprintf(stderr, "postern dry-run: %s\n", escErr(err))
 		return exitFailed
 	}
 	return exitOK
@@ -197,7 +198,7 @@ func cmdDryRun(args []string, stdout, stderr io.Writer) int {
 
 // loadEngine loads the policy, printing its problems; nil means exit with
 // the returned code.
-func loadEngine(path string, stderr io.Writer) (*engine.Engine, int) {
+func loadEngine(path string, opts engine.Options, stderr io.Writer) (*engine.Engine, int) {
 	set, err := policies.LoadFile(path, policies.Options{})
 	if err != nil {
 		printLoadError(stderr, path, err)
@@ -206,22 +207,26 @@ func loadEngine(path string, stderr io.Writer) (*engine.Engine, int) {
 	for _, w := range set.Warnings {
 		fmt.Fprintln(stderr, w)
 	}
-	eng, err := engine.New(set, engine.Options{})
+	eng, err := engine.New(set, opts)
 	if err != nil {
-		fmt.Fprintf(stderr, "postern: %v\n", err)
+		printLoadError(stderr, path, err)
 		return nil, exitFailed
 	}
 	return eng, exitOK
 }
 
+// printLoadError prints why a policy did not load: one *expr.Error a line
+// (its Error method escapes what it quotes; only its caret snippet adds
+// lines, each starting with " | "), then the count. Any other error is one
+// escaped line.
 func printLoadError(stderr io.Writer, path string, err error) {
 	var list policies.ErrorList
 	if errors.As(err, &list) {
 		for _, e := range list {
 			fmt.Fprintln(stderr, e)
 		}
-		fmt.Fprintf(stderr, "%s: %d %s\n", path, len(list), plural(len(list), "error", "errors"))
+		fmt.Fprintf(stderr, "%s: %d %s\n", textsafe.Escape(path), len(list), plural(len(list), "error", "errors"))
 		return
 	}
-	fmt.Fprintf(stderr, "postern: %v\n", err)
+	fmt.Fprintf(stderr, "postern: %s\n", escErr(err))
 }

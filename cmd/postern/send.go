@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/postern-mta/postern/engine"
-	"github.com/postern-mta/postern/policies"
+	"github.com/postern-mta/postern/internal/textsafe"
 )
 
 // maxMessage bounds what send reads: a message larger than this is refused
@@ -43,7 +43,7 @@ func cmdSend(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	msg, err := mf.message()
 	if err != nil {
-		fmt.Fprintf(stderr, "postern send: %v\n", err)
+		fmt.Fprintf(stderr, "postern send: %s\n", escErr(err))
 		return exitUsage
 	}
 	msg.RequireTLS = *requireTLS
@@ -52,7 +52,7 @@ func cmdSend(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if fs.NArg() == 1 && fs.Arg(0) != "-" {
 		f, err := os.Open(fs.Arg(0))
 		if err != nil {
-			fmt.Fprintf(stderr, "postern send: %v\n", err)
+			fmt.Fprintf(stderr, "postern send: %s\n", escErr(err))
 			return exitFailed
 		}
 		defer f.Close()
@@ -61,13 +61,13 @@ func cmdSend(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	body, err := io.ReadAll(io.LimitReader(in, maxMessage+1))
 	switch {
 	case err != nil:
-		fmt.Fprintf(stderr, "postern send: reading %s: %v\n", name, err)
+		fmt.Fprintf(stderr, "postern send: reading %s: %s\n", textsafe.Escape(name), escErr(err))
 		return exitFailed
 	case len(body) > maxMessage:
-		fmt.Fprintf(stderr, "postern send: %s is larger than %d MiB\n", name, maxMessage>>20)
+		fmt.Fprintf(stderr, "postern send: %s is larger than %d MiB\n", textsafe.Escape(name), maxMessage>>20)
 		return exitFailed
 	case len(bytes.TrimSpace(body)) == 0:
-		fmt.Fprintf(stderr, "postern send: %s is empty: give a message (RFC 5322: header, blank line, body)\n", name)
+		fmt.Fprintf(stderr, "postern send: %s is empty: give a message (RFC 5322: header, blank line, body)\n", textsafe.Escape(name))
 		return exitFailed
 	}
 
@@ -75,28 +75,19 @@ func cmdSend(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if *caFile != "" {
 		pem, err := os.ReadFile(*caFile)
 		if err != nil {
-			fmt.Fprintf(stderr, "postern send: --ca-file: %v\n", err)
+			fmt.Fprintf(stderr, "postern send: --ca-file: %s\n", escErr(err))
 			return exitFailed
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
-			fmt.Fprintf(stderr, "postern send: --ca-file %s: no PEM certificate in it\n", *caFile)
+			fmt.Fprintf(stderr, "postern send: --ca-file %s: no PEM certificate in it\n", textsafe.Escape(*caFile))
 			return exitFailed
 		}
 		opts.RootCAs = pool
 	}
-	set, err := policies.LoadFile(mf.policy, policies.Options{})
-	if err != nil {
-		printLoadError(stderr, mf.policy, err)
-		return exitFailed
-	}
-	for _, w := range set.Warnings {
-		fmt.Fprintln(stderr, w)
-	}
-	eng, err := engine.New(set, opts)
-	if err != nil {
-		fmt.Fprintf(stderr, "postern send: %v\n", err)
-		return exitFailed
+	eng, code := loadEngine(mf.policy, opts, stderr)
+	if eng == nil {
+		return code
 	}
 	defer eng.Close()
 
@@ -106,7 +97,7 @@ func cmdSend(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	defer cancel()
 	results, err := eng.Deliver(ctx, msg, bytes.NewReader(body))
 	if err != nil {
-		fmt.Fprintf(stderr, "postern send: %v\n", err)
+		fmt.Fprintf(stderr, "postern send: %s\n", escErr(err))
 		return exitFailed
 	}
 	if mf.format == "json" {
@@ -115,7 +106,7 @@ func cmdSend(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = writeResultsText(stdout, results)
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "postern send: %v\n", err)
+		fmt.Fprintf(stderr, "postern send: %s\n", escErr(err))
 		return exitFailed
 	}
 	for _, r := range results {
@@ -188,35 +179,39 @@ func writeResultsJSON(w io.Writer, results []engine.Result) error {
 	return enc.Encode(out)
 }
 
-// writeResultsText prints one line per recipient.
+// writeResultsText prints one line per recipient. Every string in it is
+// escaped (textsafe.Escape, or %q for the server's text and the warnings),
+// so a recipient, host or reply with a line feed or a terminal escape
+// sequence in it cannot add a line or rewrite the terminal.
 func writeResultsText(w io.Writer, results []engine.Result) error {
+	esc := textsafe.Escape
 	for _, r := range results {
 		j := toJSON(r)
 		var b strings.Builder
-		fmt.Fprintf(&b, "%s %s", j.Recipient, strings.ToUpper(j.Status))
+		fmt.Fprintf(&b, "%s %s", esc(j.Recipient), esc(strings.ToUpper(j.Status)))
 		if j.Code != 0 {
 			fmt.Fprintf(&b, " %d", j.Code)
 			if j.Enhanced != "" {
-				fmt.Fprintf(&b, " %s", j.Enhanced)
+				fmt.Fprintf(&b, " %s", esc(j.Enhanced))
 			}
 		}
 		if j.Text != "" {
 			fmt.Fprintf(&b, " %q", j.Text)
 		}
-		fmt.Fprintf(&b, " route=%s", orDash(j.Route))
+		fmt.Fprintf(&b, " route=%s", orDash(esc(j.Route)))
 		if j.Host != "" {
-			fmt.Fprintf(&b, " host=%s", j.Host)
+			fmt.Fprintf(&b, " host=%s", esc(j.Host))
 		}
 		if j.Address != "" {
-			fmt.Fprintf(&b, " addr=%s", j.Address)
+			fmt.Fprintf(&b, " addr=%s", esc(j.Address))
 		}
 		if j.TLS != nil {
-			fmt.Fprintf(&b, " tls=%s/%s verified=%s", j.TLS.Version, j.TLS.Cipher, j.TLS.Verified)
+			fmt.Fprintf(&b, " tls=%s/%s verified=%s", esc(j.TLS.Version), esc(j.TLS.Cipher), esc(j.TLS.Verified))
 		} else if j.Host != "" {
 			b.WriteString(" tls=none")
 		}
 		if j.Class != "" {
-			fmt.Fprintf(&b, " class=%s", j.Class)
+			fmt.Fprintf(&b, " class=%s", esc(j.Class))
 		}
 		for _, warn := range j.Warnings {
 			fmt.Fprintf(&b, " warning=%q", warn)
@@ -235,3 +230,8 @@ func orDash(s string) string {
 	}
 	return s
 }
+
+// escErr is err's text for a line of its own on standard error: escaped
+// (textsafe.Escape), since it can quote a path, an address or a value
+// given on the command line or found in a policy or a server reply.
+func escErr(err error) string { return textsafe.Escape(err.Error()) }

@@ -43,7 +43,11 @@ type CacheConfig struct {
 	// StaleGrace is how long after expiry an entry may still be served,
 	// marked Info.Stale, when the upstream fails with a Temporary error
 	// (RFC 8767). Bogus answers are never papered over with stale data.
-	// Zero means DefaultStaleGrace; a negative value disables serve-stale.
+	// Only positive answers are served stale: an expired NXDOMAIN or
+	// NODATA entry within the grace turns the upstream failure into a
+	// Temporary error with [Error.Stale] set, never into a negative
+	// answer. Zero means DefaultStaleGrace; a negative value disables
+	// serve-stale.
 	StaleGrace time.Duration
 	// NoPrefetch turns off prefetching: by default an entry asked for in
 	// the last 10% of its TTL is refreshed in the background, once.
@@ -59,7 +63,7 @@ type Stats struct {
 	Upstream   uint64 // questions sent to the upstream, prefetches included
 	Collapsed  uint64 // misses that joined a question already in flight instead of asking again
 	Errors     uint64 // upstream failures (Temporary or Bogus); NXDOMAIN/NODATA are answers, not errors
-	Stale      uint64 // answers served stale
+	Stale      uint64 // positive answers served stale (an expired negative entry is never served: see Error.Stale)
 	Prefetches uint64 // background refreshes started
 	Entries    int    // entries held now, stale ones included
 }
@@ -113,7 +117,12 @@ type cacheEntry struct {
 	// retryAt: after a failed refresh, stale data is served without
 	// asking upstream until this time (unix nanoseconds).
 	retryAt atomic.Int64
+	// failed is the upstream failure that set retryAt, for the message of
+	// a stale negative entry (nil until a refresh failed).
+	failed atomic.Pointer[upstreamFailure]
 }
+
+type upstreamFailure struct{ err error }
 
 type flightCall struct {
 	done  chan struct{}
@@ -215,8 +224,7 @@ func (c *Cache) lookup(ctx context.Context, name string, qtype uint16) (*respons
 	c.misses.Add(1)
 	staleOK := ok && c.cfg.StaleGrace > 0 && now.Sub(e.expires) < c.cfg.StaleGrace
 	if staleOK && now.UnixNano() < e.retryAt.Load() {
-		c.stale.Add(1)
-		return e.answer(Info{Cached: true, Stale: true, TTL: StaleTTL})
+		return c.serveStale(k, e, now)
 	}
 	ne, cached, err := c.fetch(ctx, k)
 	if ne != nil {
@@ -229,20 +237,78 @@ func (c *Cache) lookup(ctx context.Context, name string, qtype uint16) (*respons
 	// Serve stale when the upstream failed, not when this caller gave up
 	// (its context is done): that says nothing about the upstream.
 	if staleOK && ctx.Err() == nil && errors.Is(err, ErrTemporary) {
-		e.retryAt.Store(c.now().Add(staleRetry).UnixNano())
-		c.stale.Add(1)
-		return e.answer(Info{Cached: true, Stale: true, TTL: StaleTTL})
+		now := c.now()
+		e.failed.Store(&upstreamFailure{err: err})
+		e.retryAt.Store(now.Add(staleRetry).UnixNano())
+		return c.serveStale(k, e, now)
 	}
 	return nil, Info{}, err
 }
 
-// answer returns the entry's result with info.
+// answer returns the entry's result with info: the response of a
+// positive entry, the NotFound/NoData error of a negative one.
 func (e *cacheEntry) answer(info Info) (*response, Info, error) {
 	if e.err != nil {
-		return nil, Info{}, e.err
+		return nil, info, e.err
 	}
 	return e.resp, info, nil
 }
+
+// serveStale answers from the expired entry e after the upstream failed
+// (now, or less than staleRetry ago). A positive entry is served marked
+// stale. A negative entry is not served: the name may exist by now, and a
+// stale NXDOMAIN or NODATA would fail mail permanently on old information.
+// The upstream failure is reported instead, as a Temporary error with
+// Stale set.
+func (c *Cache) serveStale(k cacheKey, e *cacheEntry, now time.Time) (*response, Info, error) {
+	if e.err == nil {
+		c.stale.Add(1)
+		return e.resp, Info{Cached: true, Stale: true, TTL: StaleTTL}, nil
+	}
+	var cause error
+	if f := e.failed.Load(); f != nil {
+		cause = f.err
+	}
+	// The cause is the upstream's Temporary failure; a NotFound or NoData
+	// error in its chain would defeat the purpose, so it is dropped (no
+	// upstream in this package wraps one, but Upstream is an interface).
+	if errors.Is(cause, ErrNotFound) || errors.Is(cause, ErrNoData) {
+		cause = nil
+	}
+	err := &Error{Kind: Temporary, Stale: true, Name: k.name, Type: typeName(k.qtype),
+		Err: &expiredNegative{last: e.err.Kind, age: now.Sub(e.expires).Round(time.Second), cause: cause}}
+	var ue *Error
+	if errors.As(cause, &ue) {
+		err.Server = ue.Server
+	}
+	return nil, Info{Cached: true, Stale: true}, err
+}
+
+// expiredNegative is the cause of a stale-negative Temporary error.
+type expiredNegative struct {
+	last  ErrorKind     // NotFound or NoData
+	age   time.Duration // how long ago the negative entry expired
+	cause error         // the upstream failure, if known
+}
+
+func (e *expiredNegative) Error() string {
+	what := "NXDOMAIN"
+	if e.last == NoData {
+		what = "NODATA"
+	}
+	msg := "the upstream failed and the last answer (" + what + ") expired " + e.age.String() + " ago"
+	var ue *Error
+	switch {
+	case e.cause == nil:
+	case errors.As(e.cause, &ue) && ue.Err != nil:
+		msg += ": " + ue.Err.Error() // name, type and server are in the outer error
+	default:
+		msg += ": " + e.cause.Error()
+	}
+	return msg
+}
+
+func (e *expiredNegative) Unwrap() error { return e.cause }
 
 // fetch asks the upstream for k, joining a question already in flight.
 // It returns the new entry (positive or negative answer) or the error;

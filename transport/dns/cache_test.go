@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -320,20 +321,43 @@ func TestCachePrefetch(t *testing.T) {
 	}
 }
 
+// waitUntil polls cond until it holds, failing the test if it does not
+// within a generous bound (a safety net, not a timing assertion).
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up waiting for %s", what)
+		}
+		<-tick.C
+	}
+}
+
 // 1000 goroutines ask the same cold name at once: the server sees one
-// question.
+// question. The server holds that question until every other caller has
+// joined it (Stats().Collapsed), so all of them do, whatever the
+// scheduling.
 func TestCacheSingleFlight(t *testing.T) {
+	const callers = 1000
 	h := zoneHandler(t, false, testRecords...)
+	release := make(chan struct{})
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
 	srv := startServer(t, func(w mdns.ResponseWriter, q *mdns.Msg, udp bool) {
-		time.Sleep(50 * time.Millisecond) // keep the question in flight while the others arrive
+		<-release
 		h(w, q, udp)
 	})
-	c := NewCache(customClient(t, Config{}, srv.addr), CacheConfig{})
+	t.Cleanup(unblock) // runs before the server's shutdown, even on failure
+	// A long exchange timeout: the question must outlive the wait below.
+	c := NewCache(customClient(t, Config{Timeout: time.Minute}, srv.addr), CacheConfig{})
 	defer c.Close()
 	var wg sync.WaitGroup
 	start := make(chan struct{})
 	var failed atomic.Int64
-	for i := 0; i < 1000; i++ {
+	for i := 0; i < callers; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -345,6 +369,10 @@ func TestCacheSingleFlight(t *testing.T) {
 		}()
 	}
 	close(start)
+	waitUntil(t, "every other caller to join the question in flight", func() bool {
+		return c.Stats().Collapsed == callers-1
+	})
+	unblock()
 	wg.Wait()
 	if failed.Load() != 0 {
 		t.Fatalf("%d lookups failed", failed.Load())
@@ -353,10 +381,9 @@ func TestCacheSingleFlight(t *testing.T) {
 		t.Fatalf("server saw %d questions, want exactly 1", n)
 	}
 	st := c.Stats()
-	if st.Upstream != 1 || st.Hits+st.Misses != 1000 || st.Collapsed == 0 {
-		t.Errorf("stats = %+v", st)
+	if st.Upstream != 1 || st.Misses != callers || st.Hits != 0 || st.Collapsed != callers-1 {
+		t.Errorf("stats = %+v, want 1 upstream question, %d misses, %d collapsed", st, callers, callers-1)
 	}
-	t.Logf("stats: %+v", st)
 }
 
 // A caller that gives up does not cancel the question for the others.
@@ -370,19 +397,13 @@ func TestCacheCallerCancel(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error)
 	go func() { _, err := c.LookupA(ctx, "slow.test"); errc <- err }()
-	for up.calls.Load() == 0 {
-		time.Sleep(time.Millisecond)
-	}
+	waitUntil(t, "the question to reach the upstream", func() bool { return up.calls.Load() != 0 })
 	cancel()
 	if err := <-errc; !errors.Is(err, context.Canceled) || !errors.Is(err, ErrTemporary) {
 		t.Fatalf("cancelled caller: err = %v", err)
 	}
 	close(release)
-	for deadline := time.Now().Add(5 * time.Second); c.Stats().Entries == 0; time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the question never finished")
-		}
-	}
+	waitUntil(t, "the question to finish", func() bool { return c.Stats().Entries != 0 })
 	r, err := c.LookupA(context.Background(), "slow.test")
 	if err != nil || !r.Info.Cached || up.calls.Load() != 1 {
 		t.Fatalf("the finished question was not cached: %+v %v calls=%d", r, err, up.calls.Load())
@@ -416,20 +437,14 @@ func TestCacheStaleNotForCancelledCaller(t *testing.T) {
 		t.Fatalf("err = %v, want the caller's deadline", err)
 	}
 	close(release)
-	for up.calls.Load() != 2 {
-		time.Sleep(time.Millisecond)
-	}
+	waitUntil(t, "the refresh to reach the upstream", func() bool { return up.calls.Load() == 2 })
 	// Wait for the flight to end, then the next caller asks again (and,
 	// the upstream failing for real now, gets stale data).
-	for {
+	waitUntil(t, "the refresh to end", func() bool {
 		c.mu.Lock()
-		n := len(c.flight)
-		c.mu.Unlock()
-		if n == 0 {
-			break
-		}
-		time.Sleep(time.Millisecond)
-	}
+		defer c.mu.Unlock()
+		return len(c.flight) == 0
+	})
 	r, err := c.LookupA(context.Background(), "x.test")
 	if err != nil || !r.Info.Stale || up.calls.Load() != 3 {
 		t.Fatalf("next caller: %+v, %v, calls %d (want stale after a third upstream call)", r, err, up.calls.Load())
@@ -486,5 +501,144 @@ func TestCacheZipfHitRate(t *testing.T) {
 		hit, _ := simulateZipf(t, s, n, distinct, rate, ttl, false)
 		phit, pst := simulateZipf(t, s, n, distinct, rate, ttl, true)
 		t.Logf("zipf s=%v: hit rate %.2f%%; with prefetch %.2f%% (%d prefetches)", s, 100*hit, 100*phit, pst.Prefetches)
+	}
+}
+
+// A negative answer carries its Info: from the upstream its negative TTL
+// and server, from a fresh cache entry Cached and the TTL left.
+func TestCacheNegativeInfo(t *testing.T) {
+	clock := newFakeClock()
+	srv := startServer(t, zoneHandler(t, false, "host.example.test. 300 IN A 127.0.0.1"))
+	c := NewCache(customClient(t, Config{}, "udp://"+srv.addr), CacheConfig{Now: clock.Now, NoPrefetch: true})
+	defer c.Close()
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name   string
+		lookup func(context.Context, string) (AddrResult, error)
+		host   string
+		want   error
+	}{
+		{"NXDOMAIN", c.LookupA, "nosuch.example.test", ErrNotFound},
+		{"NODATA", c.LookupAAAA, "host.example.test", ErrNoData},
+	} {
+		r, err := tc.lookup(ctx, tc.host)
+		// The zone's SOA gives a negative TTL of 60s.
+		if !errors.Is(err, tc.want) || r.Info != (Info{TTL: time.Minute, Server: "udp://" + srv.addr}) {
+			t.Fatalf("%s from upstream: Info %+v, %v; want %v, TTL 60s, the server", tc.name, r.Info, err, tc.want)
+		}
+		q := srv.queries()
+		clock.Advance(20 * time.Second)
+		r, err = tc.lookup(ctx, tc.host)
+		if !errors.Is(err, tc.want) || r.Info != (Info{Cached: true, TTL: 40 * time.Second}) {
+			t.Errorf("%s from the cache: Info %+v, %v; want %v, cached, TTL 40s", tc.name, r.Info, err, tc.want)
+		}
+		if srv.queries() != q {
+			t.Errorf("%s: the cached answer asked the upstream", tc.name)
+		}
+	}
+}
+
+// An expired negative entry is never served as a negative answer: when
+// the upstream fails, the caller gets a Temporary error marked Stale that
+// says the last answer expired, not the old NXDOMAIN or NODATA (which
+// would fail mail permanently on old information). The upstream switches
+// from answering to SERVFAIL.
+func TestCacheStaleNegative(t *testing.T) {
+	var failing atomic.Bool
+	zone := zoneHandler(t, false, "host.example.test. 300 IN A 127.0.0.1")
+	servfail := rcodeHandler(mdns.RcodeServerFailure)
+	srv := startServer(t, func(w mdns.ResponseWriter, q *mdns.Msg, udp bool) {
+		if failing.Load() {
+			servfail(w, q, udp)
+			return
+		}
+		zone(w, q, udp)
+	})
+	server := "udp://" + srv.addr
+	for _, tc := range []struct {
+		name string // NXDOMAIN or NODATA, as the message says
+		host string
+		aaaa bool
+		want error
+	}{
+		{"NXDOMAIN", "nosuch.example.test", false, ErrNotFound},
+		{"NODATA", "host.example.test", true, ErrNoData},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			failing.Store(false)
+			clock := newFakeClock()
+			c := NewCache(customClient(t, Config{}, server), CacheConfig{Now: clock.Now, StaleGrace: time.Hour, NoPrefetch: true})
+			defer c.Close()
+			lookup := func() (AddrResult, error) {
+				if tc.aaaa {
+					return c.LookupAAAA(context.Background(), tc.host)
+				}
+				return c.LookupA(context.Background(), tc.host)
+			}
+			if _, err := lookup(); !errors.Is(err, tc.want) {
+				t.Fatalf("first lookup: err = %v, want %v", err, tc.want)
+			}
+			failing.Store(true)
+			// The negative TTL is 60s: the entry expired 12.4s ago.
+			clock.Advance(72400 * time.Millisecond)
+			r, err := lookup()
+			checkStaleNegative(t, r.Info, err, tc.name, "12s", server)
+
+			// Within the 30s recheck window the upstream is not asked
+			// again, and the answer is the same.
+			q := srv.queries()
+			clock.Advance(10 * time.Second)
+			r, err = lookup()
+			checkStaleNegative(t, r.Info, err, tc.name, "22s", server)
+			if srv.queries() != q {
+				t.Errorf("within the recheck window: %d questions upstream, want none", srv.queries()-q)
+			}
+			// After it the upstream is asked again, and still fails.
+			clock.Advance(21 * time.Second)
+			r, err = lookup()
+			checkStaleNegative(t, r.Info, err, tc.name, "43s", server)
+			if srv.queries() == q {
+				t.Error("after the recheck window the upstream was not asked")
+			}
+			// Past the grace the upstream's failure shows as it is.
+			clock.Advance(time.Hour)
+			_, err = lookup()
+			var de *Error
+			if !errors.As(err, &de) || de.Kind != Temporary || de.Stale || errors.Is(err, tc.want) {
+				t.Errorf("past the grace: err = %#v, want the plain upstream failure", err)
+			}
+			// Positive answers are still served stale (TestCacheServeStale);
+			// and once the upstream answers again, so is its answer.
+			failing.Store(false)
+			if _, err := lookup(); !errors.Is(err, tc.want) {
+				t.Errorf("upstream back: err = %v, want %v", err, tc.want)
+			}
+		})
+	}
+}
+
+// checkStaleNegative checks a stale-negative failure: Temporary and Stale,
+// no NotFound or NoData anywhere in its chain, a message naming the
+// expired answer and its age, and a result Info marked cached and stale.
+func checkStaleNegative(t *testing.T, info Info, err error, what, age, server string) {
+	t.Helper()
+	if !errors.Is(err, ErrTemporary) || errors.Is(err, ErrNotFound) || errors.Is(err, ErrNoData) {
+		t.Fatalf("err = %v, want Temporary and neither NXDOMAIN nor NODATA", err)
+	}
+	var de *Error
+	if !errors.As(err, &de) || de.Kind != Temporary || !de.Stale || de.Server != server {
+		t.Fatalf("err = %#v, want a Temporary *Error with Stale set, from %s", err, server)
+	}
+	for e := errors.Unwrap(err); e != nil; e = errors.Unwrap(e) {
+		if x, ok := e.(*Error); ok && (x.Kind == NotFound || x.Kind == NoData) {
+			t.Errorf("the chain of %v holds a %v error", err, x.Kind)
+		}
+	}
+	want := "temporary failure from " + server + ": the upstream failed and the last answer (" + what + ") expired " + age + " ago: SERVFAIL"
+	if !strings.HasSuffix(err.Error(), want) {
+		t.Errorf("err = %q, want it to end with %q", err, want)
+	}
+	if info != (Info{Cached: true, Stale: true}) {
+		t.Errorf("Info = %+v, want Cached and Stale", info)
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
+	"os"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -33,7 +35,9 @@ const (
 // validation failure is not cured by asking another server).
 //
 // CNAME chains are followed (8 hops at most), within an answer and by
-// asking again for the target when an answer ends in a CNAME.
+// asking again for the target when an answer ends in a CNAME. An NXDOMAIN
+// answer is NotFound even when records of the asked type come with it:
+// only its CNAMEs are followed, to the name that does not exist (RFC 6604).
 type Client struct {
 	servers    []upstreamServer
 	attempts   int
@@ -185,7 +189,7 @@ func (c *Client) LookupTXT(ctx context.Context, name string) (TXTResult, error) 
 func (c *Client) lookup(ctx context.Context, name string, qtype uint16) (*response, Info, error) {
 	r, err := c.query(ctx, name, qtype)
 	if err != nil {
-		return nil, Info{}, err
+		return nil, negativeInfo(r), err
 	}
 	return r, Info{TTL: time.Duration(r.ttl) * time.Second, Server: r.server}, nil
 }
@@ -210,6 +214,10 @@ func (c *Client) query(ctx context.Context, name string, qtype uint16) (*respons
 			return nil, err
 		}
 		secure = secure && c.dnssec && msg.AuthenticatedData && trustAD(srv.Server)
+		// With NXDOMAIN only the CNAMEs of the answer count: they lead to
+		// the name that does not exist (RFC 6604 section 2). Records of the
+		// asked type next to an NXDOMAIN contradict it and are ignored.
+		nx := msg.Rcode == mdns.RcodeNameError
 		// Walk the answer from the asked name along any CNAMEs.
 		for moved := true; moved; {
 			moved = false
@@ -219,7 +227,7 @@ func (c *Client) query(ctx context.Context, name string, qtype uint16) (*respons
 					continue
 				}
 				if h.Rrtype == qtype {
-					if col.add(rr) {
+					if !nx && col.add(rr) {
 						ttl = min(ttl, h.Ttl)
 					}
 					continue
@@ -369,9 +377,13 @@ func bogusEDE(m *mdns.Msg) *mdns.EDNS0_EDE {
 	return nil
 }
 
-// ask sends one question to one server: over UDP first for "udp" servers
-// (then TCP on truncation, or on any UDP failure with TCPOnError), over
-// TCP or TLS otherwise. It checks that the reply answers the question.
+// ask sends one question to one server: over UDP first for "udp" servers,
+// over TCP or TLS otherwise. With TCPOnError a UDP question is repeated
+// over TCP when the answer is truncated or the UDP exchange fails with an
+// error that is not a timeout (port unreachable, a reply that cannot be
+// parsed): a server that does not answer over UDP is unlikely to answer
+// over TCP, and waiting for it twice would double what it costs. It
+// checks that the reply answers the question.
 func (c *Client) ask(ctx context.Context, srv *upstreamServer, name string, qtype uint16, cd bool) (*mdns.Msg, error) {
 	m := new(mdns.Msg)
 	m.SetQuestion(name, qtype)
@@ -395,7 +407,7 @@ func (c *Client) ask(ctx context.Context, srv *upstreamServer, name string, qtyp
 	default:
 		r, err = c.roundTrip(ctx, c.udp, srv.addr, m)
 		switch {
-		case err != nil && c.tcpOnError && ctx.Err() == nil:
+		case err != nil && c.tcpOnError && ctx.Err() == nil && !isTimeout(err):
 			r, err = c.roundTrip(ctx, c.tcp, srv.addr, m)
 			if err != nil {
 				err = fmt.Errorf("over UDP and then TCP: %w", err)
@@ -421,6 +433,16 @@ func (c *Client) ask(ctx context.Context, srv *upstreamServer, name string, qtyp
 		return nil, errors.New("malformed reply: no question section")
 	}
 	return r, nil
+}
+
+// isTimeout reports whether err is an exchange that ran out of time: a
+// network timeout, or the per-exchange deadline.
+func isTimeout(err error) bool {
+	if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // roundTrip does one exchange within the per-exchange timeout and the

@@ -16,7 +16,9 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -244,14 +246,193 @@ func TestClientTimeout(t *testing.T) {
 	if el < 300*time.Millisecond || el > 2*time.Second {
 		t.Errorf("took %v, want about 2 x 150ms", el)
 	}
-	// With TCPOnError, a lost UDP answer is asked again over TCP.
-	c = customClient(t, Config{Timeout: 150 * time.Millisecond, Attempts: 1, TCPOnError: true}, "udp://"+srv.addr)
-	before := srv.streamQ.Load()
-	if _, err := c.LookupA(context.Background(), "example.test"); !errors.Is(err, ErrTemporary) {
-		t.Fatalf("err = %v", err)
+	// With TCPOnError a timeout is still not asked again over TCP: see
+	// TestClientNoTCPAfterUDPTimeout.
+}
+
+// listenUDPAndTCP opens a UDP socket and a TCP listener on the same free
+// port of 127.0.0.1.
+func listenUDPAndTCP(t *testing.T) (net.PacketConn, net.Listener) {
+	t.Helper()
+	for i := 0; ; i++ {
+		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := net.Listen("tcp", pc.LocalAddr().String())
+		if err == nil {
+			return pc, l
+		}
+		pc.Close()
+		if i == 20 {
+			t.Fatal(err)
+		}
 	}
-	if srv.streamQ.Load() != before+1 {
-		t.Errorf("TCP questions = %d, want one more", srv.streamQ.Load()-before)
+}
+
+// waitOn receives from ch, failing the test if nothing comes within a
+// generous bound (a safety net, not a timing assertion).
+func waitOn[T any](t *testing.T, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(30 * time.Second):
+		t.Fatalf("gave up waiting for %s", what)
+		panic("unreachable")
+	}
+}
+
+// A UDP exchange that times out is not repeated over TCP, even with
+// TCPOnError: a server that does not answer would cost its timeout twice.
+// The UDP socket swallows the question; a TCP listener on the same port
+// records who connects. After the lookup, the test connects itself: the
+// kernel queues connections in order, so the first one accepted must be
+// the test's own, or the client tried TCP.
+func TestClientNoTCPAfterUDPTimeout(t *testing.T) {
+	pc, l := listenUDPAndTCP(t)
+	t.Cleanup(func() { pc.Close(); l.Close() })
+	gotUDP := make(chan struct{}, 16)
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			if _, _, err := pc.ReadFrom(buf); err != nil {
+				return
+			}
+			gotUDP <- struct{}{}
+		}
+	}()
+	// Accepted connections stay open (and silent) until the test ends.
+	accepted := make(chan string, 16)
+	var mu sync.Mutex
+	var conns []net.Conn
+	t.Cleanup(func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	go func() {
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, conn)
+			mu.Unlock()
+			accepted <- conn.RemoteAddr().String()
+		}
+	}()
+
+	c := customClient(t, Config{Timeout: 200 * time.Millisecond, Attempts: 1, TCPOnError: true}, "udp://"+pc.LocalAddr().String())
+	_, err := c.LookupA(context.Background(), "example.test")
+	var ne net.Error
+	if !errors.Is(err, ErrTemporary) || !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("err = %v, want a Temporary timeout", err)
+	}
+	if strings.Contains(err.Error(), "TCP") {
+		t.Errorf("err = %v mentions TCP", err)
+	}
+	waitOn(t, gotUDP, "the UDP question")
+
+	marker, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer marker.Close()
+	if first := waitOn(t, accepted, "the test's own TCP connection"); first != marker.LocalAddr().String() {
+		t.Errorf("a TCP connection from %s came before the test's own (%s): the client retried over TCP after a timeout",
+			first, marker.LocalAddr())
+	}
+}
+
+// A UDP exchange that fails otherwise, here with "connection refused"
+// (nothing listens on the UDP port), is repeated over TCP with TCPOnError.
+func TestClientTCPAfterUDPRefused(t *testing.T) {
+	pc, l := listenUDPAndTCP(t)
+	addr := pc.LocalAddr().String()
+	pc.Close() // the UDP port is free now: a question to it is refused
+	s := &testServer{addr: addr}
+	serve(t, &mdns.Server{Listener: l, Handler: s.wrap(zoneHandler(t, false, testRecords...))})
+	ctx := context.Background()
+
+	// Without TCPOnError the refusal is the answer (which shows the UDP
+	// question was indeed refused).
+	c := customClient(t, Config{Timeout: 200 * time.Millisecond}, "udp://"+addr)
+	if _, err := c.LookupMX(ctx, "example.test"); !errors.Is(err, ErrTemporary) || !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Fatalf("without TCPOnError: err = %v, want Temporary, connection refused", err)
+	}
+	if s.streamQ.Load() != 0 {
+		t.Fatalf("without TCPOnError: %d TCP questions", s.streamQ.Load())
+	}
+	c = customClient(t, Config{Timeout: 200 * time.Millisecond, TCPOnError: true}, "udp://"+addr)
+	r, err := c.LookupMX(ctx, "example.test")
+	if err != nil || len(r.Records) != 2 {
+		t.Fatalf("with TCPOnError: %+v, %v", r, err)
+	}
+	if s.streamQ.Load() != 1 {
+		t.Errorf("TCP questions = %d, want 1", s.streamQ.Load())
+	}
+}
+
+// RFC 6604: with RCODE NXDOMAIN only the CNAMEs of the answer count.
+// Records of the asked type beside an NXDOMAIN are ignored: the name does
+// not exist, whatever else the reply says.
+func TestClientNXDOMAINIgnoresAnswerRecords(t *testing.T) {
+	ctx := context.Background()
+	hostile := func(records ...string) handlerFunc {
+		var answer []mdns.RR
+		for _, s := range records {
+			rr, err := mdns.NewRR(s)
+			if err != nil {
+				t.Fatalf("bad test record %q: %v", s, err)
+			}
+			answer = append(answer, rr)
+		}
+		soa, _ := mdns.NewRR("test. 300 IN SOA ns.test. host.test. 1 3600 600 86400 60")
+		return func(w mdns.ResponseWriter, q *mdns.Msg, _ bool) {
+			m := new(mdns.Msg)
+			m.SetRcode(q, mdns.RcodeNameError)
+			m.Answer = answer
+			m.Ns = []mdns.RR{soa}
+			_ = w.WriteMsg(m)
+		}
+	}
+	for _, tc := range []struct {
+		name    string
+		records []string
+		via     string // the "via CNAME" cause wanted, "" for none
+	}{
+		{"A record", []string{"www.hostile.test. 300 IN A 127.0.0.9"}, ""},
+		{"CNAME chain", []string{
+			"www.hostile.test. 300 IN CNAME b.hostile.test.",
+			"b.hostile.test. 300 IN CNAME gone.hostile.test.",
+			"gone.hostile.test. 300 IN A 127.0.0.9",
+		}, "via CNAME gone.hostile.test"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := startServer(t, hostile(tc.records...))
+			c := customClient(t, Config{}, "udp://"+srv.addr)
+			r, err := c.LookupA(ctx, "www.hostile.test")
+			if !errors.Is(err, ErrNotFound) || len(r.Addrs) != 0 {
+				t.Fatalf("got %v, %v; want NXDOMAIN and no address", r.Addrs, err)
+			}
+			if tc.via != "" && !strings.HasSuffix(err.Error(), ": "+tc.via) {
+				t.Errorf("err = %v, want it to end with %q", err, tc.via)
+			}
+			if tc.via == "" && strings.Contains(err.Error(), "via CNAME") {
+				t.Errorf("err = %v mentions a CNAME", err)
+			}
+			if srv.queries() != 1 {
+				t.Errorf("%d questions, want 1 (an NXDOMAIN ends the search)", srv.queries())
+			}
+			// Negative results carry the negative TTL and the server.
+			if r.Info.TTL != 60*time.Second || r.Info.Server != "udp://"+srv.addr || r.Info.Cached {
+				t.Errorf("Info = %+v, want TTL 60s from the server", r.Info)
+			}
+		})
 	}
 }
 

@@ -56,6 +56,9 @@ type Config struct {
 	ResolvConf string
 	// ZoneFile is the RFC 1035 zone file of KindStatic.
 	ZoneFile string
+	// ZoneFileMaxSize caps the size of ZoneFile in bytes; a larger file is
+	// refused. Zero means [DefaultZoneFileMaxSize].
+	ZoneFileMaxSize int64
 	// Secure marks the answers of KindStatic as DNSSEC-authenticated.
 	Secure bool
 
@@ -69,7 +72,10 @@ type Config struct {
 	// rest wait (respecting their context). Zero means 8.
 	Concurrency int
 	// TCPOnError repeats a UDP question over TCP when the UDP answer is
-	// truncated or the UDP exchange fails (including a timeout). Without
+	// truncated or the UDP exchange fails with an error other than a
+	// timeout (such as port unreachable, or a reply that cannot be
+	// parsed). A UDP timeout is not repeated over TCP: the next server is
+	// asked instead, so a dead server costs one Timeout, not two. Without
 	// it a truncated answer is a Temporary error.
 	TCPOnError bool
 	// EDNS adds an EDNS0 OPT record (RFC 6891) advertising a 1232-byte
@@ -103,7 +109,7 @@ func New(cfg Config) (Resolver, error) {
 		if cfg.ZoneFile == "" {
 			return nil, fmt.Errorf("dns: resolver static needs a zone file")
 		}
-		return NewStatic(cfg.ZoneFile, cfg.Secure)
+		return NewStatic(cfg.ZoneFile, cfg.Secure, cfg.ZoneFileMaxSize)
 	}
 	c, err := NewClient(cfg)
 	if err != nil {

@@ -9,7 +9,8 @@
 //   - [Cache] wraps a Client (or any [Upstream]) in an LRU cache that honours
 //     TTLs, caches negative answers (RFC 2308), collapses concurrent misses,
 //     prefetches popular entries and serves stale data when upstreams fail
-//     (RFC 8767).
+//     (RFC 8767) — positive answers only: an expired NXDOMAIN or NODATA is
+//     reported as a Temporary failure, never served (see [Error.Stale]).
 //   - [Static] answers from an RFC 1035 zone file, for offline dry-runs and
 //     tests.
 //

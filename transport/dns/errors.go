@@ -55,6 +55,16 @@ type Error struct {
 	Type   string // the record type asked for, such as "MX"
 	Server string // the upstream that answered or failed last ("" for static/cached answers)
 	Err    error  // the underlying cause, if any
+	// Stale is set, on a Temporary error from a [Cache], when the upstream
+	// failed and the only answer the cache had was an expired negative one
+	// (NXDOMAIN or NODATA that expired less than CacheConfig.StaleGrace
+	// ago). A name's non-existence is not served stale: it may have come
+	// into existence since, and a permanent failure on old information
+	// would bounce mail. The error's chain then holds no NotFound or
+	// NoData error, so errors.Is with [ErrNotFound] and [ErrNoData] is
+	// false; its message says which answer expired and how long ago. The
+	// result returned with it has Info.Cached and Info.Stale set.
+	Stale bool
 }
 
 // Error reports name, type, kind, server and cause, for example

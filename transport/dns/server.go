@@ -13,9 +13,9 @@ import (
 
 // Server is one upstream resolver.
 type Server struct {
-	// Proto is "udp", "tcp" or "tls" (DNS over TLS, RFC 7858). With "udp",
-	// answers that are truncated (or, with Config.TCPOnError, lost) are
-	// asked again over TCP.
+	// Proto is "udp", "tcp" or "tls" (DNS over TLS, RFC 7858). With "udp"
+	// and Config.TCPOnError, a question whose answer is truncated, or whose
+	// UDP exchange fails other than by timing out, is asked again over TCP.
 	Proto string
 	// Addr is the server's IP address and port.
 	Addr netip.AddrPort

@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
 	mdns "github.com/miekg/dns"
+
+	"github.com/postern-mta/postern/internal/safefile"
 )
 
 // Static answers from an RFC 1035 zone file held in memory. It never
@@ -34,9 +36,10 @@ type Static struct {
 }
 
 type staticNode struct {
-	answers map[uint16]*response // per supported type
-	cname   string               // target, normalised, "" if none
-	ttl     uint32               // TTL of the CNAME
+	answers  map[uint16]*response // per supported type
+	cname    string               // target, normalised, "" if none
+	ttl      uint32               // TTL of the CNAME
+	cnameRec int                  // rank in the file of the CNAME record, for errors
 }
 
 type staticApex struct {
@@ -44,21 +47,74 @@ type staticApex struct {
 	negTTL uint32
 }
 
-// NewStatic reads the zone file at path. Parse errors carry file:line.
-// secure marks every answer as DNSSEC-authenticated.
-func NewStatic(path string, secure bool) (*Static, error) {
-	f, err := os.Open(path)
+// DefaultZoneFileMaxSize is the largest zone file [NewStatic] reads when
+// given no cap (and [New] when Config.ZoneFileMaxSize is zero).
+const DefaultZoneFileMaxSize = 64 << 20
+
+// NewStatic reads the zone file at path, which must be a regular file of
+// at most maxSize bytes (zero means [DefaultZoneFileMaxSize]): a FIFO, a
+// device, a directory or a socket is refused with an error wrapping
+// [safefile.ErrNotRegular], a larger file with one wrapping
+// [safefile.ErrTooLarge]. secure marks every answer as
+// DNSSEC-authenticated. Errors give positions (file:line:column) and the
+// kind of problem, never text read from the file: a path that names a
+// file which is not a zone file (such as /etc/shadow) must not have its
+// content shown in a message or a log.
+func NewStatic(path string, secure bool, maxSize int64) (*Static, error) {
+	if maxSize < 0 {
+		return nil, fmt.Errorf("dns: static zone %s: negative size cap %d", path, maxSize)
+	}
+	if maxSize == 0 {
+		maxSize = DefaultZoneFileMaxSize
+	}
+	f, err := safefile.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("dns: static zone: %w", err)
 	}
 	defer f.Close()
-	return NewStaticFromReader(f, path, secure)
+	// Refuse a file already too large before parsing any of it; the capped
+	// reader catches one that grows while it is read.
+	if fi, err := f.Stat(); err == nil && fi.Size() > maxSize {
+		return nil, fmt.Errorf("dns: static zone: %s: %w (the limit is %d bytes)", path, safefile.ErrTooLarge, maxSize)
+	}
+	return NewStaticFromReader(safefile.Reader(f, path, maxSize), path, secure)
 }
 
 // NewStaticFromReader reads a zone from r; name is the file name used in
 // error messages. The initial origin is the root: relative names need an
-// $ORIGIN line. $INCLUDE is not allowed.
+// $ORIGIN line. $INCLUDE is not allowed. A read error from r is returned
+// wrapped. Like those of [NewStatic], its errors never quote the zone's
+// text: parse errors give file:line:column and the kind of problem (the
+// underlying *dns.ParseError of github.com/miekg/dns, which does quote
+// it, stays reachable with errors.As), and errors found in the records
+// give the record's number (its rank among the file's records, counting
+// from 1) and type.
 func NewStaticFromReader(r io.Reader, name string, secure bool) (*Static, error) {
+	src := &readErrReader{r: r}
+	s, err := newStatic(src, name, secure)
+	if src.err != nil {
+		// The parser may have stopped on a half-read record and reported
+		// that instead; the read error is the real cause.
+		return nil, fmt.Errorf("dns: static zone: %w", src.err)
+	}
+	return s, err
+}
+
+// readErrReader remembers the first error, other than io.EOF, of r.
+type readErrReader struct {
+	r   io.Reader
+	err error
+}
+
+func (r *readErrReader) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if err != nil && err != io.EOF && r.err == nil {
+		r.err = err
+	}
+	return n, err
+}
+
+func newStatic(r io.Reader, name string, secure bool) (*Static, error) {
 	zp := mdns.NewZoneParser(r, ".", name)
 	zp.SetDefaultTTL(3600)
 	s := &Static{secure: secure, names: make(map[string]*staticNode)}
@@ -68,7 +124,11 @@ func NewStaticFromReader(r io.Reader, name string, secure bool) (*Static, error)
 	}
 	collectors := make(map[key]*collector)
 	var owners []string
+	// Errors found in the records name them by rank (n), never by owner
+	// or data: those are text from the file.
+	n := 0
 	for rr, ok := zp.Next(); ok; rr, ok = zp.Next() {
+		n++
 		h := rr.Header()
 		if h.Class != mdns.ClassINET {
 			continue
@@ -79,16 +139,19 @@ func NewStaticFromReader(r io.Reader, name string, secure bool) (*Static, error)
 		switch v := rr.(type) {
 		case *mdns.CNAME:
 			if node.cname != "" && node.cname != normalize(v.Target) {
-				return nil, fmt.Errorf("dns: static zone %s: %s has more than one CNAME", name, owner)
+				return nil, fmt.Errorf("dns: static zone %s: record %d (CNAME): a second CNAME, with another target, for the owner of record %d", name, n, node.cnameRec)
 			}
 			node.cname, node.ttl = normalize(v.Target), h.Ttl
+			if node.cnameRec == 0 {
+				node.cnameRec = n
+			}
 			continue
 		case *mdns.SOA:
 			s.apexes = append(s.apexes, staticApex{name: owner, negTTL: min(h.Ttl, v.Minttl)})
 			continue
 		case *mdns.TLSA:
 			if _, err := decodeHex(v.Certificate); err != nil {
-				return nil, fmt.Errorf("dns: static zone %s: TLSA at %s: %w", name, owner, err)
+				return nil, fmt.Errorf("dns: static zone %s: record %d (TLSA): %w", name, n, err)
 			}
 		}
 		k := key{owner, h.Rrtype}
@@ -102,17 +165,23 @@ func NewStaticFromReader(r io.Reader, name string, secure bool) (*Static, error)
 		}
 	}
 	if err := zp.Err(); err != nil {
-		return nil, zoneError(err)
+		return nil, zoneError(name, err)
 	}
 	for k, c := range collectors {
 		c.finish()
 		resp := c.resp
 		s.names[k.name].answers[k.qtype] = &resp
 	}
-	for name, node := range s.names {
-		if node.cname != "" && len(node.answers) > 0 {
-			return nil, fmt.Errorf("dns: static zone %s: %s has a CNAME and other data", name, name)
+	// A CNAME owner has no other data (RFC 1034 section 3.6.2). The
+	// first offending CNAME in file order is reported (map order varies).
+	bad := 0
+	for _, node := range s.names {
+		if node.cname != "" && len(node.answers) > 0 && (bad == 0 || node.cnameRec < bad) {
+			bad = node.cnameRec
 		}
+	}
+	if bad != 0 {
+		return nil, fmt.Errorf("dns: static zone %s: record %d (CNAME): its owner has other records too", name, bad)
 	}
 	// Longest apex first, so the closest enclosing zone wins.
 	for i := 1; i < len(s.apexes); i++ {
@@ -205,7 +274,7 @@ func (s *Static) LookupTXT(ctx context.Context, name string) (TXTResult, error) 
 func (s *Static) lookup(ctx context.Context, name string, qtype uint16) (*response, Info, error) {
 	r, err := s.query(ctx, name, qtype)
 	if err != nil {
-		return nil, Info{}, err
+		return nil, negativeInfo(r), err
 	}
 	return r, Info{TTL: time.Duration(r.ttl) * time.Second}, nil
 }
@@ -252,26 +321,80 @@ func (s *Static) negative(name, cur string, qtype uint16, kind ErrorKind, ttl ui
 	return r, &Error{Kind: kind, Name: name, Type: typeName(qtype), Err: cause}
 }
 
-// zoneParseRE splits miekg/dns's "FILE: dns: MSG at line: L:C".
-var zoneParseRE = regexp.MustCompile(`^(.*): dns: (.*) at line: (\d+):(\d+)$`)
+// zonePosRE matches the end of miekg/dns's parse error message, the
+// position: " at line: L:C".
+var zonePosRE = regexp.MustCompile(` at line: (\d+):(\d+)$`)
 
-// zoneError rewrites a zone parse error as "FILE:LINE:COL: dns: static
-// zone: MSG", the position first like every configuration error, keeping
-// the original in the chain.
-func zoneError(err error) error {
-	m := zoneParseRE.FindStringSubmatch(err.Error())
-	if m == nil {
-		return fmt.Errorf("dns: static zone: %w", err)
+// zoneError rewrites a zone parse error of file name as "FILE:LINE:COL:
+// dns: static zone: MSG", the position first like every configuration
+// error, keeping the original in the chain.
+//
+// miekg/dns words it "FILE: dns: MSG: "TOKEN" at line: L:C", where TOKEN
+// (quoted by strconv.QuoteToASCII) is the text the parser choked on. That
+// is content of the file, and the file may be anything a policy names
+// (/etc/shadow), so TOKEN is dropped. A message of another form is not
+// shown at all: "FILE: dns: static zone: not a valid zone file".
+func zoneError(name string, err error) error {
+	const invalid = "not a valid zone file"
+	generic := &posError{pos: name, msg: invalid, err: err}
+	var pe *mdns.ParseError
+	if !errors.As(err, &pe) {
+		return generic
 	}
-	return &posError{pos: m[1] + ":" + m[3] + ":" + m[4], msg: m[2], err: err}
+	prefix := "dns: "
+	if name != "" {
+		prefix = name + ": dns: "
+	}
+	rest, ok := strings.CutPrefix(pe.Error(), prefix)
+	if !ok {
+		return generic
+	}
+	loc := zonePosRE.FindStringSubmatchIndex(rest)
+	if loc == nil {
+		return generic
+	}
+	pos := rest[loc[2]:loc[3]] + ":" + rest[loc[4]:loc[5]]
+	if name != "" {
+		pos = name + ":" + pos
+	}
+	msg, ok := dropQuotedToken(rest[:loc[0]])
+	if !ok {
+		return generic
+	}
+	if msg == "" {
+		msg = invalid
+	}
+	return &posError{pos: pos, msg: msg, err: err}
 }
 
+// dropQuotedToken splits `MSG: "TOKEN"` and returns MSG. TOKEN is a Go
+// double-quoted string, in which every '"' but the first and the last is
+// escaped by a backslash: the first '"' after ": " from which the rest of
+// s is one valid quoted string opens it.
+func dropQuotedToken(s string) (string, bool) {
+	for i := 0; i < len(s); i++ {
+		if s[i] != '"' || !strings.HasSuffix(s[:i], ": ") {
+			continue
+		}
+		if _, err := strconv.Unquote(s[i:]); err == nil {
+			return s[:i-len(": ")], true
+		}
+	}
+	return "", false
+}
+
+// posError is an error at a position in a file; its message is ours.
 type posError struct {
-	pos, msg string
+	pos, msg string // pos is "FILE:LINE:COL", or "FILE" alone
 	err      error
 }
 
-func (e *posError) Error() string { return e.pos + ": dns: static zone: " + e.msg }
+func (e *posError) Error() string {
+	if e.pos == "" {
+		return "dns: static zone: " + e.msg
+	}
+	return e.pos + ": dns: static zone: " + e.msg
+}
 func (e *posError) Unwrap() error { return e.err }
 
 // parent returns name without its first label: "a.b" -> "b", "b" -> ".",

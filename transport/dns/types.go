@@ -16,6 +16,16 @@ import (
 // are always an *[Error]; use errors.Is with [ErrNotFound], [ErrNoData],
 // [ErrTemporary] or [ErrBogus] to tell them apart.
 //
+// A result returned with an error holds no records, but its Info tells
+// how the error was obtained where that is known: for a negative answer
+// (NotFound, NoData) the TTL it may be kept and the Server that gave it,
+// or Cached when a [Cache] answered from a fresh negative entry. A Cache
+// never answers NotFound or NoData from an expired entry: when the
+// upstream fails and only an expired negative entry is left (within
+// CacheConfig.StaleGrace), the error is Temporary with [Error.Stale] set,
+// and Info has Cached and Stale set. (Positive answers are served stale,
+// without an error, with Info.Stale set.)
+//
 // The slices inside a result may be shared with a cache and must not be
 // modified.
 type Resolver interface {
@@ -29,7 +39,7 @@ type Resolver interface {
 // Info tells how an answer was obtained, for the dry-run trace.
 type Info struct {
 	Cached bool          // served from the cache
-	Stale  bool          // served stale after an upstream failure (RFC 8767)
+	Stale  bool          // served stale after an upstream failure (RFC 8767); with an error, see Error.Stale
 	TTL    time.Duration // TTL left at the time of the answer
 	Server string        // upstream that answered ("" when cached/static)
 }
@@ -131,10 +141,26 @@ func typeName(qtype uint16) string {
 	return "TYPE?"
 }
 
+// negativeInfo is the Info of a failed query: for a negative answer
+// (r non-nil), its negative TTL and server; else nothing.
+func negativeInfo(r *response) Info {
+	if r == nil {
+		return Info{}
+	}
+	info := Info{Server: r.server}
+	if r.hasTTL {
+		info.TTL = time.Duration(r.ttl) * time.Second
+	}
+	return info
+}
+
+// The lookups below return, with an error, an empty result carrying the
+// querier's Info.
+
 func lookupMX(ctx context.Context, q querier, domain string) (MXResult, error) {
 	r, info, err := q.lookup(ctx, normalize(domain), mdns.TypeMX)
 	if err != nil {
-		return MXResult{}, err
+		return MXResult{Info: info}, err
 	}
 	return MXResult{Records: r.mx, NullMX: r.nullMX, Secure: r.secure, Info: info}, nil
 }
@@ -142,7 +168,7 @@ func lookupMX(ctx context.Context, q querier, domain string) (MXResult, error) {
 func lookupAddr(ctx context.Context, q querier, host string, qtype uint16) (AddrResult, error) {
 	r, info, err := q.lookup(ctx, normalize(host), qtype)
 	if err != nil {
-		return AddrResult{}, err
+		return AddrResult{Info: info}, err
 	}
 	return AddrResult{Addrs: r.addrs, Secure: r.secure, Info: info}, nil
 }
@@ -150,7 +176,7 @@ func lookupAddr(ctx context.Context, q querier, host string, qtype uint16) (Addr
 func lookupTLSA(ctx context.Context, q querier, name string) (TLSAResult, error) {
 	r, info, err := q.lookup(ctx, normalize(name), mdns.TypeTLSA)
 	if err != nil {
-		return TLSAResult{}, err
+		return TLSAResult{Info: info}, err
 	}
 	return TLSAResult{Records: r.tlsa, Secure: r.secure, Info: info}, nil
 }
@@ -158,7 +184,7 @@ func lookupTLSA(ctx context.Context, q querier, name string) (TLSAResult, error)
 func lookupTXT(ctx context.Context, q querier, name string) (TXTResult, error) {
 	r, info, err := q.lookup(ctx, normalize(name), mdns.TypeTXT)
 	if err != nil {
-		return TXTResult{}, err
+		return TXTResult{Info: info}, err
 	}
 	return TXTResult{Records: r.txt, Secure: r.secure, Info: info}, nil
 }
