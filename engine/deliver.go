@@ -299,7 +299,9 @@ func (e *Engine) plan(s *state, msg *Message, g *Group) (*transport.Plan, *connS
 	rt := s.set.Routes[g.Route.Name]
 	p := &transport.Plan{}
 	sender, _ := mailbox.ParseReversePath(msg.From) // checked by the evaluation: the group would have failed
-	cs := &connSettings{e: e, s: s, msg: msg, sender: sender, g: g, hosts: map[string]*Host{}}
+	_, rcpts := parseRecipients(msg.To)
+	cs := &connSettings{e: e, s: s, msg: msg, sender: sender, senderText: canonical(msg.From, sender), rcpts: rcpts,
+		g: g, hosts: map[string]*Host{}}
 	p.Settings = cs
 	for _, h := range g.Hosts {
 		if h.Skipped != nil {
@@ -353,8 +355,11 @@ type connSettings struct {
 	s      *state
 	msg    *Message
 	sender mailbox.Address
-	g      *Group
-	hosts  map[string]*Host
+	// senderText and rcpts are the canonical addresses (see run).
+	senderText string
+	rcpts      []string
+	g          *Group
+	hosts      map[string]*Host
 
 	mu       sync.Mutex
 	releases []func(bool)
@@ -391,7 +396,8 @@ func (c *connSettings) ConnectionSettings(ctx context.Context, th *transport.Hos
 	ev := c.s.pool.Get().(*evaluator)
 	defer c.s.pool.Put(ev)
 	ev.vm.SetContext(ctx)
-	r := &run{e: c.e, s: c.s, ev: ev, ctx: ctx, dns: ctx, msg: c.msg, sender: c.sender}
+	r := &run{e: c.e, s: c.s, ev: ev, ctx: ctx, budget: &dnsBudget{parent: ctx}, msg: c.msg,
+		sender: c.sender, senderText: c.senderText, rcpts: c.rcpts}
 	r.resetEnv()
 	env := &ev.env
 	env.Rcpt, env.RcptDomain = c.g.wire[0], c.g.Domain

@@ -79,6 +79,10 @@ type state struct {
 type evaluator struct {
 	vm  expr.VM
 	env expr.Env
+	// pcg is the random source of the group being decided, seeded for
+	// each (rand is its Uint64).
+	pcg  rand.PCG
+	rand func() uint64
 }
 
 // LoadFile loads the policy at path and returns an engine for it. Policy
@@ -133,7 +137,11 @@ func (e *Engine) Reload(set *policies.Set) error {
 		s.resolver = r
 	}
 	s.funcs = set.Library().Funcs(expr.Hooks{IsLocalDomain: e.opts.IsLocalDomain, IsLocalAddress: e.opts.IsLocalAddress})
-	s.pool.New = func() any { return &evaluator{env: expr.Env{Funcs: s.funcs}} }
+	s.pool.New = func() any {
+		ev := &evaluator{env: expr.Env{Funcs: s.funcs}}
+		ev.rand = ev.pcg.Uint64
+		return ev
+	}
 	e.state.Store(s)
 	e.opts.Logger.Info("policy loaded", "file", set.File, "warnings", len(set.Warnings))
 	return nil
@@ -254,11 +262,13 @@ func (e *Engine) evaluate(ctx context.Context, s *state, msg *Message, cfg evalC
 	ev := s.pool.Get().(*evaluator)
 	defer s.pool.Put(ev)
 	ev.vm.SetContext(ctx)
-	r := &run{e: e, s: s, ev: ev, cfg: cfg, ctx: ctx, dns: ctx, msg: msg}
-	if !cfg.noDNS && s.set.DNS.Budget > 0 {
-		dctx, cancel := context.WithTimeoutCause(ctx, s.set.DNS.Budget, errDNSBudget)
-		defer cancel()
-		r.dns = dctx
+	r := &run{e: e, s: s, ev: ev, cfg: cfg, ctx: ctx, msg: msg, budget: &dnsBudget{parent: ctx}}
+	if s.set.DNS.Budget > 0 {
+		r.budget.deadline = time.Now().Add(s.set.DNS.Budget) // contexts run on the real clock
+		if d, ok := ctx.Deadline(); ok && d.Before(r.budget.deadline) {
+			r.budget.deadline = time.Time{} // the caller's deadline comes first
+		}
 	}
+	defer r.budget.release()
 	return r.decide()
 }

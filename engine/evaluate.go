@@ -5,10 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net/netip"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -28,12 +26,57 @@ type run struct {
 	ev  *evaluator
 	cfg evalConfig
 	ctx context.Context
-	// dns is ctx bounded by the policy's DNS budget: every lookup of the
-	// evaluation uses it.
-	dns context.Context
-	msg *Message
-	// sender is the parsed reverse-path (zero for <> and when invalid).
-	sender mailbox.Address
+	// budget bounds the DNS lookups of the evaluation; forks share it.
+	budget *dnsBudget
+	msg    *Message
+	// sender is the parsed reverse-path (zero for <> and when invalid);
+	// senderText its canonical form, rcpts the recipients' (the text as
+	// given for those that do not parse). Forks share them.
+	sender     mailbox.Address
+	senderText string
+	rcpts      []string
+}
+
+// dnsBudget is the context of an evaluation's network DNS lookups: the
+// caller's, with the deadline dns.budget sets from the start of the
+// evaluation. It is made on the first lookup that goes to the network
+// (answers from memory need none).
+type dnsBudget struct {
+	parent   context.Context
+	deadline time.Time // zero: no budget
+
+	mu     sync.Mutex
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+// context returns the budget's context, making it on first use.
+func (b *dnsBudget) context() context.Context {
+	if b.deadline.IsZero() {
+		return b.parent
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.ctx == nil {
+		b.ctx, b.cancel = context.WithDeadlineCause(b.parent, b.deadline, errDNSBudget)
+	}
+	return b.ctx
+}
+
+// spent reports whether the budget ran out.
+func (b *dnsBudget) spent() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.ctx != nil && b.ctx.Err() != nil && context.Cause(b.ctx) == errDNSBudget
+}
+
+// release frees the budget's timer.
+func (b *dnsBudget) release() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.cancel != nil {
+		b.cancel()
+	}
 }
 
 // errDNSBudget is the cause of the DNS context of an evaluation whose DNS
@@ -60,16 +103,8 @@ func (r *run) resetEnv() {
 	env := r.env()
 	env.Reset()
 	m := r.msg
-	env.Sender, env.SenderDomain = m.From, ""
-	if !r.sender.IsZero() {
-		env.Sender, env.SenderDomain = r.sender.String(), r.sender.Domain
-	}
-	for _, rcpt := range m.To {
-		if a, err := mailbox.Parse(rcpt); err == nil {
-			rcpt = a.String()
-		}
-		env.Recipients = append(env.Recipients, rcpt)
-	}
+	env.Sender, env.SenderDomain = r.senderText, r.sender.Domain
+	env.Recipients = append(env.Recipients, r.rcpts...)
 	env.Size, env.Priority, env.RetryNum, env.NotifyNum = m.Size, m.Priority, m.RetryNum, m.NotifyNum
 	env.ExpiresIn, env.LastError, env.LastStatus = m.ExpiresIn, m.LastError, m.LastStatus
 	env.QueueName, env.QueueAge, env.Source = m.QueueName, m.QueueAge, m.Source
@@ -87,7 +122,7 @@ func (r *run) decide() *Decision {
 	set := r.s.set
 	d := &Decision{Policy: set.File, Message: MessageInfo{Sender: r.msg.From, Recipients: r.msg.To, Size: r.msg.Size}}
 	sender, serr := mailbox.ParseReversePath(r.msg.From)
-	r.sender = sender
+	r.sender, r.senderText = sender, canonical(r.msg.From, sender)
 	if serr != nil {
 		// Nothing can be sent with a reverse-path that does not parse:
 		// every recipient fails, with the reason.
@@ -97,15 +132,17 @@ func (r *run) decide() *Decision {
 		d.Groups = []*Group{g}
 		return d
 	}
+	var parsed []parsedRcpt
+	parsed, r.rcpts = parseRecipients(r.msg.To)
 	r.resetEnv()
 	env := r.env()
 
 	// Recipient phase: the route of every recipient, grouped by (domain,
 	// route) in the order recipients first appear.
 	index := map[groupKey]*Group{}
-	for _, rcpt := range r.msg.To {
-		addr, aerr := mailbox.Parse(rcpt)
-		env.Rcpt, env.RcptDomain = addr.String(), addr.Domain
+	for i, rcpt := range r.msg.To {
+		addr, aerr := parsed[i].addr, parsed[i].err
+		env.Rcpt, env.RcptDomain = r.rcpts[i], addr.Domain
 		var tr *policies.Trace
 		if r.cfg.trace {
 			tr = &policies.Trace{}
@@ -137,11 +174,7 @@ func (r *run) decide() *Decision {
 			d.Groups = append(d.Groups, g)
 		}
 		g.Recipients = append(g.Recipients, rcpt)
-		wire := rcpt
-		if aerr == nil {
-			wire = addr.String()
-		}
-		g.wire = append(g.wire, wire)
+		g.wire = append(g.wire, r.rcpts[i])
 		if tr != nil {
 			for i := range tr.Entries {
 				tr.Entries[i].Context = "rcpt " + rcpt
@@ -163,6 +196,37 @@ func (r *run) decide() *Decision {
 	}
 	d.Groups = out
 	return d
+}
+
+// parsedRcpt is a recipient parsed.
+type parsedRcpt struct {
+	addr mailbox.Address
+	err  error
+}
+
+// parseRecipients parses every recipient; texts are their canonical forms
+// (the text as given for those that do not parse).
+func parseRecipients(to []string) (parsed []parsedRcpt, texts []string) {
+	parsed, texts = make([]parsedRcpt, len(to)), make([]string, len(to))
+	for i, rcpt := range to {
+		p := &parsed[i]
+		p.addr, p.err = mailbox.Parse(rcpt)
+		texts[i] = canonical(rcpt, p.addr)
+	}
+	return parsed, texts
+}
+
+// canonical is the canonical text of the address a parsed from s: s
+// itself when it is already canonical (no allocation), s when it did not
+// parse (a is zero).
+func canonical(s string, a mailbox.Address) string {
+	if a.IsZero() {
+		return s
+	}
+	if len(s) == len(a.Local)+1+len(a.Domain) && s[:len(a.Local)] == a.Local && s[len(a.Local)] == '@' && s[len(a.Local)+1:] == a.Domain {
+		return s
+	}
+	return a.String()
 }
 
 // evalRoute evaluates routing.route for the recipient in the environment.
@@ -198,7 +262,7 @@ func (r *run) groups(gs []*Group) [][]*Group {
 		defer f.release()
 		return f.safeGroup(g)
 	}
-	if len(todo) == 1 || r.cfg.noDNS {
+	if len(todo) == 1 || r.cfg.noDNS || !r.anyNetwork(gs, todo) {
 		for k, i := range todo {
 			out[i] = decide(k, gs[i])
 		}
@@ -219,13 +283,37 @@ func (r *run) groups(gs []*Group) [][]*Group {
 	return out
 }
 
+// anyNetwork reports whether one of the groups at todo will likely ask the
+// network: its MX (or its relay's address) is not answered from memory.
+// When none will, deciding them one after the other costs less than
+// goroutines.
+func (r *run) anyNetwork(gs []*Group, todo []int) bool {
+	for _, i := range todo {
+		g := gs[i]
+		rt := r.s.set.Routes[g.Route.Name]
+		switch {
+		case rt.Type == policies.RouteLocal, g.literal.IsValid(), rt.Type == policies.RouteRelay && rt.AddressIP.IsValid():
+		case rt.Type == policies.RouteRelay:
+			if !r.immediate(rt.Address, "A") {
+				return true
+			}
+		default:
+			if !r.immediate(g.Domain, "MX") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // fork returns a run for one group: the same message and DNS budget, an
 // evaluator of its own from the pool, and a random source seeded by seed.
 func (r *run) fork(seed uint64) *run {
 	f := *r
 	f.ev = r.s.pool.Get().(*evaluator)
 	f.ev.vm.SetContext(r.ctx)
-	f.cfg.rand = rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)).Uint64
+	f.ev.pcg.Seed(seed, seed^0x9e3779b97f4a7c15)
+	f.cfg.rand = f.ev.rand
 	f.resetEnv()
 	return &f
 }
@@ -398,7 +486,7 @@ func (r *run) failGroup(g *Group, outcome string, class, msg string) {
 func (r *run) relay(g *Group, rt *policies.Route, tr *policies.Trace) {
 	h := &Host{Name: rt.Address}
 	g.Hosts = append(g.Hosts, h)
-	r.resolveHosts(g, []*hostPlan{{h: h, relay: true, literal: rt.AddressIP}})
+	r.resolveHosts(g, []hostPlan{{h: h, relay: true, literal: rt.AddressIP}})
 	r.settle(g)
 }
 
@@ -417,14 +505,35 @@ func (r *run) mx(g *Group, mode policies.TLSMode, modeErr error, tr *policies.Tr
 	var (
 		txt    dns.TXTResult
 		txtErr error
-		wg     sync.WaitGroup
+		async  *asyncTXT // the TXT lookup when it went to the network
 	)
 	if mode != policies.TLSDisable {
-		wg.Go(func() { txt, txtErr = r.s.resolver.LookupTXT(r.dns, stsName); txtErr = r.dnsError(txtErr) })
+		if r.immediate(stsName, "TXT") {
+			txt, txtErr = r.s.resolver.LookupTXT(r.ctx, stsName)
+		} else {
+			async = &asyncTXT{done: make(chan struct{})}
+			ctx := r.budget.context()
+			go func() {
+				defer close(async.done)
+				async.res, async.err = r.s.resolver.LookupTXT(ctx, stsName)
+			}()
+		}
 	}
-	res, err := r.s.resolver.LookupMX(r.dns, g.Domain)
+	var (
+		res dns.MXResult
+		err error
+	)
+	if r.immediate(g.Domain, "MX") {
+		res, err = r.s.resolver.LookupMX(r.ctx, g.Domain)
+	} else {
+		res, err = r.s.resolver.LookupMX(r.budget.context(), g.Domain)
+	}
 	err = r.dnsError(err)
-	wg.Wait()
+	if async != nil {
+		<-async.done
+		txt, txtErr = async.res, async.err
+	}
+	txtErr = r.dnsError(txtErr)
 	if mode != policies.TLSDisable {
 		r.lookup(g, stsName, "TXT", func() []string { return txtAnswer(txt.Records) }, txt.Secure, txt.Info, txtErr)
 		// RFC 8461 section 3.1: exactly one record starting with
@@ -470,14 +579,21 @@ func (r *run) mx(g *Group, mode policies.TLSMode, modeErr error, tr *policies.Tr
 	if len(hosts) > g.Limits.MX {
 		hosts = hosts[:g.Limits.MX]
 	}
-	plans := make([]*hostPlan, len(hosts))
+	plans := make([]hostPlan, len(hosts))
 	for i, m := range hosts {
 		h := &Host{Name: m.Host, Preference: int(m.Preference), Secure: res.Secure && err == nil}
 		g.Hosts = append(g.Hosts, h)
-		plans[i] = &hostPlan{h: h}
+		plans[i].h = h
 	}
 	r.resolveHosts(g, plans)
 	r.settle(g)
+}
+
+// asyncTXT is a TXT lookup running in a goroutine.
+type asyncTXT struct {
+	done chan struct{}
+	res  dns.TXTResult
+	err  error
 }
 
 // literal decides an mx group whose recipient domain is an address literal
@@ -496,14 +612,25 @@ func (r *run) literal(g *Group, mode policies.TLSMode, modeErr error) {
 	}
 	h := &Host{Name: g.literal.String()}
 	g.Hosts = append(g.Hosts, h)
-	r.resolveHosts(g, []*hostPlan{{h: h, literal: g.literal}})
+	r.resolveHosts(g, []hostPlan{{h: h, literal: g.literal}})
 	r.settle(g)
+}
+
+// immediate reports whether the resolver answers the question from memory
+// (a zone file, a fresh cache entry). Such a question is asked inline;
+// the others go to the network, each in a goroutine, so that they are
+// asked together, under the DNS budget. (Should a cache entry expire
+// between the two calls, that one question goes to the network without
+// the budget, bounded by the resolver's own timeouts.)
+func (r *run) immediate(name, typ string) bool {
+	imm, ok := r.s.resolver.(dns.Immediate)
+	return ok && imm.Immediate(name, typ)
 }
 
 // dnsError says so when err comes from the evaluation's DNS budget running
 // out (the error stays a temporary dns.Error for errors.Is).
 func (r *run) dnsError(err error) error {
-	if err == nil || r.dns.Err() == nil || context.Cause(r.dns) != errDNSBudget {
+	if err == nil || !r.budget.spent() {
 		return err
 	}
 	return fmt.Errorf("%w (%s: %s)", err, errDNSBudget, policies.FormatDuration(r.s.set.DNS.Budget))
@@ -514,7 +641,7 @@ func (r *run) dnsError(err error) error {
 func (r *run) orderMX(recs []dns.MX) []dns.MX {
 	out := make([]dns.MX, len(recs))
 	copy(out, recs)
-	sort.SliceStable(out, func(i, j int) bool { return out[i].Preference < out[j].Preference })
+	slices.SortStableFunc(out, func(a, b dns.MX) int { return int(a.Preference) - int(b.Preference) })
 	for i := 0; i < len(out); {
 		j := i + 1
 		for j < len(out) && out[j].Preference == out[i].Preference {
@@ -567,7 +694,7 @@ type hostPlan struct {
 	tr      *policies.Trace
 
 	lookup        policies.Lookup
-	families      []uint16 // dns.TypeA / TypeAAAA, in the order tried
+	families      []string // "A" and/or "AAAA", in the order tried
 	multi         int
 	dane          policies.TLSMode
 	refusePrivate bool
@@ -583,9 +710,13 @@ type addrResult struct {
 	err error
 }
 
-const (
-	typeA    = 1  // dns.TypeA
-	typeAAAA = 28 // dns.TypeAAAA
+// The address record types asked for each ip-strategy.lookup (shared,
+// read-only).
+var (
+	familiesA         = []string{"A"}
+	familiesAAAA      = []string{"AAAA"}
+	familiesAThenAAAA = []string{"A", "AAAA"}
+	familiesAAAAThenA = []string{"AAAA", "A"}
 )
 
 // resolveHosts evaluates the host-phase settings of every host in order,
@@ -593,42 +724,67 @@ const (
 // host in order, filters the addresses, decides DANE and evaluates the
 // connection-phase settings. The trace and the DNS answers come out in
 // host order, as if the hosts had been resolved one after the other.
-func (r *run) resolveHosts(g *Group, plans []*hostPlan) {
-	for _, p := range plans {
+func (r *run) resolveHosts(g *Group, plans []hostPlan) {
+	for i := range plans {
+		p := &plans[i]
 		p.tr = r.newTrace()
 		r.hostSettings(g, p)
 	}
-	var wg sync.WaitGroup
-	for _, p := range plans {
+	var wg *sync.WaitGroup // made for the first lookup that goes to the network
+	goNetwork := func(f func(ctx context.Context)) {
+		if wg == nil {
+			wg = new(sync.WaitGroup)
+		}
+		ctx := r.budget.context()
+		wg.Go(func() { f(ctx) })
+	}
+	for i := range plans {
+		p := &plans[i]
 		if p.literal.IsValid() {
 			continue
 		}
-		for i, fam := range p.families {
-			wg.Go(func() {
-				var res dns.AddrResult
-				var err error
-				if fam == typeA {
-					res, err = r.s.resolver.LookupA(r.dns, p.h.Name)
-				} else {
-					res, err = r.s.resolver.LookupAAAA(r.dns, p.h.Name)
-				}
-				p.addrs[i] = addrResult{res, r.dnsError(err)}
-			})
+		for k, fam := range p.families {
+			if r.immediate(p.h.Name, fam) {
+				r.lookupAddr(r.ctx, p, k)
+			} else {
+				goNetwork(func(ctx context.Context) { r.lookupAddr(ctx, p, k) })
+			}
 		}
 		// DANE (RFC 7672 section 2.2): TLSA only over a DNSSEC-secure MX
 		// answer; asked along with the addresses.
 		if !p.relay && p.dane != policies.TLSDisable && p.h.Secure {
 			p.tlsaName = "_25._tcp." + p.h.Name
-			wg.Go(func() {
-				p.tlsa, p.tlsaErr = r.s.resolver.LookupTLSA(r.dns, p.tlsaName)
-				p.tlsaErr = r.dnsError(p.tlsaErr)
-			})
+			if r.immediate(p.tlsaName, "TLSA") {
+				r.lookupTLSA(r.ctx, p)
+			} else {
+				goNetwork(func(ctx context.Context) { r.lookupTLSA(ctx, p) })
+			}
 		}
 	}
-	wg.Wait()
-	for _, p := range plans {
-		r.finishHost(g, p)
+	if wg != nil {
+		wg.Wait()
 	}
+	for i := range plans {
+		r.finishHost(g, &plans[i])
+	}
+}
+
+// lookupAddr asks for the addresses of p's host of its k-th family.
+func (r *run) lookupAddr(ctx context.Context, p *hostPlan, k int) {
+	var res dns.AddrResult
+	var err error
+	if p.families[k] == "A" {
+		res, err = r.s.resolver.LookupA(ctx, p.h.Name)
+	} else {
+		res, err = r.s.resolver.LookupAAAA(ctx, p.h.Name)
+	}
+	p.addrs[k] = addrResult{res, r.dnsError(err)}
+}
+
+// lookupTLSA asks for the TLSA records of p's host.
+func (r *run) lookupTLSA(ctx context.Context, p *hostPlan) {
+	p.tlsa, p.tlsaErr = r.s.resolver.LookupTLSA(ctx, p.tlsaName)
+	p.tlsaErr = r.dnsError(p.tlsaErr)
 }
 
 // hostSettings evaluates the host-phase settings of p's host.
@@ -674,13 +830,13 @@ func (r *run) hostSettings(g *Group, p *hostPlan) {
 	p.lookup, p.multi, p.dane, p.refusePrivate = lookup, multi, dane, refusePrivate
 	switch lookup {
 	case policies.IPv4Only:
-		p.families = []uint16{typeA}
+		p.families = familiesA
 	case policies.IPv6Only:
-		p.families = []uint16{typeAAAA}
+		p.families = familiesAAAA
 	case policies.IPv6ThenIPv4:
-		p.families = []uint16{typeAAAA, typeA}
+		p.families = familiesAAAAThenA
 	default:
-		p.families = []uint16{typeA, typeAAAA}
+		p.families = familiesAThenAAAA
 	}
 }
 
@@ -739,13 +895,9 @@ func (r *run) addresses(g *Group, p *hostPlan) []netip.Addr {
 	if p.literal.IsValid() {
 		cands = []netip.Addr{p.literal}
 	} else {
-		for i, fam := range p.families {
-			typ := "A"
-			if fam == typeAAAA {
-				typ = "AAAA"
-			}
-			families = append(families, typ)
-			a := p.addrs[i]
+		families = p.families
+		for i, typ := range p.families {
+			a := &p.addrs[i]
 			r.lookup(g, h.Name, typ, func() []string { return addrAnswer(a.res.Addrs) }, a.res.Secure, a.res.Info, a.err)
 			if a.err != nil {
 				lastErr = a.err

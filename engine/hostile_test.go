@@ -330,9 +330,15 @@ func TestDNSConcurrentAndBudgeted(t *testing.T) {
 	// answers costs the evaluation its DNS budget, no more.
 	policy = strings.Replace(policy, "timeout: 1s\n  attempts: 1", "timeout: 30s\n  attempts: 2", 1)
 	e = loadPolicy(t, map[string]string{"policy.yaml": policy}, Options{})
+	start := time.Now()
 	dec, err = e.Evaluate(context.Background(), Message{From: "a@example.org", To: []string{"b@dead.test", "c@slow.test"}}, WithTrace())
 	if err != nil {
 		t.Fatal(err)
+	}
+	// A generous bound: without the budget this takes a minute (two
+	// 30 s attempts); with it, about 3 s.
+	if el := time.Since(start); el > 25*time.Second {
+		t.Errorf("evaluation took %v with a 3s DNS budget", el)
 	}
 	for _, g := range dec.Groups {
 		if g.Outcome != OutcomeDefer || g.Error == nil || !g.Error.Temporary {

@@ -207,6 +207,13 @@ func (c *Cache) LookupTXT(ctx context.Context, name string) (TXTResult, error) {
 	return lookupTXT(ctx, c, name)
 }
 
+// Immediate implements [Immediate]: the cache holds a fresh answer (or a
+// fresh negative answer) for the question.
+func (c *Cache) Immediate(name, typ string) bool {
+	e, ok := c.lru.Peek(cacheKey{name: normalize(name), qtype: qtypeOf(typ), class: mdns.ClassINET})
+	return ok && e.expires.After(c.now())
+}
+
 func (c *Cache) lookup(ctx context.Context, name string, qtype uint16) (*response, Info, error) {
 	k := cacheKey{name: name, qtype: qtype, class: mdns.ClassINET}
 	now := c.now()

@@ -642,3 +642,33 @@ func checkStaleNegative(t *testing.T, info Info, err error, what, age, server st
 		t.Errorf("Info = %+v, want Cached and Stale", info)
 	}
 }
+
+// TestCacheImmediate: Immediate says a question would be answered from
+// memory exactly while the cache holds a fresh entry for it (whatever the
+// name's case or trailing dot); a zone file always answers from memory.
+func TestCacheImmediate(t *testing.T) {
+	clock := newFakeClock()
+	sw := &switchable{}
+	sw.set("127.0.0.1", 10, nil)
+	c := NewCache(sw.upstream(), CacheConfig{Now: clock.Now, NoPrefetch: true})
+	if c.Immediate("host.example.test", "A") {
+		t.Error("immediate before any lookup")
+	}
+	if _, _, err := lookupAddrString(t, c, "host.example.test"); err != nil {
+		t.Fatal(err)
+	}
+	if !c.Immediate("HOST.example.test.", "A") {
+		t.Error("not immediate with a fresh entry")
+	}
+	if c.Immediate("host.example.test", "AAAA") || c.Immediate("host.example.test", "NS") {
+		t.Error("immediate for a type never asked")
+	}
+	clock.Advance(10 * time.Second)
+	if c.Immediate("host.example.test", "A") {
+		t.Error("immediate after expiry")
+	}
+	var s Immediate = &Static{}
+	if !s.Immediate("anything.test", "MX") {
+		t.Error("static not immediate")
+	}
+}

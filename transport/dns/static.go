@@ -271,6 +271,9 @@ func (s *Static) LookupTXT(ctx context.Context, name string) (TXTResult, error) 
 	return lookupTXT(ctx, s, name)
 }
 
+// Immediate implements [Immediate]: a zone in memory answers at once.
+func (s *Static) Immediate(name, typ string) bool { return true }
+
 func (s *Static) lookup(ctx context.Context, name string, qtype uint16) (*response, Info, error) {
 	r, err := s.query(ctx, name, qtype)
 	if err != nil {

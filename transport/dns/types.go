@@ -36,6 +36,34 @@ type Resolver interface {
 	LookupTXT(ctx context.Context, name string) (TXTResult, error)
 }
 
+// Immediate is implemented by resolvers that can tell, without blocking,
+// whether a question would be answered at once, from memory: a [*Static]
+// always, a [*Cache] when it holds a fresh answer. A caller with several
+// questions asks those inline, and only the others concurrently: a
+// goroutine costs more than a cache hit. typ is "MX", "A", "AAAA", "TLSA"
+// or "TXT".
+type Immediate interface {
+	Immediate(name, typ string) bool
+}
+
+// qtypeOf maps the record types of [Immediate] to their codes (0 for
+// another word).
+func qtypeOf(typ string) uint16 {
+	switch typ {
+	case "MX":
+		return mdns.TypeMX
+	case "A":
+		return mdns.TypeA
+	case "AAAA":
+		return mdns.TypeAAAA
+	case "TLSA":
+		return mdns.TypeTLSA
+	case "TXT":
+		return mdns.TypeTXT
+	}
+	return 0
+}
+
 // Info tells how an answer was obtained, for the dry-run trace.
 type Info struct {
 	Cached bool          // served from the cache
