@@ -40,9 +40,17 @@ func TestHostileNesting(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
 			_, err := compileWith(t, tt.lim, tt.src, Bool)
+			runtime.ReadMemStats(&after)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("error %.300v, want it to contain %q", err, tt.want)
+			}
+			// Refused before parsing: nothing in proportion to the input
+			// (100,000 parentheses used to cost 250 MB).
+			if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 16<<20 {
+				t.Errorf("allocated %d MiB", alloc>>20)
 			}
 		})
 	}
@@ -277,5 +285,49 @@ func BenchmarkPredicate(b *testing.B) {
 		if _, err := p.Bool(&m, env); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkHostileCompile: what refusing a hostile expression costs, and
+// compiling the deepest one allowed.
+func BenchmarkHostileCompile(b *testing.B) {
+	ceil := Limits{MaxSize: CeilingMaxSize, MaxDepth: CeilingMaxDepth}
+	for _, bb := range []struct {
+		name string
+		lim  Limits
+		src  string
+	}{
+		{"6MB parentheses (size)", Limits{}, strings.Repeat("(", 3000000) + "true" + strings.Repeat(")", 3000000)},
+		{"500k parentheses (depth)", ceil, strings.Repeat("(", 500000) + "true" + strings.Repeat(")", 500000)},
+		{"900k prefix operators", ceil, strings.Repeat("!", 900000) + "true"},
+		{"1000 levels (allowed)", ceil, strings.Repeat("(", 1000) + "true" + strings.Repeat(")", 1000)},
+	} {
+		b.Run(bb.name, func(b *testing.B) {
+			lib := testLib().WithLimits(bb.lim)
+			b.ReportAllocs()
+			for b.Loop() {
+				_, _ = lib.Compile(bb.src, Spec{Setting: "s", Type: Bool, Phase: Connection}, Position{})
+			}
+		})
+	}
+}
+
+// TestLongExpressionSnippet: the caret snippet of an error in a long
+// expression shows a window of the line around the caret, not all of it.
+func TestLongExpressionSnippet(t *testing.T) {
+	src := strings.Repeat("(", 1500) + "true" + strings.Repeat(")", 1500)
+	_, err := compileWith(t, Limits{MaxSize: CeilingMaxSize, MaxDepth: CeilingMaxDepth}, src, Bool)
+	if err == nil {
+		t.Fatal("no error")
+	}
+	msg := err.Error()
+	want := "\n | ..." + strings.Repeat("(", snippetWidth) + "...\n | " + strings.Repeat(".", snippetWidth/2+3) + "^"
+	if !strings.HasSuffix(msg, want) || len(msg) > 600 {
+		t.Errorf("error (%d bytes):\n%s", len(msg), msg)
+	}
+	short := `rcpt == "a" &&& true`
+	_, err = compileWith(t, Limits{}, short, Bool)
+	if err == nil || !strings.Contains(err.Error(), "\n | "+short+"\n | ") {
+		t.Errorf("a short line is shown whole: %v", err)
 	}
 }

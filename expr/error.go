@@ -128,11 +128,52 @@ func fromExprError(fe *file.Error, spec Spec, pos Position) *Error {
 		Message:    fe.Message,
 		ExprLine:   fe.Line,
 		ExprColumn: fe.Column + 1,
-		Snippet:    fe.Snippet,
+		Snippet:    windowSnippet(fe.Snippet, fe.Column),
 		Err:        fe,
 	}
 	e.Line, e.Column = pos.shift(fe.Line, fe.Column)
 	return e
+}
+
+// snippetWidth is the most of a source line a snippet shows.
+const snippetWidth = 100
+
+// windowSnippet cuts the source line of expr-lang's caret snippet
+// ("\n | LINE\n | ....^") to snippetWidth characters around the caret at
+// column col (0-based), marking the cuts with "...": an error in a long
+// expression must not print all of it (a refused 1 MB expression would
+// print a 1 MB line).
+func windowSnippet(snippet string, col int) string {
+	const prefix = "\n | "
+	rest, ok := strings.CutPrefix(snippet, prefix)
+	if !ok {
+		return snippet
+	}
+	line, caret, ok := strings.Cut(rest, prefix)
+	if !ok {
+		return snippet
+	}
+	runes := []rune(line)
+	if len(runes) <= snippetWidth || col < 0 || col > len(runes) || strings.Count(caret, ".") != col {
+		return snippet
+	}
+	start := max(0, col-snippetWidth/2)
+	end := min(len(runes), start+snippetWidth)
+	var b strings.Builder
+	b.WriteString(prefix)
+	shift := 0
+	if start > 0 {
+		b.WriteString("...")
+		shift = 3
+	}
+	b.WriteString(string(runes[start:end]))
+	if end < len(runes) {
+		b.WriteString("...")
+	}
+	b.WriteString(prefix)
+	b.WriteString(strings.Repeat(".", col-start+shift))
+	b.WriteByte('^')
+	return b.String()
 }
 
 // shift maps a 1-based line and 0-based column inside the expression to the

@@ -261,3 +261,18 @@ routing:
 		}
 	}
 }
+
+// BenchmarkAliasPolicy: loading the alias-amplified policies of
+// TestAliasAmplification.
+func BenchmarkAliasPolicy(b *testing.B) {
+	head := "version: 1\nrouting:\n  route:\n" + bigRule(300)
+	for _, n := range []int{900, 20000} {
+		src := []byte(head + strings.Repeat("    - *r\n", n) + "    - else: mx\n")
+		b.Run(fmt.Sprintf("%d aliases", n), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				_, _ = Parse("p.yaml", src, Options{Hostname: "mta.test"})
+			}
+		})
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -243,7 +244,9 @@ func TestClientTimeout(t *testing.T) {
 	if srv.udpQ.Load() != 2 {
 		t.Errorf("server saw %d UDP questions, want 2 (two attempts)", srv.udpQ.Load())
 	}
-	if el < 300*time.Millisecond || el > 2*time.Second {
+	// A timeout cannot fire early; the upper bound is only there to catch
+	// a timeout that is not applied at all (generous for a loaded machine).
+	if el < 300*time.Millisecond || el > 20*time.Second {
 		t.Errorf("took %v, want about 2 x 150ms", el)
 	}
 	// With TCPOnError a timeout is still not asked again over TCP: see
@@ -440,14 +443,19 @@ func TestClientContextCancel(t *testing.T) {
 	srv := startServer(t, silentHandler)
 	c := customClient(t, Config{Timeout: 10 * time.Second}, "udp://"+srv.addr)
 	ctx, cancel := context.WithCancel(context.Background())
-	time.AfterFunc(100*time.Millisecond, cancel)
-	start := time.Now()
+	go func() {
+		// Cancel once the question is with the server: the lookup is
+		// then waiting for an answer that never comes.
+		for deadline := time.Now().Add(30 * time.Second); srv.udpQ.Load() == 0 && time.Now().Before(deadline); {
+			runtime.Gosched()
+		}
+		cancel()
+	}()
 	_, err := c.LookupA(ctx, "example.test")
+	// Without the cancellation the lookup would end at its 10 s timeout,
+	// with a deadline error, not this one.
 	if !errors.Is(err, context.Canceled) || !errors.Is(err, ErrTemporary) {
 		t.Fatalf("err = %v, want Temporary wrapping context.Canceled", err)
-	}
-	if el := time.Since(start); el > 2*time.Second {
-		t.Errorf("cancel took %v to take effect", el)
 	}
 }
 
