@@ -263,8 +263,11 @@ func (r *run) groups(gs []*Group) [][]*Group {
 		return f.safeGroup(g)
 	}
 	if len(todo) == 1 || r.cfg.noDNS || !r.anyNetwork(gs, todo) {
+		// One after the other, with r's own evaluator: no fork needed.
 		for k, i := range todo {
-			out[i] = decide(k, gs[i])
+			r.ev.pcg.Seed(seeds[k], seeds[k]^0x9e3779b97f4a7c15)
+			r.cfg.rand = r.ev.rand
+			out[i] = r.safeGroup(gs[i])
 		}
 		return out
 	}
@@ -312,7 +315,7 @@ func (r *run) fork(seed uint64) *run {
 	f := *r
 	f.ev = r.s.pool.Get().(*evaluator)
 	f.ev.vm.SetContext(r.ctx)
-	f.ev.pcg.Seed(seed, seed^0x9e3779b97f4a7c15)
+	f.ev.pcg.Seed(seed, seed^0x9e3779b97f4a7c15) // as groups seeds r's own
 	f.cfg.rand = f.ev.rand
 	f.resetEnv()
 	return &f

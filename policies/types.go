@@ -70,7 +70,7 @@ func (r Rate) String() string {
 	if r.Count == 0 {
 		return ""
 	}
-	return fmt.Sprintf("%d/%s", r.Count, r.Period)
+	return strconv.Itoa(r.Count) + "/" + r.Period.String()
 }
 
 // ParseRate parses "COUNT/DURATION" ("100/1m", "5/1s", "1000/1d"). A missing
