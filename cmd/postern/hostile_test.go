@@ -70,3 +70,14 @@ func TestSendTimeoutReachesTheEvaluation(t *testing.T) {
 		t.Errorf("want exit 3 and a temporary failure of the route:\n%s", r)
 	}
 }
+
+// TestSendCAFileBounded: --ca-file is read as a regular file of bounded
+// size, like every file Postern reads (/dev/zero used to grow memory
+// until the process died).
+func TestSendCAFileBounded(t *testing.T) {
+	dir := sendDir(t, "")
+	r := runSend(t, dir, "", nil, "-c", "policy.yaml", "--from", "alice@sender.test", "--to", "bob@dest.test", "--ca-file", "/dev/zero", "msg.eml")
+	if r.code != 1 || !strings.Contains(r.stderr, "--ca-file: /dev/zero: not a regular file (a device)") {
+		t.Errorf("want exit 1 naming the file:\n%s", r)
+	}
+}

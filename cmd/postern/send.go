@@ -14,8 +14,12 @@ import (
 	"time"
 
 	"github.com/postern-mta/postern/engine"
+	"github.com/postern-mta/postern/internal/safefile"
 	"github.com/postern-mta/postern/internal/textsafe"
 )
+
+// maxCAFile bounds --ca-file: a bundle of every public CA is about 200 KiB.
+const maxCAFile = 16 << 20
 
 // maxMessage bounds what send reads: a message larger than this is refused
 // before anything is connected to.
@@ -73,7 +77,7 @@ func cmdSend(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 
 	opts := engine.Options{}
 	if *caFile != "" {
-		pem, err := os.ReadFile(*caFile)
+		pem, err := safefile.Read(*caFile, maxCAFile)
 		if err != nil {
 			fmt.Fprintf(stderr, "postern send: --ca-file: %s\n", escErr(err))
 			return exitFailed
