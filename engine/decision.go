@@ -78,8 +78,9 @@ type Group struct {
 	// Trace lists every rule evaluated for this group, in order.
 	Trace []policies.TraceEntry `json:"trace"`
 
-	wire    []string   // Recipients in canonical form, for the transport
-	literal netip.Addr // the address of an address-literal domain
+	wire      []string   // Recipients in canonical form, for the transport
+	literal   netip.Addr // the address of an address-literal domain
+	badSender bool       // failed because the reverse-path does not parse
 }
 
 // GroupError explains a fail or defer outcome.

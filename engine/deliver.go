@@ -170,7 +170,13 @@ func (e *Engine) deliverGroup(ctx context.Context, s *state, msg *Message, body 
 		}
 		return res
 	case OutcomeFail, OutcomeDefer:
-		return all(g.Outcome == OutcomeDefer, g.Error.Class, g.Error.Message)
+		res := all(g.Outcome == OutcomeDefer, g.Error.Class, g.Error.Message)
+		if g.badSender {
+			for i := range res { // 5.1.7: bad sender's mailbox address syntax (RFC 3463)
+				res[i].Enhanced, res[i].Err.Enhanced = transport.EnhancedCode{5, 1, 7}, transport.EnhancedCode{5, 1, 7}
+			}
+		}
+		return res
 	}
 
 	// The plan first: a group that cannot be attempted (an unreadable

@@ -128,7 +128,7 @@ func (r *run) decide() *Decision {
 		// every recipient fails, with the reason.
 		g := &Group{Recipients: r.msg.To, Hosts: []*Host{}, Throttles: []ThrottleInfo{}, Outcome: OutcomeFail,
 			Error: &GroupError{Class: ClassInvalidAddress, Message: "sender: " + serr.Error()}}
-		g.wire = r.msg.To
+		g.wire, g.badSender = r.msg.To, true
 		d.Groups = []*Group{g}
 		return d
 	}

@@ -229,6 +229,15 @@ func TestAddressesCanonical(t *testing.T) {
 		!strings.HasPrefix(dec.Groups[0].Error.Message, `sender: invalid address "a b@example.org"`) {
 		t.Errorf("bad sender: %+v", dec.Groups[0])
 	}
+	res, err := e.Deliver(context.Background(), Message{From: "a b@example.org", To: []string{"b@targets.test", "c@targets.test"}}, strings.NewReader("Subject: x\r\n\r\nx\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range res {
+		if r.StatusText() != "permanent" || r.Enhanced.String() != "5.1.7" || r.Err.Enhanced.String() != "5.1.7" || r.Address.IsValid() {
+			t.Errorf("bad sender, delivery: %s %s %q %v", r.StatusText(), r.Enhanced, r.Text, r.Address)
+		}
+	}
 }
 
 // hostileDNS is an in-process DNS server on loopback (UDP and TCP on one
