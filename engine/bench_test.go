@@ -284,13 +284,13 @@ func (hw *handwritten) settle(g *engine.Group) {
 }
 
 func (hw *handwritten) host(ctx context.Context, m *engine.Message, name string, pref int, relay bool) *engine.Host {
-	starttls := "require"
+	starttls := policies.TLSRequire
 	if m.RetryNum > 2 && m.LastError == "tls" {
-		starttls = "optional"
+		starttls = policies.TLSOptional
 	}
-	dane := "optional"
+	dane := policies.TLSOptional
 	if relay {
-		dane = "disable"
+		dane = policies.TLSDisable
 	}
 	h := &engine.Host{Name: name, Preference: pref, IPLookup: "ipv4_then_ipv6", EHLOHostname: hwHostname,
 		TLS:                   engine.HostTLS{STARTTLS: starttls, DANE: dane, MinVersion: "1.2", HandshakeTimeout: engine.Duration(3 * time.Minute)},
@@ -318,10 +318,9 @@ func (hw *handwritten) host(ctx context.Context, m *engine.Message, name string,
 		addrs = addrs[:hwMultihomed]
 	}
 	// DANE optional and no secure zone in the quickstart: no TLSA lookup.
+	h.Addresses = addrs
 	for _, a := range addrs {
-		ip := a.String()
-		h.Addresses = append(h.Addresses, ip)
-		h.Connections = append(h.Connections, &engine.Connect{RemoteIP: ip, EHLOHostname: hwHostname, Timeouts: hwTimeouts})
+		h.Connections = append(h.Connections, &engine.Connect{RemoteIP: a, EHLOHostname: hwHostname, Timeouts: hwTimeouts})
 	}
 	return h
 }

@@ -37,12 +37,15 @@ type Message struct {
 	Notify     transport.NotifyFlags // DSN NOTIFY for every recipient
 }
 
+// Outcome is what happens to a group.
+type Outcome string
+
 // The outcomes of a group.
 const (
-	OutcomeDeliver = "deliver" // hosts to try
-	OutcomeLocal   = "local"   // handed back to the embedding MTA
-	OutcomeFail    = "fail"    // permanent failure
-	OutcomeDefer   = "defer"   // temporary failure: try again later
+	OutcomeDeliver Outcome = "deliver" // hosts to try
+	OutcomeLocal   Outcome = "local"   // handed back to the embedding MTA
+	OutcomeFail    Outcome = "fail"    // permanent failure
+	OutcomeDefer   Outcome = "defer"   // temporary failure: try again later
 )
 
 // Decision is the engine's answer for one message: the recipients grouped
@@ -65,7 +68,7 @@ type Group struct {
 	Domain     string      `json:"domain"`
 	Route      RouteInfo   `json:"route"`
 	Recipients []string    `json:"recipients"`
-	Outcome    string      `json:"outcome"`
+	Outcome    Outcome     `json:"outcome"`
 	Error      *GroupError `json:"error"`
 	MTASTS     MTASTSInfo  `json:"mta_sts"`
 	// Limits settled for the group.
@@ -74,32 +77,33 @@ type Group struct {
 	Hosts     []*Host        `json:"hosts"`
 	Throttles []ThrottleInfo `json:"throttles"`
 	// Lookups are the DNS questions asked for this group (with trace).
-	Lookups []Lookup `json:"dns,omitempty"`
+	Lookups []DNSQuery `json:"dns,omitempty"`
 	// Trace lists every rule evaluated for this group, in order.
 	Trace []policies.TraceEntry `json:"trace"`
 
-	wire      []string   // Recipients in canonical form, for the transport
-	literal   netip.Addr // the address of an address-literal domain
-	badSender bool       // failed because the reverse-path does not parse
+	route     *policies.Route // the route taken; nil when routing failed
+	wire      []string        // Recipients in canonical form, for the transport
+	literal   netip.Addr      // the address of an address-literal domain
+	badSender bool            // failed because the reverse-path does not parse
 }
 
 // GroupError explains a fail or defer outcome.
 type GroupError struct {
-	Temporary bool   `json:"temporary"`
-	Class     string `json:"class"` // a last_error word
-	Message   string `json:"message"`
+	Temporary bool            `json:"temporary"`
+	Class     transport.Class `json:"class"` // a last_error word
+	Message   string          `json:"message"`
 }
 
 // RouteInfo describes the route of a group. Secrets are never included:
 // Auth shows where the secret comes from.
 type RouteInfo struct {
-	Name        string    `json:"name"`
-	Type        string    `json:"type"`
-	Address     string    `json:"address,omitempty"`
-	Port        int       `json:"port,omitempty"`
-	Protocol    string    `json:"protocol,omitempty"`
-	ImplicitTLS bool      `json:"implicit_tls,omitempty"`
-	Auth        *AuthInfo `json:"auth,omitempty"`
+	Name        string             `json:"name"`
+	Type        policies.RouteType `json:"type"`
+	Address     string             `json:"address,omitempty"`
+	Port        int                `json:"port,omitempty"`
+	Protocol    string             `json:"protocol,omitempty"`
+	ImplicitTLS bool               `json:"implicit_tls,omitempty"`
+	Auth        *AuthInfo          `json:"auth,omitempty"`
 }
 
 // AuthInfo is a relay's user name and the source of its secret.
@@ -126,47 +130,46 @@ type GroupLimits struct {
 
 // Host is one MX host (or the relay) with its settings.
 type Host struct {
-	Name       string   `json:"name"`
-	Preference int      `json:"preference"`
-	Secure     bool     `json:"mx_secure"`
-	IPLookup   string   `json:"ip_lookup"`
-	Addresses  []string `json:"addresses"`
+	Name       string          `json:"name"`
+	Preference int             `json:"preference"`
+	Secure     bool            `json:"mx_secure"`
+	IPLookup   policies.Lookup `json:"ip_lookup"`
+	// Addresses are tried in this order, cut at limits.multihomed.
+	Addresses []netip.Addr `json:"addresses"`
 	// Dropped are the addresses DNS gave that are never connected to for
 	// an MX host (loopback, link-local, ...; private ones with
 	// ip-strategy.refuse-private), each with the reason.
 	Dropped []string `json:"dropped,omitempty"`
 	// Skipped says why the host would be passed over; nil when it is
 	// tried.
-	Skipped               *string    `json:"skipped"`
-	SkipTemporary         bool       `json:"skip_temporary,omitempty"`
-	TLS                   HostTLS    `json:"tls"`
-	EHLOHostname          string     `json:"-"`
-	SourceIPs             []string   `json:"source_ips,omitempty"`
-	MessagesPerConnection int        `json:"messages_per_connection"`
-	Connections           []*Connect `json:"connections"`
+	Skipped               *string      `json:"skipped"`
+	SkipTemporary         bool         `json:"skip_temporary,omitempty"`
+	TLS                   HostTLS      `json:"tls"`
+	EHLOHostname          string       `json:"-"`
+	SourceIPs             []netip.Addr `json:"source_ips,omitempty"`
+	MessagesPerConnection int          `json:"messages_per_connection"`
+	Connections           []*Connect   `json:"connections"`
 
-	handshake time.Duration
-	skipClass string       // last_error class of the reason in Skipped
-	addrs     []netip.Addr // Addresses, typed, for delivery
-	sources   []netip.Addr // SourceIPs, typed, for delivery
+	skipClass transport.Class // last_error class of the reason in Skipped
 }
 
 // HostTLS are the TLS settings of a host.
 type HostTLS struct {
-	STARTTLS          string   `json:"starttls"`
-	DANE              string   `json:"dane"`
-	AllowInvalidCerts bool     `json:"allow_invalid_certs"`
-	MinVersion        string   `json:"min_version"`
-	HandshakeTimeout  Duration `json:"handshake_timeout"`
-	DANERecords       int      `json:"dane_records"`
+	STARTTLS          policies.TLSMode    `json:"starttls"`
+	DANE              policies.TLSMode    `json:"dane"`
+	AllowInvalidCerts bool                `json:"allow_invalid_certs"`
+	MinVersion        policies.TLSVersion `json:"min_version"`
+	HandshakeTimeout  Duration            `json:"handshake_timeout"`
+	DANERecords       int                 `json:"dane_records"`
 }
 
 // Connect is one address of a host, with its connection-phase settings.
 type Connect struct {
-	RemoteIP     string   `json:"remote_ip"`
-	SourceIP     *string  `json:"source_ip"`
-	EHLOHostname string   `json:"ehlo_hostname"`
-	Timeouts     Timeouts `json:"timeouts"`
+	RemoteIP netip.Addr `json:"remote_ip"`
+	// SourceIP is the local address to bind; nil when the kernel chooses.
+	SourceIP     *netip.Addr `json:"source_ip"`
+	EHLOHostname string      `json:"ehlo_hostname"`
+	Timeouts     Timeouts    `json:"timeouts"`
 }
 
 // Timeouts are the per-command timeouts of a connection, as durations in
@@ -207,8 +210,8 @@ type ThrottleInfo struct {
 	Recipient string `json:"recipient,omitempty"`
 }
 
-// Lookup is one DNS question and its answer, for the trace.
-type Lookup struct {
+// DNSQuery is one DNS question and its answer, for the trace.
+type DNSQuery struct {
 	Name   string   `json:"name"`
 	Type   string   `json:"type"`
 	Answer []string `json:"answer"`

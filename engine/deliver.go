@@ -155,10 +155,10 @@ func (e *Engine) deliverGroup(ctx context.Context, s *state, msg *Message, body 
 			}
 		}
 	}()
-	all := func(temporary bool, class, text string) []Result {
+	all := func(temporary bool, class transport.Class, text string) []Result {
 		res := make([]Result, len(g.Recipients))
 		for i, r := range g.Recipients {
-			res[i] = failed(r, g.Route.Name, temporary, transport.Class(class), text)
+			res[i] = failed(r, g.Route.Name, temporary, class, text)
 		}
 		return res
 	}
@@ -218,7 +218,7 @@ func (e *Engine) deliverGroup(ctx context.Context, s *state, msg *Message, body 
 			continue
 		}
 		refund(t.Recipient)
-		res := failed(t.Recipient, g.Route.Name, true, transport.Class(class),
+		res := failed(t.Recipient, g.Route.Name, true, class,
 			fmt.Sprintf("throttle %s (%s) is full: retry in %s", t.Name, t.Key, wait.Round(time.Millisecond)))
 		res.RetryAfter = now.Add(wait)
 		deferred[t.Recipient] = res
@@ -302,7 +302,7 @@ func (e *Engine) deliverGroup(ctx context.Context, s *state, msg *Message, body 
 // settings are evaluated again per connection (connSettings), because
 // ehlo-hostname may depend on the source address the transport picks.
 func (e *Engine) plan(s *state, msg *Message, g *Group) (*transport.Plan, *connSettings, error) {
-	rt := s.set.Routes[g.Route.Name]
+	rt := g.route
 	p := &transport.Plan{}
 	sender, _ := mailbox.ParseReversePath(msg.From) // checked by the evaluation: the group would have failed
 	_, rcpts := parseRecipients(msg.To)
@@ -314,8 +314,8 @@ func (e *Engine) plan(s *state, msg *Message, g *Group) (*transport.Plan, *connS
 			continue
 		}
 		th := transport.Host{Name: h.Name, Preference: h.Preference, Port: 25, IsRelay: rt.Type == policies.RouteRelay,
-			AllowInvalidCerts: h.TLS.AllowInvalidCerts, MinTLSVersion: policies.TLSVersion(h.TLS.MinVersion).Uint16()}
-		switch policies.TLSMode(h.TLS.STARTTLS) {
+			AllowInvalidCerts: h.TLS.AllowInvalidCerts, MinTLSVersion: h.TLS.MinVersion.Uint16()}
+		switch h.TLS.STARTTLS {
 		case policies.TLSRequire:
 			th.StartTLS = transport.StartTLSRequire
 		case policies.TLSDisable:
@@ -343,7 +343,7 @@ func (e *Engine) plan(s *state, msg *Message, g *Group) (*transport.Plan, *connS
 				th.Auth = &transport.Auth{Username: rt.Auth.Username, Secret: transport.Secret(secret)}
 			}
 		}
-		th.Addresses, th.SourceIPs = h.addrs, h.sources
+		th.Addresses, th.SourceIPs = h.Addresses, h.SourceIPs
 		if p.MessagesPerConnection == 0 {
 			p.MessagesPerConnection = h.MessagesPerConnection
 			p.EHLOName = h.EHLOHostname
@@ -407,7 +407,7 @@ func (c *connSettings) ConnectionSettings(ctx context.Context, th *transport.Hos
 	r.resetEnv()
 	env := &ev.env
 	env.Rcpt, env.RcptDomain = c.g.wire[0], c.g.Domain
-	env.Route, env.RouteType = c.g.Route.Name, c.g.Route.Type
+	env.Route, env.RouteType = c.g.Route.Name, string(c.g.Route.Type)
 	env.MX, env.MXPreference, env.MXSecure = h.Name, h.Preference, h.Secure
 	env.RemoteIP = remote.String()
 	if local.IsValid() {
@@ -422,7 +422,7 @@ func (c *connSettings) ConnectionSettings(ctx context.Context, th *transport.Hos
 	out := transport.ConnSettings{EHLOName: ehlo, Timeouts: transport.Timeouts{
 		Connect: eval(r, t.Connect, nil), Greeting: eval(r, t.Greeting, nil), EHLO: eval(r, t.EHLO, nil),
 		MailFrom: eval(r, t.MailFrom, nil), RcptTo: eval(r, t.RcptTo, nil), Data: eval(r, t.Data, nil),
-		TLSHandshake: h.handshake}}
+		TLSHandshake: time.Duration(h.TLS.HandshakeTimeout)}}
 
 	// Connection-level throttles (keys with mx, remote_ip or local_ip).
 	now := c.e.opts.Clock()
@@ -438,7 +438,7 @@ func (c *connSettings) ConnectionSettings(ctx context.Context, th *transport.Hos
 			c.mu.Lock()
 			c.maxWait = max(c.maxWait, wait)
 			c.mu.Unlock()
-			return out, &transport.Error{Code: 451, Enhanced: transport.EnhancedCode{4, 7, 0}, Class: transport.Class(class),
+			return out, &transport.Error{Code: 451, Enhanced: transport.EnhancedCode{4, 7, 0}, Class: class,
 				Message: fmt.Sprintf("throttle %s is full: retry in %s", t.Name, wait.Round(time.Millisecond))}
 		}
 		if rel != nil {

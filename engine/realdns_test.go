@@ -43,7 +43,7 @@ dns:
 	if err != nil {
 		t.Fatal(err)
 	}
-	find := func(g *Group, name, typ string) Lookup {
+	find := func(g *Group, name, typ string) DNSQuery {
 		t.Helper()
 		for _, l := range g.Lookups {
 			if l.Name == name && l.Type == typ {
@@ -51,7 +51,7 @@ dns:
 			}
 		}
 		t.Fatalf("no %s lookup of %s in group %s: %+v", typ, name, g.Domain, g.Lookups)
-		return Lookup{}
+		return DNSQuery{}
 	}
 	if len(dec.Groups) != 4 {
 		t.Fatalf("%d groups", len(dec.Groups))

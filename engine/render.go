@@ -95,7 +95,7 @@ func (d *Decision) WriteText(w io.Writer) error {
 }
 
 // escText escapes a string for one line of text output.
-func escText(s string) string { return textsafe.Escape(s) }
+func escText[S ~string](s S) string { return textsafe.Escape(string(s)) }
 
 // escTextJoin escapes each of list and joins them with sep.
 func escTextJoin(list []string, sep string) string {
@@ -142,7 +142,7 @@ func (p *printer) group(n int, g *Group) {
 	if route == "" {
 		route = "(none)"
 	}
-	p.f("group %d: %s via %s: %s\n", n, orDash(escText(g.Domain)), route, escText(strings.ToUpper(g.Outcome)))
+	p.f("group %d: %s via %s: %s\n", n, orDash(escText(g.Domain)), route, escText(strings.ToUpper(string(g.Outcome))))
 	if g.Error != nil {
 		kind := "permanent"
 		if g.Error.Temporary {
@@ -270,16 +270,16 @@ func (p *printer) host(n int, h *Host) {
 	for _, c := range h.Connections {
 		src := "kernel's choice"
 		if c.SourceIP != nil {
-			src = escText(*c.SourceIP)
+			src = c.SourceIP.String()
 		}
 		to := c.Timeouts
-		p.f("       -> %s from %s, ehlo %s\n", escText(c.RemoteIP), src, escText(c.EHLOHostname))
+		p.f("       -> %s from %s, ehlo %s\n", c.RemoteIP, src, escText(c.EHLOHostname))
 		p.f("          timeouts: connect %s, greeting %s, ehlo %s, mail-from %s, rcpt-to %s, data %s\n",
 			to.Connect, to.Greeting, to.EHLO, to.MailFrom, to.RcptTo, to.Data)
 	}
 }
 
-func (p *printer) lookup(l Lookup) {
+func (p *printer) lookup(l DNSQuery) {
 	p.f("    %-4s %s: ", escText(l.Type), escText(l.Name))
 	if l.Error != "" {
 		p.f("%s", escText(l.Error))

@@ -3,6 +3,7 @@ package engine_test
 import (
 	"bytes"
 	"encoding/json"
+	"net/netip"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -10,6 +11,7 @@ import (
 	"github.com/postern-mta/postern/engine"
 	"github.com/postern-mta/postern/expr"
 	"github.com/postern-mta/postern/policies"
+	"github.com/postern-mta/postern/transport"
 )
 
 // forged is what an attacker would put in an address, a DNS answer, a
@@ -39,26 +41,26 @@ func escapeDecision(s string) *engine.Decision {
 		{Setting: s, Kind: policies.KindDefault, Value: s, Context: "host " + s},
 	}
 	skipped := "no address: " + s
-	source := s
+	source := netip.MustParseAddr("192.0.2.10") // addresses are typed: nothing to forge there
 	return &engine.Decision{
 		Policy:  "policy" + s + ".yaml",
 		Message: engine.MessageInfo{Sender: s, Recipients: []string{s, "bob@" + s}, Size: 10},
 		Groups: []*engine.Group{
 			{
-				Domain: s, Route: engine.RouteInfo{Name: s, Type: "mx"}, Recipients: []string{s, "bob@" + s}, Outcome: "defer",
-				Error:  &engine.GroupError{Temporary: true, Class: s, Message: "routing.route failed to evaluate: " + exprErr},
+				Domain: s, Route: engine.RouteInfo{Name: s, Type: policies.RouteMX}, Recipients: []string{s, "bob@" + s}, Outcome: "defer",
+				Error:  &engine.GroupError{Temporary: true, Class: transport.Class(s), Message: "routing.route failed to evaluate: " + exprErr},
 				MTASTS: engine.MTASTSInfo{Setting: s, Record: "v=STSv1; id=" + s},
 				Limits: engine.GroupLimits{MX: 3, Recipients: 100},
 				Hosts: []*engine.Host{
-					{Name: s, Preference: 10, IPLookup: s, Skipped: &skipped},
-					{Name: "mx." + s, Preference: 20, IPLookup: s, TLS: engine.HostTLS{STARTTLS: s, DANE: s, MinVersion: s},
+					{Name: s, Preference: 10, IPLookup: policies.Lookup(s), Skipped: &skipped},
+					{Name: "mx." + s, Preference: 20, IPLookup: policies.Lookup(s), TLS: engine.HostTLS{STARTTLS: policies.TLSMode(s), DANE: policies.TLSMode(s), MinVersion: policies.TLSVersion(s)},
 						MessagesPerConnection: 20, Connections: []*engine.Connect{
-							{RemoteIP: s, SourceIP: &source, EHLOHostname: s},
-							{RemoteIP: "192.0.2.1", EHLOHostname: s},
+							{RemoteIP: netip.MustParseAddr("192.0.2.2"), SourceIP: &source, EHLOHostname: s},
+							{RemoteIP: netip.MustParseAddr("192.0.2.1"), EHLOHostname: s},
 						}},
 				},
 				Throttles: []engine.ThrottleInfo{{Name: s, Key: s, Concurrency: 2, Rate: s, Phase: s}},
-				Lookups: []engine.Lookup{
+				Lookups: []engine.DNSQuery{
 					{Name: s, Type: "MX", Answer: []string{s, "10 " + s}, TTL: s, Cached: true},
 					{Name: s, Type: s, Error: "dns: " + s},
 					{Name: s, Type: "TXT"},
@@ -66,10 +68,10 @@ func escapeDecision(s string) *engine.Decision {
 				Trace: trace,
 			},
 			{
-				Domain: "b" + s, Route: engine.RouteInfo{Name: s, Type: "relay", Address: s, Port: 587, Protocol: s,
+				Domain: "b" + s, Route: engine.RouteInfo{Name: s, Type: policies.RouteRelay, Address: s, Port: 587, Protocol: s,
 					Auth: &engine.AuthInfo{Username: s, Secret: "<from env " + s + ">"}},
 				Recipients: []string{s}, Outcome: "fail",
-				Error: &engine.GroupError{Class: s, Message: "dns: " + s},
+				Error: &engine.GroupError{Class: transport.Class(s), Message: "dns: " + s},
 				Trace: trace,
 			},
 		},
@@ -121,7 +123,7 @@ func TestWriteTextEscapes(t *testing.T) {
 		"  mta-sts:    " + forgedEscaped + " (record v=STSv1; id=" + forgedEscaped + ")\n",
 		"    1. " + forgedEscaped + " (preference 10) lookup " + forgedEscaped + "\n       SKIPPED (permanent): no address: " + forgedEscaped + "\n",
 		"       tls: starttls " + forgedEscaped + ", dane " + forgedEscaped + " (0 records), min " + forgedEscaped + ",",
-		"       -> " + forgedEscaped + " from " + forgedEscaped + ", ehlo " + forgedEscaped + "\n",
+		"       -> 192.0.2.2 from 192.0.2.10, ehlo " + forgedEscaped + "\n",
 		"    " + forgedEscaped + " key \"a\\nb@z DELIVERED 250\\r\\x1b[2J\\u202e\\u2028\\u0085\\xff\" (" + forgedEscaped + "): concurrency 2, rate " + forgedEscaped + ",",
 		"    MX   " + forgedEscaped + ": " + forgedEscaped + ", 10 " + forgedEscaped + " [cached, ttl " + forgedEscaped + "]\n",
 		"    " + forgedEscaped + " " + forgedEscaped + ": dns: " + forgedEscaped + "\n",

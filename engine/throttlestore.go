@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/postern-mta/postern/policies"
+	"github.com/postern-mta/postern/transport"
 )
 
 // ThrottleStore counts throttles: deliveries in flight (concurrency) and
@@ -20,7 +21,7 @@ type ThrottleStore interface {
 	// delivery ends; release(true) also returns the rate token, for a
 	// delivery that did not start after all (another throttle was full).
 	// release is safe to call more than once; only the first call counts.
-	Acquire(key string, concurrency int, rate policies.Rate, now time.Time) (release func(refund bool), ok bool, class string, wait time.Duration)
+	Acquire(key string, concurrency int, rate policies.Rate, now time.Time) (release func(refund bool), ok bool, class transport.Class, wait time.Duration)
 	// Peek reports the slots in use and the wait a new delivery would
 	// have, without taking anything (for dry-runs).
 	Peek(key string, concurrency int, rate policies.Rate, now time.Time) (inUse int, wait time.Duration)
@@ -76,17 +77,17 @@ func (m *MemoryThrottles) entry(key string) *throttleEntry {
 }
 
 // Acquire implements [ThrottleStore].
-func (m *MemoryThrottles) Acquire(key string, concurrency int, rate policies.Rate, now time.Time) (func(bool), bool, string, time.Duration) {
+func (m *MemoryThrottles) Acquire(key string, concurrency int, rate policies.Rate, now time.Time) (func(bool), bool, transport.Class, time.Duration) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	e := m.entry(key)
 	e.refill(rate, now)
 	if concurrency > 0 && e.inFlight >= concurrency {
 		// A slot frees when a delivery ends; a short wait is a fair guess.
-		return nil, false, ClassConcurrency, time.Second
+		return nil, false, transport.ClassConcurrency, time.Second
 	}
 	if w := e.wait(rate); w > 0 {
-		return nil, false, ClassRate, w
+		return nil, false, transport.ClassRate, w
 	}
 	if rate.Count > 0 {
 		e.tokens--
@@ -125,9 +126,3 @@ func (m *MemoryThrottles) Peek(key string, concurrency int, rate policies.Rate, 
 	}
 	return c.inFlight, w
 }
-
-// The throttle classes (last_error words).
-const (
-	ClassRate        = "rate"
-	ClassConcurrency = "concurrency"
-)

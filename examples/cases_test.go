@@ -245,13 +245,13 @@ func (f *groupFacts) check(d *engine.Decision) []string {
 		}
 	}
 	str("route", g.Route.Name, f.Route)
-	str("route_type", g.Route.Type, f.RouteType)
-	str("outcome", g.Outcome, f.Outcome)
+	str("route_type", string(g.Route.Type), f.RouteType)
+	str("outcome", string(g.Outcome), f.Outcome)
 	if f.ErrorClass != nil || f.Temporary != nil {
 		if g.Error == nil {
 			errs = append(errs, fmt.Sprintf("%s: no error, want one", f.Rcpt))
 		} else {
-			str("error_class", g.Error.Class, f.ErrorClass)
+			str("error_class", string(g.Error.Class), f.ErrorClass)
 			if f.Temporary != nil {
 				p("temporary", g.Error.Temporary, *f.Temporary)
 			}
@@ -330,25 +330,29 @@ func (f *groupFacts) checkHost(g *engine.Group) []string {
 		}
 	}
 	if f.Addresses != nil {
-		p("addresses", append([]string{}, h.Addresses...), f.Addresses)
+		addrs := []string{}
+		for _, a := range h.Addresses {
+			addrs = append(addrs, a.String())
+		}
+		p("addresses", addrs, f.Addresses)
 	}
 	if f.IPLookup != nil {
-		p("ip_lookup", h.IPLookup, *f.IPLookup)
+		p("ip_lookup", string(h.IPLookup), *f.IPLookup)
 	}
 	if f.MXSecure != nil {
 		p("mx_secure", h.Secure, *f.MXSecure)
 	}
 	if f.STARTTLS != nil {
-		p("starttls", h.TLS.STARTTLS, *f.STARTTLS)
+		p("starttls", string(h.TLS.STARTTLS), *f.STARTTLS)
 	}
 	if f.DANE != nil {
-		p("dane", h.TLS.DANE, *f.DANE)
+		p("dane", string(h.TLS.DANE), *f.DANE)
 	}
 	if f.DANERecords != nil {
 		p("dane_records", h.TLS.DANERecords, *f.DANERecords)
 	}
 	if f.MinVersion != nil {
-		p("min_version", h.TLS.MinVersion, *f.MinVersion)
+		p("min_version", string(h.TLS.MinVersion), *f.MinVersion)
 	}
 	if f.AllowInvalidCerts != nil {
 		p("allow_invalid_certs", h.TLS.AllowInvalidCerts, *f.AllowInvalidCerts)
@@ -361,7 +365,7 @@ func (f *groupFacts) checkHost(g *engine.Group) []string {
 		ehlo = append(ehlo, c.EHLOHostname)
 		src := ""
 		if c.SourceIP != nil {
-			src = *c.SourceIP
+			src = c.SourceIP.String()
 		}
 		sources = append(sources, src)
 	}

@@ -24,7 +24,13 @@ func (l *listFlag) String() string     { return strings.Join(*l, ",") }
 func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 
 // lastErrors are the words last_error takes.
-var lastErrors = []string{"none", "dns", "connection", "tls", "dane", "mta-sts", "unexpected-reply", "rate", "concurrency", "io", engine.ClassPolicy}
+var lastErrors = func() []string {
+	out := make([]string, len(engine.Classes))
+	for i, c := range engine.Classes {
+		out[i] = string(c)
+	}
+	return out
+}()
 
 // messageFlags are the flags dry-run and send share.
 type messageFlags struct {

@@ -82,7 +82,7 @@ func groupLine(g *engine.Group) string {
 	if route == "" {
 		route = "(no route)"
 	} else {
-		route += " (" + g.Route.Type + ")"
+		route += " (" + string(g.Route.Type) + ")"
 	}
 	fmt.Fprintf(&b, "%s via %s: %s [%s]", g.Domain, route, g.Outcome, strings.Join(g.Recipients, ", "))
 	if g.Error != nil {
@@ -98,7 +98,11 @@ func groupLine(g *engine.Group) string {
 			hosts = append(hosts, fmt.Sprintf("%s (skipped: %s)", h.Name, *h.Skipped))
 			continue
 		}
-		hosts = append(hosts, fmt.Sprintf("%s (%s; starttls %s)", h.Name, strings.Join(h.Addresses, ", "), h.TLS.STARTTLS))
+		addrs := make([]string, len(h.Addresses))
+		for i, a := range h.Addresses {
+			addrs[i] = a.String()
+		}
+		hosts = append(hosts, fmt.Sprintf("%s (%s; starttls %s)", h.Name, strings.Join(addrs, ", "), h.TLS.STARTTLS))
 	}
 	if len(hosts) > 0 {
 		fmt.Fprintf(&b, " hosts %s", strings.Join(hosts, ", "))

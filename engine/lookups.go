@@ -1,0 +1,103 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/postern-mta/postern/policies"
+	"github.com/postern-mta/postern/transport/dns"
+)
+
+// dnsBudget is the context of an evaluation's network DNS lookups: the
+// caller's, with the deadline dns.budget sets from the start of the
+// evaluation. It is made on the first lookup that goes to the network
+// (answers from memory need none).
+type dnsBudget struct {
+	parent   context.Context
+	deadline time.Time // zero: no budget
+
+	mu     sync.Mutex
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+// context returns the budget's context, making it on first use.
+func (b *dnsBudget) context() context.Context {
+	if b.deadline.IsZero() {
+		return b.parent
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.ctx == nil {
+		b.ctx, b.cancel = context.WithDeadlineCause(b.parent, b.deadline, errDNSBudget)
+	}
+	return b.ctx
+}
+
+// spent reports whether the budget ran out.
+func (b *dnsBudget) spent() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.ctx != nil && b.ctx.Err() != nil && context.Cause(b.ctx) == errDNSBudget
+}
+
+// release frees the budget's timer.
+func (b *dnsBudget) release() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.cancel != nil {
+		b.cancel()
+	}
+}
+
+// errDNSBudget is the cause of the DNS context of an evaluation whose DNS
+// budget ran out.
+var errDNSBudget = errors.New("the DNS budget of the evaluation (dns.budget) is used up")
+
+// asyncTXT is a TXT lookup running in a goroutine.
+type asyncTXT struct {
+	done chan struct{}
+	res  dns.TXTResult
+	err  error
+}
+
+// immediate reports whether the resolver answers the question from memory
+// (a zone file, a fresh cache entry). Such a question is asked inline;
+// the others go to the network, each in a goroutine, so that they are
+// asked together, under the DNS budget. (Should a cache entry expire
+// between the two calls, that one question goes to the network without
+// the budget, bounded by the resolver's own timeouts.)
+func (r *run) immediate(name, typ string) bool {
+	imm, ok := r.s.resolver.(dns.Immediate)
+	return ok && imm.Immediate(name, typ)
+}
+
+// dnsError says so when err comes from the evaluation's DNS budget running
+// out (the error stays a temporary dns.Error for errors.Is).
+func (r *run) dnsError(err error) error {
+	if err == nil || !r.budget.spent() {
+		return err
+	}
+	return fmt.Errorf("%w (%s: %s)", err, errDNSBudget, policies.FormatDuration(r.s.set.DNS.Budget))
+}
+
+// lookupAddr asks for the addresses of p's host of its k-th family.
+func (r *run) lookupAddr(ctx context.Context, p *hostPlan, k int) {
+	var res dns.AddrResult
+	var err error
+	if p.families[k] == "A" {
+		res, err = r.s.resolver.LookupA(ctx, p.h.Name)
+	} else {
+		res, err = r.s.resolver.LookupAAAA(ctx, p.h.Name)
+	}
+	p.addrs[k] = addrResult{res, r.dnsError(err)}
+}
+
+// lookupTLSA asks for the TLSA records of p's host.
+func (r *run) lookupTLSA(ctx context.Context, p *hostPlan) {
+	p.tlsa, p.tlsaErr = r.s.resolver.LookupTLSA(ctx, p.tlsaName)
+	p.tlsaErr = r.dnsError(p.tlsaErr)
+}

@@ -1,0 +1,157 @@
+package engine
+
+import (
+	"errors"
+	"slices"
+	"strings"
+
+	"github.com/postern-mta/postern/policies"
+	"github.com/postern-mta/postern/transport/dns"
+)
+
+// relay decides a relay group: a single next hop.
+func (r *run) relay(g *Group, rt *policies.Route, tr *policies.Trace) {
+	h := &Host{Name: rt.Address}
+	g.Hosts = append(g.Hosts, h)
+	r.resolveHosts(g, []hostPlan{{h: h, relay: true, literal: rt.AddressIP}})
+	r.settle(g)
+}
+
+// mx decides an mx group: MTA-STS record and MX lookup (asked together),
+// then every host.
+//
+// modeErr is the run-time error of tls.mta-sts, if any: mode is then its
+// strictest value, and a missing policy defers instead of failing, so that
+// a broken expression never bounces mail for good.
+func (r *run) mx(g *Group, mode policies.TLSMode, modeErr error, tr *policies.Trace) {
+	if g.literal.IsValid() {
+		r.literal(g, mode, modeErr)
+		return
+	}
+	stsName := "_mta-sts." + g.Domain
+	var (
+		txt    dns.TXTResult
+		txtErr error
+		async  *asyncTXT // the TXT lookup when it went to the network
+	)
+	if mode != policies.TLSDisable {
+		if r.immediate(stsName, "TXT") {
+			txt, txtErr = r.s.resolver.LookupTXT(r.ctx, stsName)
+		} else {
+			async = &asyncTXT{done: make(chan struct{})}
+			ctx := r.budget.context()
+			go func() {
+				defer close(async.done)
+				async.res, async.err = r.s.resolver.LookupTXT(ctx, stsName)
+			}()
+		}
+	}
+	var (
+		res dns.MXResult
+		err error
+	)
+	if r.immediate(g.Domain, "MX") {
+		res, err = r.s.resolver.LookupMX(r.ctx, g.Domain)
+	} else {
+		res, err = r.s.resolver.LookupMX(r.budget.context(), g.Domain)
+	}
+	err = r.dnsError(err)
+	if async != nil {
+		<-async.done
+		txt, txtErr = async.res, async.err
+	}
+	txtErr = r.dnsError(txtErr)
+	if mode != policies.TLSDisable {
+		r.lookup(g, stsName, "TXT", func() []string { return txtAnswer(txt.Records) }, txt.Secure, txt.Info, txtErr)
+		// RFC 8461 section 3.1: exactly one record starting with
+		// v=STSv1, or the domain has no usable MTA-STS policy.
+		var recs []string
+		for _, rec := range txt.Records {
+			if strings.HasPrefix(rec, "v=STSv1;") || rec == "v=STSv1" {
+				recs = append(recs, rec)
+			}
+		}
+		if len(recs) == 1 {
+			g.MTASTS.Record = recs[0]
+		}
+		if mode == policies.TLSRequire && g.MTASTS.Record == "" {
+			switch {
+			case modeErr != nil:
+				r.failGroup(g, OutcomeDefer, ClassPolicy, "tls.mta-sts failed to evaluate, so MTA-STS is required, and "+g.Domain+" has no usable MTA-STS record: "+modeErr.Error())
+			case txtErr == nil || errors.Is(txtErr, dns.ErrNotFound) || errors.Is(txtErr, dns.ErrNoData):
+				r.failGroup(g, OutcomeFail, "mta-sts", "tls.mta-sts is require but "+g.Domain+" publishes no MTA-STS policy (not exactly one v=STSv1 TXT record at "+stsName+")")
+			default:
+				r.failGroup(g, OutcomeDefer, "mta-sts", "tls.mta-sts is require and the MTA-STS record could not be looked up: "+txtErr.Error())
+			}
+			return
+		}
+	}
+	r.lookup(g, g.Domain, "MX", func() []string { return mxAnswer(res) }, res.Secure, res.Info, err)
+	var hosts []dns.MX
+	switch {
+	case errors.Is(err, dns.ErrNotFound):
+		r.failGroup(g, OutcomeFail, "dns", "domain "+g.Domain+" does not exist (NXDOMAIN)")
+		return
+	case errors.Is(err, dns.ErrNoData):
+		hosts = []dns.MX{{Host: g.Domain}} // RFC 5321 5.1: implicit MX
+	case err != nil:
+		r.failGroup(g, OutcomeDefer, "dns", "MX lookup for "+g.Domain+" failed: "+err.Error())
+		return
+	case res.NullMX:
+		r.failGroup(g, OutcomeFail, "dns", g.Domain+" does not accept mail (null MX, RFC 7505)")
+		return
+	default:
+		hosts = r.orderMX(res.Records)
+	}
+	if len(hosts) > g.Limits.MX {
+		hosts = hosts[:g.Limits.MX]
+	}
+	plans := make([]hostPlan, len(hosts))
+	for i, m := range hosts {
+		h := &Host{Name: m.Host, Preference: int(m.Preference), Secure: res.Secure && err == nil}
+		g.Hosts = append(g.Hosts, h)
+		plans[i].h = h
+	}
+	r.resolveHosts(g, plans)
+	r.settle(g)
+}
+
+// literal decides an mx group whose recipient domain is an address literal
+// (RFC 5321 section 4.1.3): the address is the one host, with no MX and
+// no MTA-STS or DANE (there is no name to hold a policy); the rules about
+// which addresses may be connected to apply as to any MX host.
+func (r *run) literal(g *Group, mode policies.TLSMode, modeErr error) {
+	if mode == policies.TLSRequire {
+		msg := "tls.mta-sts is require but " + g.Domain + " is an address literal, which has no MTA-STS policy"
+		if modeErr != nil {
+			r.failGroup(g, OutcomeDefer, ClassPolicy, msg+" (tls.mta-sts failed to evaluate: "+modeErr.Error()+")")
+		} else {
+			r.failGroup(g, OutcomeFail, "mta-sts", msg)
+		}
+		return
+	}
+	h := &Host{Name: g.literal.String()}
+	g.Hosts = append(g.Hosts, h)
+	r.resolveHosts(g, []hostPlan{{h: h, literal: g.literal}})
+	r.settle(g)
+}
+
+// orderMX sorts by preference and shuffles equal preferences (RFC 5321
+// 5.1), without changing the resolver's shared slice.
+func (r *run) orderMX(recs []dns.MX) []dns.MX {
+	out := make([]dns.MX, len(recs))
+	copy(out, recs)
+	slices.SortStableFunc(out, func(a, b dns.MX) int { return int(a.Preference) - int(b.Preference) })
+	for i := 0; i < len(out); {
+		j := i + 1
+		for j < len(out) && out[j].Preference == out[i].Preference {
+			j++
+		}
+		for k := j - 1; k > i; k-- { // Fisher-Yates over out[i:j]
+			x := i + int(r.cfg.rand()%uint64(k-i+1))
+			out[k], out[x] = out[x], out[k]
+		}
+		i = j
+	}
+	return out
+}
