@@ -50,11 +50,11 @@ func TestDeliverDeferredTakesNoToken(t *testing.T) {
 	first := inFlight(e, engine.Message{From: "alice@sender.test", To: []string{"u@a.test"}})
 	waitInUse(t, e, "one-at-a-time", "u@a.test")
 	res := runDeliver(t, e, engine.Message{From: "alice@sender.test", To: []string{"v@a.test"}}, deliverBody)
-	wantResult(t, res, 0, "temporary", transport.ClassConcurrency)
+	wantResult(t, res, 0, transport.StatusTemporary, transport.ClassConcurrency)
 	res = <-first
-	wantResult(t, res, 0, "delivered", transport.ClassNone)
+	wantResult(t, res, 0, transport.StatusDelivered, transport.ClassNone)
 	res = runDeliver(t, e, engine.Message{From: "alice@sender.test", To: []string{"v@a.test"}}, deliverBody)
-	wantResult(t, res, 0, "delivered", transport.ClassNone) // the second of two allowed per hour
+	wantResult(t, res, 0, transport.StatusDelivered, transport.ClassNone) // the second of two allowed per hour
 }
 
 // TestDeliverRcptKeyedThrottle: a throttle keyed by rcpt counts every
@@ -67,17 +67,17 @@ func TestDeliverRcptKeyedThrottle(t *testing.T) {
 	policy := oneRelayPolicy(sink.Addr, "limits:\n  throttles:\n    - name: per-rcpt\n      key: [rcpt]\n      rate: 1/1h\n")
 	e := newDeliverEngine(t, policy, engine.Options{Clock: func() time.Time { return now }})
 	res := runDeliver(t, e, engine.Message{From: "alice@sender.test", To: []string{"u@a.test", "b@a.test"}}, deliverBody)
-	wantResult(t, res, 0, "delivered", transport.ClassNone)
-	wantResult(t, res, 1, "delivered", transport.ClassNone)
+	wantResult(t, res, 0, transport.StatusDelivered, transport.ClassNone)
+	wantResult(t, res, 1, transport.StatusDelivered, transport.ClassNone)
 	res = runDeliver(t, e, engine.Message{From: "alice@sender.test", To: []string{"b@a.test"}}, deliverBody)
-	wantResult(t, res, 0, "temporary", transport.ClassRate)
+	wantResult(t, res, 0, transport.StatusTemporary, transport.ClassRate)
 
 	// In one group, the recipient whose token is used up is held back and
 	// the others go ahead, in a transaction without it.
 	res = runDeliver(t, e, engine.Message{From: "alice@sender.test", To: []string{"c@a.test", "b@a.test", "d@a.test"}}, deliverBody)
-	wantResult(t, res, 0, "delivered", transport.ClassNone)
-	wantResult(t, res, 1, "temporary", transport.ClassRate)
-	wantResult(t, res, 2, "delivered", transport.ClassNone)
+	wantResult(t, res, 0, transport.StatusDelivered, transport.ClassNone)
+	wantResult(t, res, 1, transport.StatusTemporary, transport.ClassRate)
+	wantResult(t, res, 2, transport.StatusDelivered, transport.ClassNone)
 	if !res[1].RetryAfter.Equal(now.Add(time.Hour)) || res[1].Address.IsValid() {
 		t.Errorf("held-back recipient: %s", formatResults(res))
 	}
@@ -107,14 +107,14 @@ func TestDeliverConnectionThrottle(t *testing.T) {
 	first := inFlight(e, engine.Message{From: "alice@sender.test", To: []string{"u@a.test"}})
 	waitInUse(t, e, "per-ip", "u@a.test")
 	res := runDeliver(t, e, engine.Message{From: "alice@sender.test", To: []string{"v@b.test"}}, deliverBody)
-	wantResult(t, res, 0, "temporary", transport.ClassConcurrency)
+	wantResult(t, res, 0, transport.StatusTemporary, transport.ClassConcurrency)
 	if res[0].RetryAfter.IsZero() {
 		t.Errorf("deferred by a connection-level throttle without RetryAfter: %s", formatResults(res))
 	}
 	res = <-first
-	wantResult(t, res, 0, "delivered", transport.ClassNone)
+	wantResult(t, res, 0, transport.StatusDelivered, transport.ClassNone)
 	res = runDeliver(t, e, engine.Message{From: "alice@sender.test", To: []string{"w@b.test"}}, deliverBody)
-	wantResult(t, res, 0, "delivered", transport.ClassNone)
+	wantResult(t, res, 0, transport.StatusDelivered, transport.ClassNone)
 }
 
 // waitInUse waits until the throttle called name holds a slot, as a

@@ -1,24 +1,61 @@
 #!/usr/bin/env bash
-# Imports flow one way (design.md): nothing imports upward.
-#   cmd/postern -> engine -> policies -> expr
-#                        \-> transport -> transport/dns
+# Imports flow one way: nothing imports upward. The module's own imports
+# (tests aside; README.md, section Layout, draws the same graph):
+#
+#   cmd/postern       -> engine policies expr transport internal/textsafe internal/safefile
+#   engine            -> policies expr transport transport/dns transport/mailbox internal/textsafe
+#   policies          -> expr internal/safefile
+#   expr              -> internal/textsafe
+#   transport         -> transport/mailbox
+#   transport/dns     -> internal/safefile
+#   transport/mailbox, internal/textsafe, internal/safefile: leaves (nothing of the module)
+#
+# transport and transport/dns do not know each other: the engine resolves,
+# the transport dials the addresses it is handed. Tools and tests sit on
+# top: internal/gendocs -> policies expr, examples/embed -> engine policies,
+# bench/e2e -> engine transport, internal/testbed/* for tests only.
+#
+# This script checks the rules below (run it from the module's root).
 set -euo pipefail
 mod=$(go list -m)
 fail=0
-check() { # package, forbidden...
-	local pkg=$1; shift
-	[ -d "$pkg" ] || return 0
-	local deps
-	deps=$(go list -deps "./$pkg/..." 2>/dev/null || true)
+
+# deps PATTERN: the import paths PATTERN (a directory, or dir/... for its
+# subpackages too) depends on, itself included.
+deps() { go list -e -deps "./$1"; }
+
+# check PATTERN FORBIDDEN...: PATTERN must not depend on any FORBIDDEN
+# package nor on a package under it.
+check() {
+	local pkg=$1 d f
+	shift
+	[ -d "${pkg%/...}" ] || return 0
+	d=$(deps "$pkg") || { echo "check-imports: go list ./$pkg failed" >&2; fail=1; return 0; }
 	for f in "$@"; do
-		if grep -qx "$mod/$f\(/.*\)\?" <<<"$deps"; then
-			echo "import rule broken: $pkg imports $f (see design.md)" >&2
+		if grep -qx "$mod/$f\(/.*\)\?" <<<"$d"; then
+			echo "import rule broken: ${pkg%/...} imports $f (see README.md, Layout)" >&2
 			fail=1
 		fi
 	done
 }
-check expr policies engine transport
-check policies engine transport
-check transport expr policies engine
-check transport/dns expr policies engine
+
+# leaf PKG: PKG imports no package of the module.
+leaf() {
+	local pkg=$1 d others
+	[ -d "$pkg" ] || return 0
+	d=$(deps "$pkg") || { echo "check-imports: go list ./$pkg failed" >&2; fail=1; return 0; }
+	others=$(grep -x "$mod\(/.*\)\?" <<<"$d" | grep -vxF "$mod/$pkg" || true)
+	if [ -n "$others" ]; then
+		echo "import rule broken: $pkg must import nothing of the module, depends on:" $others "(see README.md, Layout)" >&2
+		fail=1
+	fi
+}
+
+check expr/... policies engine transport
+check policies/... engine transport
+check transport/... expr policies engine
+check transport transport/dns
+leaf transport/mailbox
+leaf internal/textsafe
+leaf internal/safefile
 exit $fail

@@ -28,6 +28,18 @@
 // Check a result's Status; for failures, Err is a *[Error] with the SMTP
 // code, enhanced code, class (the last_error word) and Temporary().
 //
+// # Why an SMTP client of our own
+//
+// An MTA needs a result per recipient: reply code, enhanced code and failure
+// class, including LMTP's one reply per recipient after the data, where
+// net/smtp returns an error per command and reads one reply. net/smtp also
+// has no deadline per phase, no LMTP, no BDAT (CHUNKING), and a StartTLS that
+// neither forbids plaintext after a refused or missing STARTTLS (deferring
+// the message, as a downgrade attack must be answered) nor refuses a server
+// that sent data after its 220 reply (response injection). Client libraries
+// such as github.com/emersion/go-smtp do not pipeline, which costs a round
+// trip per command and recipient, so Postern speaks SMTP itself.
+//
 // # What happens
 //
 // For each host in order: [Settings.PrepareHost] (if any), then each address
@@ -84,8 +96,8 @@
 // Failures before MAIL FROM decide where to go next: a connection failure
 // (refused, connect timeout, connection lost or timed out after the
 // greeting) moves to the next address of the same host; a failed greeting
-// (delivery.md step 7) and anything the host itself answered (EHLO, TLS,
-// AUTH, SIZE/SMTPUTF8/REQUIRETLS) move to the next host.
+// and anything the host itself answered (EHLO, TLS, AUTH,
+// SIZE/SMTPUTF8/REQUIRETLS) move to the next host.
 //
 // Connections are reused for up to [Plan.MessagesPerConnection]
 // transactions and [Client.IdleTimeout], with RSET between transactions,

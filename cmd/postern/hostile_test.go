@@ -65,7 +65,7 @@ func TestCheckBuildsTheEngine(t *testing.T) {
 func TestSendTimeoutReachesTheEvaluation(t *testing.T) {
 	dir := sendDir(t, "limits:\n  expressions:\n    max-steps: 100000000\nrouting:\n  route:\n"+
 		"    - if: 'let x = 1..2000; all(x, all(x, all(x, # > 0)))'\n      then: local\n    - else: mx\n")
-	r := runSend(t, dir, "", nil, "-c", "policy.yaml", "--from", "alice@sender.test", "--to", "bob@dest.test", "--timeout", "1s", "msg.eml")
+	r := runSend(t, dir, "", nil, "-c", "policy.yaml", "--from", "alice@sender.test", "--to", "bob@dest.test", "--timeout", "2s", "msg.eml")
 	if r.code != 3 || !strings.Contains(r.stdout, "bob@dest.test TEMPORARY 451 ") || !strings.Contains(r.stdout, "evaluation interrupted") {
 		t.Errorf("want exit 3 and a temporary failure of the route:\n%s", r)
 	}

@@ -3,8 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -16,6 +16,7 @@ import (
 	"github.com/postern-mta/postern/engine"
 	"github.com/postern-mta/postern/internal/safefile"
 	"github.com/postern-mta/postern/internal/textsafe"
+	"github.com/postern-mta/postern/transport"
 )
 
 // maxCAFile bounds --ca-file: a bundle of every public CA is about 200 KiB.
@@ -105,7 +106,7 @@ func cmdSend(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return exitFailed
 	}
 	if mf.format == "json" {
-		err = writeResultsJSON(stdout, results)
+		err = engine.WriteResultsJSON(stdout, results)
 	} else {
 		err = writeResultsText(stdout, results)
 	}
@@ -121,68 +122,6 @@ func cmdSend(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-// resultJSON is the JSON form of one recipient's result.
-type resultJSON struct {
-	Recipient string   `json:"recipient"`
-	Status    string   `json:"status"`
-	Route     string   `json:"route"`
-	Code      int      `json:"code,omitempty"`
-	Enhanced  string   `json:"enhanced_code,omitempty"`
-	Text      string   `json:"text,omitempty"`
-	Class     string   `json:"class,omitempty"`
-	Host      string   `json:"host,omitempty"`
-	Address   string   `json:"address,omitempty"`
-	Source    string   `json:"source,omitempty"`
-	Protocol  string   `json:"protocol,omitempty"`
-	TLS       *tlsJSON `json:"tls,omitempty"`
-	Warnings  []string `json:"warnings,omitempty"`
-	Duration  string   `json:"duration"`
-	RetryAt   string   `json:"retry_after,omitempty"`
-}
-
-type tlsJSON struct {
-	Version  string `json:"version"`
-	Cipher   string `json:"cipher"`
-	Verified string `json:"verified"`
-}
-
-func toJSON(r engine.Result) resultJSON {
-	j := resultJSON{Recipient: r.Recipient, Status: r.StatusText(), Route: r.Route, Code: r.Code,
-		Enhanced: r.Enhanced.String(), Text: r.Text, Host: r.Host, Duration: r.Duration.Round(time.Millisecond).String()}
-	if r.Class != "" && r.Class != "none" {
-		j.Class = string(r.Class)
-	}
-	if r.Address.IsValid() {
-		j.Address = r.Address.String()
-	}
-	if r.Source.IsValid() {
-		j.Source = r.Source.String()
-	}
-	if r.Host != "" {
-		j.Protocol = r.Protocol.String()
-	}
-	if r.TLS.Version != 0 {
-		j.TLS = &tlsJSON{Version: tlsVersionName(r.TLS.Version), Cipher: tlsCipherName(r.TLS.CipherSuite), Verified: string(r.TLS.Verified)}
-	}
-	for _, w := range r.Warnings {
-		j.Warnings = append(j.Warnings, w.String())
-	}
-	if !r.RetryAfter.IsZero() {
-		j.RetryAt = r.RetryAfter.UTC().Format(time.RFC3339)
-	}
-	return j
-}
-
-func writeResultsJSON(w io.Writer, results []engine.Result) error {
-	out := make([]resultJSON, len(results))
-	for i, r := range results {
-		out[i] = toJSON(r)
-	}
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(out)
-}
-
 // writeResultsText prints one line per recipient. Every string in it is
 // escaped (textsafe.Escape, or %q for the server's text and the warnings),
 // so a recipient, host or reply with a line feed or a terminal escape
@@ -190,37 +129,37 @@ func writeResultsJSON(w io.Writer, results []engine.Result) error {
 func writeResultsText(w io.Writer, results []engine.Result) error {
 	esc := textsafe.Escape
 	for _, r := range results {
-		j := toJSON(r)
 		var b strings.Builder
-		fmt.Fprintf(&b, "%s %s", esc(j.Recipient), esc(strings.ToUpper(j.Status)))
-		if j.Code != 0 {
-			fmt.Fprintf(&b, " %d", j.Code)
-			if j.Enhanced != "" {
-				fmt.Fprintf(&b, " %s", esc(j.Enhanced))
+		fmt.Fprintf(&b, "%s %s", esc(r.Recipient), esc(strings.ToUpper(r.StatusText())))
+		if r.Code != 0 {
+			fmt.Fprintf(&b, " %d", r.Code)
+			if !r.Enhanced.IsZero() {
+				fmt.Fprintf(&b, " %s", esc(r.Enhanced.String()))
 			}
 		}
-		if j.Text != "" {
-			fmt.Fprintf(&b, " %q", j.Text)
+		if r.Text != "" {
+			fmt.Fprintf(&b, " %q", r.Text)
 		}
-		fmt.Fprintf(&b, " route=%s", orDash(esc(j.Route)))
-		if j.Host != "" {
-			fmt.Fprintf(&b, " host=%s", esc(j.Host))
+		fmt.Fprintf(&b, " route=%s", orDash(esc(r.Route)))
+		if r.Host != "" {
+			fmt.Fprintf(&b, " host=%s", esc(r.Host))
 		}
-		if j.Address != "" {
-			fmt.Fprintf(&b, " addr=%s", esc(j.Address))
+		if r.Address.IsValid() {
+			fmt.Fprintf(&b, " addr=%s", esc(r.Address.String()))
 		}
-		if j.TLS != nil {
-			fmt.Fprintf(&b, " tls=%s/%s verified=%s", esc(j.TLS.Version), esc(j.TLS.Cipher), esc(j.TLS.Verified))
-		} else if j.Host != "" {
+		if r.TLS.Enabled() {
+			fmt.Fprintf(&b, " tls=%s/%s verified=%s", esc(tls.VersionName(r.TLS.Version)),
+				esc(tls.CipherSuiteName(r.TLS.CipherSuite)), esc(string(r.TLS.Verified)))
+		} else if r.Host != "" {
 			b.WriteString(" tls=none")
 		}
-		if j.Class != "" {
-			fmt.Fprintf(&b, " class=%s", esc(j.Class))
+		if r.Class != "" && r.Class != transport.ClassNone {
+			fmt.Fprintf(&b, " class=%s", esc(string(r.Class)))
 		}
-		for _, warn := range j.Warnings {
-			fmt.Fprintf(&b, " warning=%q", warn)
+		for _, warn := range r.Warnings {
+			fmt.Fprintf(&b, " warning=%q", warn.String())
 		}
-		fmt.Fprintf(&b, " in %s\n", j.Duration)
+		fmt.Fprintf(&b, " in %s\n", r.Duration.Round(time.Millisecond))
 		if _, err := io.WriteString(w, b.String()); err != nil {
 			return err
 		}
