@@ -268,8 +268,13 @@ func (r *run) safeGroup(g *Group) (out []*Group) {
 // evaluation budget used up, an index out of range...). The setting has
 // taken its fallback value; the trace of a dry-run shows the error too.
 func (r *run) exprFailed(setting string, err error) {
+	at := ""
+	var pe *expr.Error
+	if errors.As(err, &pe) {
+		at = policies.Pos{File: pe.File, Line: pe.Line, Column: pe.Column}.String()
+	}
 	r.e.opts.Logger.LogAttrs(r.ctx, slog.LevelWarn, "policy expression failed", slog.String("setting", setting),
-		slog.Bool("budget", errors.Is(err, expr.ErrBudget)), slog.String("error", err.Error()))
+		slog.String("at", at), slog.Bool("budget", errors.Is(err, expr.ErrBudget)), slog.String("error", err.Error()))
 }
 
 // eval evaluates v in r's environment, logging a run-time failure (the

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"sync"
@@ -480,8 +481,8 @@ func TestExpressionBudgetInEngine(t *testing.T) {
 	logMu.Lock()
 	out := logs.String()
 	logMu.Unlock()
-	if !strings.Contains(out, `msg="policy expression failed" setting=tls.starttls budget=true`) ||
-		!strings.Contains(out, `msg="policy expression failed" setting=routing.route budget=true`) {
+	if !regexp.MustCompile(`msg="policy expression failed" setting=tls.starttls at=\S+/policy.yaml:5:\d+ budget=true`).MatchString(out) ||
+		!regexp.MustCompile(`msg="policy expression failed" setting=routing.route at=\S+/policy.yaml:10:\d+ budget=true`).MatchString(out) {
 		t.Errorf("log:\n%s", out)
 	}
 
