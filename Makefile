@@ -34,7 +34,7 @@ lint: deps-graph
 	$(GO) vet $(PKGS)
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) $(PKGS)
 
-## deps-graph: imports flow one way (see design.md).
+## deps-graph: imports flow one way (the graph is drawn in README.md and scripts/check-imports.sh).
 deps-graph:
 	@bash scripts/check-imports.sh
 

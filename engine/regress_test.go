@@ -40,7 +40,7 @@ func TestEmptyLocalPart(t *testing.T) {
 // An invalid address and a recipient whose route fails to evaluate share
 // the group key (domain, route ""), so the second joins the first's group
 // and is failed permanently as "invalid recipient address" instead of being
-// deferred (temporary, class policy) as policy-format.md section 3 says.
+// deferred (temporary, class policy) as docs/policy.md says.
 func TestInvalidAddressAndRouteErrorMerged(t *testing.T) {
 	policy := `version: 1
 routing:

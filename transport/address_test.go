@@ -53,3 +53,23 @@ func TestAddressesOnTheWire(t *testing.T) {
 		t.Errorf("commands sent with a bad sender: %q", s2.Commands())
 	}
 }
+
+func TestBadAddresses(t *testing.T) {
+	s := newFakeServer(t, script{})
+	c := newClient(t, nil)
+	res := deliver(t, c, planFor(s.Addr), newMsg(body, "ok@example.test", "evil@example.test>\r\nRCPT TO:<x@evil.test", "", "ok2@example.test"))
+	wantStatus(t, res, transport.StatusDelivered, transport.StatusPermanent, transport.StatusPermanent, transport.StatusDelivered)
+	if contains(s.Wire(), "evil") {
+		t.Error("injected address reached the wire")
+	}
+	m := newMsg(body, "ok@example.test")
+	m.From = "a@b\r\nRSET"
+	res = deliver(t, c, planFor(s.Addr), m)
+	wantAll(t, res, transport.StatusPermanent, transport.ClassUnexpectedReply)
+	if res[0].Enhanced.String() != "5.1.7" {
+		t.Errorf("%s", dump(res))
+	}
+	if got := deliver(t, c, planFor(s.Addr), newMsg(body)); len(got) != 0 {
+		t.Errorf("results for no recipients: %v", got)
+	}
+}

@@ -10,7 +10,6 @@ import (
 	"net/netip"
 	"runtime/debug"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -218,24 +217,6 @@ func (d *delivery) run(ctx context.Context) {
 	d.finish(last)
 }
 
-// asError returns err as an *Error, wrapping a plain error as a temporary
-// failure of class.
-func asError(err error, class Class, phase string) *Error {
-	if e, ok := err.(*Error); ok {
-		if e.Class == "" || e.Class == ClassNone {
-			e.Class = class
-		}
-		if e.Code == 0 {
-			e.Code = 451
-			if e.Permanent {
-				e.Code = 550
-			}
-		}
-		return e
-	}
-	return &Error{Code: 451, Enhanced: EnhancedCode{4, 4, 3}, Class: class, Message: phase + ": " + err.Error(), Err: err, Phase: phase}
-}
-
 // tryAddress delivers through one address. done reports that the
 // recipients got their results; otherwise f says why not.
 func (d *delivery) tryAddress(ctx context.Context, h *Host, addr netip.Addr) (done bool, f *failure) {
@@ -299,8 +280,8 @@ func (d *delivery) tryAddress(ctx context.Context, h *Host, addr netip.Addr) (do
 			s, f = d.c.open(ctx, p)
 			if f != nil {
 				if f.retryPlain && !p.noTLS {
-					// delivery.md step 7: optional STARTTLS whose
-					// handshake failed: once more, in plaintext.
+					// Optional STARTTLS whose handshake failed: once
+					// more, in plaintext (see StartTLSOptional).
 					p.noTLS = true
 					extra = append(extra, Warning{ClassTLS, f.err.Message + "; reconnected and continued without TLS", f.err.TLSResult})
 					continue
@@ -336,24 +317,6 @@ func mergeTimeouts(conn, plan Timeouts) Timeouts {
 		Data:         pick(conn.Data, plan.Data),
 		TLSHandshake: pick(conn.TLSHandshake, plan.TLSHandshake),
 	}.withDefaults()
-}
-
-// release puts s back into the pool, or closes it.
-func (c *Client) release(s *session) {
-	s.unbind()
-	if s.broken || s.uses >= s.max || c.IdleTimeout < 0 {
-		s.quit()
-		return
-	}
-	idle := c.IdleTimeout
-	if idle == 0 {
-		idle = DefaultIdleTimeout
-	}
-	maxIdle := c.MaxIdle
-	if maxIdle <= 0 {
-		maxIdle = 100
-	}
-	c.pool.put(s, idle, maxIdle)
 }
 
 // set records the result of recipient i: delivered by reply r, or failed
@@ -402,98 +365,4 @@ func (d *delivery) finish(e *Error) {
 			d.set(i, nil, e, nil)
 		}
 	}
-}
-
-// poolKey identifies connections that are interchangeable: same address,
-// source, TLS requirements, EHLO name and credentials.
-type poolKey struct {
-	remote netip.AddrPort
-	local  netip.Addr
-	host   string
-	proto  Protocol
-	tls    string
-	ehlo   string
-	creds  string
-}
-
-// pool keeps idle sessions for reuse.
-type pool struct {
-	mu     sync.Mutex
-	idle   map[poolKey][]*session
-	n      int
-	closed bool
-}
-
-// get takes an idle session for key, or returns nil.
-func (p *pool) get(key poolKey) *session {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	l := p.idle[key]
-	if len(l) == 0 {
-		return nil
-	}
-	s := l[len(l)-1]
-	p.idle[key] = l[:len(l)-1]
-	if len(p.idle[key]) == 0 {
-		delete(p.idle, key)
-	}
-	p.n--
-	s.idle.Stop()
-	return s
-}
-
-// put keeps s for up to idle, or QUITs it when the pool is full or closed.
-func (p *pool) put(s *session, idle time.Duration, maxIdle int) {
-	p.mu.Lock()
-	if p.closed || p.n >= maxIdle {
-		p.mu.Unlock()
-		s.quit()
-		return
-	}
-	if p.idle == nil {
-		p.idle = map[poolKey][]*session{}
-	}
-	p.idle[s.key] = append(p.idle[s.key], s)
-	p.n++
-	s.idle = time.AfterFunc(idle, func() {
-		if p.remove(s) {
-			s.quit()
-		}
-	})
-	p.mu.Unlock()
-}
-
-// remove takes s out of the pool if it is still there.
-func (p *pool) remove(s *session) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	l := p.idle[s.key]
-	for i, x := range l {
-		if x == s {
-			p.idle[s.key] = append(l[:i:i], l[i+1:]...)
-			if len(p.idle[s.key]) == 0 {
-				delete(p.idle, s.key)
-			}
-			p.n--
-			return true
-		}
-	}
-	return false
-}
-
-func (p *pool) closeAll() {
-	p.mu.Lock()
-	p.closed = true
-	var all []*session
-	for _, l := range p.idle {
-		all = append(all, l...)
-	}
-	p.idle, p.n = nil, 0
-	p.mu.Unlock()
-	var wg sync.WaitGroup
-	for _, s := range all {
-		s.idle.Stop()
-		wg.Go(s.quit)
-	}
-	wg.Wait()
 }

@@ -3,6 +3,8 @@ package transport
 import (
 	"bytes"
 	"io"
+	"strconv"
+	"sync"
 )
 
 // dataWriter normalises a message for the wire: every line ends in CRLF
@@ -145,4 +147,95 @@ func has8bit(r io.ReaderAt, size int64) (bool, error) {
 		}
 	}
 	return false, nil
+}
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 32*1024); return &b }}
+
+// body returns a reader of the whole message.
+func (d *delivery) body() io.Reader {
+	if d.msg.Body == nil {
+		return bytes.NewReader(nil)
+	}
+	return io.NewSectionReader(d.msg.Body, 0, d.msg.Size)
+}
+
+// sendDATA writes the dot-stuffed body and the final dot. For SMTP it
+// returns the reply; for LMTP it returns nil and the caller reads one reply
+// per recipient.
+func (d *delivery) sendDATA(s *session) (*reply, error) {
+	s.deadline(s.to.Data)
+	w := newDataWriter(s.bw, true)
+	bp := bufPool.Get().(*[]byte)
+	_, err := io.CopyBuffer(w, d.body(), *bp)
+	bufPool.Put(bp)
+	if err == nil {
+		err = w.Close()
+	}
+	if err == nil {
+		err = s.bw.Flush()
+	}
+	if err != nil {
+		return nil, err
+	}
+	if s.proto == LMTP {
+		return nil, nil
+	}
+	return s.read(s.to.Data)
+}
+
+// maxChunk is the size of a BDAT chunk (RFC 3030).
+const maxChunk = 1 << 20
+
+// sendBDAT writes the body in BDAT chunks (no dot-stuffing, CRLF
+// normalised). For SMTP it returns the reply to the last chunk or the first
+// failed one; for LMTP it returns nil after a complete transfer (the caller
+// reads the per-recipient replies), or the reply of a failed chunk.
+func (d *delivery) sendBDAT(s *session) (*reply, error) {
+	var chunk bytes.Buffer
+	w := newDataWriter(&chunk, false)
+	src := d.body()
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf := *bp
+	eof := false
+	for !eof {
+		for chunk.Len() < maxChunk && !eof {
+			n, err := src.Read(buf)
+			if n > 0 {
+				_, _ = w.Write(buf[:n])
+			}
+			if err == io.EOF {
+				eof = true
+				_ = w.Close()
+			} else if err != nil {
+				return nil, err
+			}
+		}
+		cmd := "BDAT " + strconv.Itoa(chunk.Len())
+		if eof {
+			cmd += " LAST"
+		}
+		s.deadline(s.to.Data)
+		if err := s.writeLine(cmd); err != nil {
+			return nil, err
+		}
+		if _, err := s.bw.Write(chunk.Bytes()); err != nil {
+			return nil, err
+		}
+		if err := s.bw.Flush(); err != nil {
+			return nil, err
+		}
+		chunk.Reset()
+		if eof && s.proto == LMTP {
+			return nil, nil
+		}
+		r, err := s.read(s.to.Data)
+		if err != nil {
+			return nil, err
+		}
+		if r.Code != 250 || eof {
+			return r, nil
+		}
+	}
+	return nil, nil // not reached
 }

@@ -1,5 +1,8 @@
 package transport_test
 
+// Most tests of this package are loopback tests against the in-process
+// fakeServer, which misbehaves on purpose at every phase.
+
 import (
 	"bufio"
 	"bytes"
@@ -8,6 +11,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -67,6 +71,9 @@ type script struct {
 	// sent (the AUTH PLAIN line, or LOGIN's last line) and the decoded
 	// password, as some servers do.
 	authEcho bool
+	// laxData answers DATA with 354 even when no recipient was accepted
+	// (as smtp-sink does), and refuses what follows the data.
+	laxData bool
 }
 
 type fakeMsg struct {
@@ -81,6 +88,14 @@ type fakeMsg struct {
 }
 
 var defaultExt = []string{"PIPELINING", "8BITMIME", "ENHANCEDSTATUSCODES", "DSN", "SMTPUTF8", "SIZE 10000000"}
+
+// withoutPipelining returns ext (nil: defaultExt) without PIPELINING.
+func withoutPipelining(ext []string) []string {
+	if ext == nil {
+		ext = defaultExt
+	}
+	return slices.DeleteFunc(slices.Clone(ext), func(e string) bool { return e == "PIPELINING" })
+}
 
 func newFakeServer(t testing.TB, sc script) *fakeServer {
 	t.Helper()
@@ -172,6 +187,18 @@ func (s *fakeServer) Commands() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]string(nil), s.cmds...)
+}
+
+// Verbs returns the verb of every command received ("MAIL" for "MAIL
+// FROM:<...>"), in order, joined by "|".
+func (s *fakeServer) Verbs() string {
+	var v []string
+	for _, c := range s.Commands() {
+		verb, _, _ := strings.Cut(c, " ")
+		verb, _, _ = strings.Cut(verb, ":")
+		v = append(v, strings.ToUpper(verb))
+	}
+	return strings.Join(v, "|")
 }
 
 // notify wakes up waitUntil; s.mu must be held.
@@ -395,7 +422,8 @@ func (s *fakeServer) serve(nc net.Conn, sc script, connNo int) {
 			send(r)
 		case "DATA":
 			r := get("DATA", "354 go ahead")
-			if cur == nil || len(cur.Rcpts) == 0 {
+			empty := cur == nil || len(cur.Rcpts) == 0
+			if empty && !sc.laxData {
 				r = "554 5.5.1 no valid recipients"
 			}
 			send(r)
@@ -420,6 +448,11 @@ func (s *fakeServer) serve(nc net.Conn, sc script, connNo int) {
 			if sc.hang["."] || sc.hangAt["."] == seen["."] {
 				hang()
 				return
+			}
+			if empty { // laxData
+				send("554 5.5.1 no valid recipients")
+				cur = nil
+				continue
 			}
 			cur.Data = data
 			s.finish(sc, cur, send)

@@ -12,6 +12,12 @@ import (
 	"github.com/postern-mta/postern/transport"
 )
 
+// marker is in body: finding it on a wire shows the message went there.
+const marker = "MARKER-7f3a9c-SECRET-BODY"
+
+// body is the message most tests send.
+var body = "From: a@example.org\r\nTo: b@example.test\r\nSubject: hi\r\n\r\n" + marker + "\r\n"
+
 // testTimeouts keep a broken test from hanging for minutes.
 var testTimeouts = transport.Timeouts{
 	Connect: 2 * time.Second, Greeting: 2 * time.Second, EHLO: 2 * time.Second, MailFrom: 2 * time.Second,

@@ -1,10 +1,8 @@
 package transport
 
 import (
-	"bytes"
-	"io"
 	"strconv"
-	"strings"
+	"time"
 )
 
 // transact runs one mail transaction on s for the pending recipients.
@@ -14,10 +12,56 @@ import (
 // next host. Once MAIL FROM is on the wire every pending recipient gets its
 // result here. On return s.broken says whether the connection may be
 // reused.
+//
+// MAIL FROM, each RCPT TO and (without CHUNKING) DATA go out one at a time,
+// each once the one before is answered, or all in one write when the server
+// offers PIPELINING (RFC 2920). Either way the replies are read in order and
+// handled alike, by mailReply, rcptReply and dataReply; without PIPELINING
+// nothing more is sent once one of them has stopped the transaction.
 func (d *delivery) transact(s *session) *failure {
+	if f := d.cannotTake(s); f != nil {
+		return f
+	}
+	s.uses++
+	d.c.debug("transaction", "host", s.host, "remote", s.remote, "recipients", len(d.pending))
+
+	// From here on every outcome is final for this attempt.
+	t := d.newTransaction(s)
+	if t.pipelining && !t.writeAll() {
+		return nil
+	}
+	if !t.exchange("MAIL FROM", s.to.MailFrom, t.mail, t.mailReply) {
+		return nil
+	}
+	for k, i := range d.pending {
+		rcptReply := func(r *reply) error { t.rcptReply(i, r); return nil }
+		if !t.exchange("RCPT TO", s.to.RcptTo, t.rcpts[k], rcptReply) {
+			return nil
+		}
+	}
+	// DATA is sent once a recipient is accepted; with PIPELINING it is on
+	// the wire already, and its reply is read whatever came before.
+	if !t.chunking && (t.pipelining || len(t.accepted) > 0) {
+		if !t.exchange("DATA", s.to.Data, "DATA", t.dataReply) {
+			return nil
+		}
+	}
+	if t.stop {
+		return nil
+	}
+	d.pending = t.accepted
+	if len(t.accepted) == 0 {
+		d.rset(s)
+		return nil
+	}
+	t.transfer()
+	return nil
+}
+
+// cannotTake checks, before MAIL FROM, that the server can take this
+// message (RFC 1870, 6531, 8689); when it cannot, another host might.
+func (d *delivery) cannotTake(s *session) *failure {
 	msg := d.msg
-	// Checks before MAIL FROM (RFC 1870, 6531, 8689): the server cannot
-	// take this message; another host might.
 	if lim := s.ext.size(); lim > 0 && msg.Size > lim {
 		return &failure{err: localError(552, EnhancedCode{5, 3, 4}, ClassUnexpectedReply, "MAIL FROM",
 			"message size "+strconv.FormatInt(msg.Size, 10)+" exceeds the server's limit of "+strconv.FormatInt(lim, 10)).at(s.host, s.remote), nextHost: true}
@@ -30,191 +74,194 @@ func (d *delivery) transact(s *session) *failure {
 		return &failure{err: localError(550, EnhancedCode{5, 7, 30}, ClassTLS, "MAIL FROM",
 			"the message requires REQUIRETLS, which the server does not offer over verified TLS").at(s.host, s.remote), nextHost: true}
 	}
-	s.uses++
-	d.c.debug("transaction", "host", s.host, "remote", s.remote, "recipients", len(d.pending))
+	return nil
+}
 
-	// From here on every outcome is final for this attempt.
-	chunking := s.ext.has("CHUNKING")
-	pipelining := s.ext.has("PIPELINING")
-	mail := d.mailCommand(s)
-	rcpts := make([]string, len(d.pending))
+// transaction is the state of one transact call.
+type transaction struct {
+	d          *delivery
+	s          *session
+	pipelining bool     // RFC 2920: the commands go out in one write
+	chunking   bool     // RFC 3030: BDAT instead of DATA
+	mail       string   // the MAIL FROM command
+	rcpts      []string // the RCPT TO commands, by position in d.pending
+	accepted   []int    // the recipients whose RCPT TO was accepted, in order
+	// stop: every recipient has its result (MAIL FROM refused, a 421 to
+	// RCPT TO, a failed DATA, or the empty message
+	// after a 354 to DATA with no recipient accepted). Nothing more is
+	// sent; with PIPELINING the replies already asked for are still read.
+	stop bool
+}
+
+// newTransaction prepares a transaction on s: its commands, and what the
+// server offers.
+func (d *delivery) newTransaction(s *session) *transaction {
+	t := &transaction{d: d, s: s, pipelining: s.ext.has("PIPELINING"), chunking: s.ext.has("CHUNKING"), mail: d.mailCommand(s)}
+	t.rcpts = make([]string, len(d.pending))
 	for k, i := range d.pending {
-		rcpts[k] = d.rcptCommand(s, msg.Recipients[i], d.rcpts[i])
+		t.rcpts[k] = d.rcptCommand(s, d.msg.Recipients[i], d.rcpts[i])
 	}
+	return t
+}
 
-	// ioFail gives every recipient still without a result the I/O failure
-	// and marks the connection broken.
-	ioFail := func(phase string, err error) *failure {
-		s.broken = true
-		e := s.errorFor(phase, err)
-		for _, i := range d.pending {
-			d.set(i, nil, e, s)
-		}
-		return nil
-	}
-	// failAll gives reply r to every recipient still without a result.
-	failAll := func(phase string, r *reply, idx []int) {
-		e := s.replyError(phase, r, ClassUnexpectedReply)
-		for _, i := range idx {
-			d.set(i, nil, e, s)
-		}
-		if r.Code == 421 {
-			s.broken = true
-		}
-	}
-
-	var accepted []int
-	var mailOK bool
-	var dataReply *reply
-	if pipelining {
-		// RFC 2920: MAIL, every RCPT and (without CHUNKING) DATA in one
-		// write; the replies come back in order.
-		s.deadline(s.to.MailFrom)
-		err := s.writeLine(mail)
-		for _, l := range rcpts {
-			if err == nil {
-				err = s.writeLine(l)
-			}
-		}
-		if err == nil && !chunking {
-			err = s.writeLine("DATA")
-		}
+// writeAll writes MAIL, every RCPT and (without CHUNKING) DATA in one go
+// (RFC 2920); the replies come back in order. It returns false when the
+// connection failed: every recipient then has its result.
+func (t *transaction) writeAll() bool {
+	s := t.s
+	s.deadline(s.to.MailFrom)
+	err := s.writeLine(t.mail)
+	for _, l := range t.rcpts {
 		if err == nil {
-			err = s.bw.Flush()
-		}
-		if err != nil {
-			return ioFail("MAIL FROM", err)
-		}
-		r, err := s.read(s.to.MailFrom)
-		if err != nil {
-			return ioFail("MAIL FROM", err)
-		}
-		mailOK = r.Code == 250
-		if !mailOK {
-			failAll("MAIL FROM", r, d.pending)
-		}
-		for _, i := range d.pending {
-			r, err := s.read(s.to.RcptTo)
-			if err != nil {
-				return ioFail("RCPT TO", err)
-			}
-			switch {
-			case !mailOK:
-			case r.Code == 250 || r.Code == 251:
-				accepted = append(accepted, i)
-			default:
-				d.set(i, nil, s.replyError("RCPT TO", r, ClassUnexpectedReply), s)
-			}
-		}
-		if !chunking {
-			dataReply, err = s.read(s.to.Data)
-			if err != nil {
-				return ioFail("DATA", err)
-			}
-			if dataReply.Code == 354 && len(accepted) == 0 {
-				// The server took DATA though no recipient was
-				// accepted: end the empty message, ignore the reply.
-				s.deadline(s.to.Data)
-				if _, err := s.bw.WriteString(".\r\n"); err != nil {
-					return ioFail("DATA", err)
-				}
-				if err := s.bw.Flush(); err != nil {
-					return ioFail("DATA", err)
-				}
-				if _, err := s.read(s.to.Data); err != nil {
-					return ioFail("DATA", err)
-				}
-				s.broken = true // its state is doubtful: do not reuse
-				return nil
-			}
-		}
-	} else {
-		r, err := s.cmd(s.to.MailFrom, mail)
-		if err != nil {
-			return ioFail("MAIL FROM", err)
-		}
-		if r.Code != 250 {
-			failAll("MAIL FROM", r, d.pending)
-			s.broken = true // MAIL FROM refused: do not reuse the connection
-			return nil
-		}
-		mailOK = true
-		for k, i := range d.pending {
-			r, err := s.cmd(s.to.RcptTo, rcpts[k])
-			if err != nil {
-				return ioFail("RCPT TO", err)
-			}
-			if r.Code == 250 || r.Code == 251 {
-				accepted = append(accepted, i)
-			} else {
-				d.set(i, nil, s.replyError("RCPT TO", r, ClassUnexpectedReply), s)
-				if r.Code == 421 {
-					s.broken = true
-					failAll("RCPT TO", r, d.pending)
-					return nil
-				}
-			}
-		}
-		if len(accepted) == 0 {
-			d.rset(s)
-			return nil
-		}
-		if !chunking {
-			dataReply, err = s.cmd(s.to.Data, "DATA")
-			if err != nil {
-				return ioFail("DATA", err)
-			}
+			err = s.writeLine(l)
 		}
 	}
-	if !mailOK {
-		s.broken = true // MAIL FROM refused: do not reuse the connection
-		return nil
+	if err == nil && !t.chunking {
+		err = s.writeLine("DATA")
 	}
-	d.pending = accepted
-	if len(accepted) == 0 {
-		d.rset(s)
-		return nil
+	if err == nil {
+		err = s.bw.Flush()
 	}
-	if !chunking && dataReply.Code != 354 {
-		failAll("DATA", dataReply, accepted)
-		d.rset(s)
-		return nil
+	if err != nil {
+		t.ioFail("MAIL FROM", err)
+		return false
 	}
+	return true
+}
 
-	// The body.
+// exchange gets the reply to one command within timeout and passes it to
+// handle. With PIPELINING the command is on the wire already; without, it
+// is sent first, unless the transaction has stopped (then nothing
+// happens). exchange returns false when the connection failed (during
+// phase): every recipient then has its result.
+func (t *transaction) exchange(phase string, timeout time.Duration, line string, handle func(*reply) error) bool {
 	var r *reply
 	var err error
-	if chunking {
+	switch {
+	case t.pipelining:
+		r, err = t.s.read(timeout)
+	case t.stop:
+		return true
+	default:
+		r, err = t.s.cmd(timeout, line)
+	}
+	if err == nil {
+		err = handle(r)
+	}
+	if err != nil {
+		t.ioFail(phase, err)
+		return false
+	}
+	return true
+}
+
+// mailReply handles the reply to MAIL FROM: a refusal fails every
+// recipient and stops the transaction.
+func (t *transaction) mailReply(r *reply) error {
+	if r.Code != 250 {
+		t.failAll("MAIL FROM", r, t.d.pending)
+		t.s.broken = true // MAIL FROM refused: do not reuse the connection
+		t.stop = true
+	}
+	return nil
+}
+
+// rcptReply handles the reply to the RCPT TO of recipient i. After a
+// refused MAIL FROM (with PIPELINING) it is ignored. A 421 means the server
+// is closing the channel (RFC 5321 section 3.8): it fails every recipient
+// without a result, those accepted before it included, and stops the
+// transaction, with or without PIPELINING.
+func (t *transaction) rcptReply(i int, r *reply) {
+	switch {
+	case t.stop:
+	case r.Code == 250 || r.Code == 251:
+		t.accepted = append(t.accepted, i)
+	default:
+		t.d.set(i, nil, t.s.replyError("RCPT TO", r, ClassUnexpectedReply), t.s)
+		if r.Code == 421 {
+			t.failAll("RCPT TO", r, t.d.pending)
+			t.stop = true
+		}
+	}
+}
+
+// dataReply handles the reply to DATA. A refusal fails the accepted
+// recipients and stops the transaction. With PIPELINING, DATA may have
+// been answered although no recipient was accepted (or MAIL FROM was
+// refused): a refusal then means nothing, and a 354 gets an empty message.
+func (t *transaction) dataReply(r *reply) error {
+	s := t.s
+	switch {
+	case r.Code == 354 && len(t.accepted) == 0:
+		// The server took DATA though no recipient was
+		// accepted: end the empty message, ignore the reply.
+		s.deadline(s.to.Data)
+		if _, err := s.bw.WriteString(".\r\n"); err != nil {
+			return err
+		}
+		if err := s.bw.Flush(); err != nil {
+			return err
+		}
+		if _, err := s.read(s.to.Data); err != nil {
+			return err
+		}
+		s.broken = true // its state is doubtful: do not reuse
+		t.stop = true
+	case len(t.accepted) == 0:
+		// Nothing to refuse: transact ends with RSET, or MAIL FROM
+		// was refused.
+	case r.Code != 354:
+		t.failAll("DATA", r, t.accepted)
+		t.d.rset(s)
+		t.stop = true
+	}
+	return nil
+}
+
+// transfer sends the message, with BDAT or DATA, and hands out the replies
+// to it: one for all the accepted recipients (SMTP), or one each (LMTP).
+func (t *transaction) transfer() {
+	d, s := t.d, t.s
+	var r *reply
+	var err error
+	if t.chunking {
 		r, err = d.sendBDAT(s)
 	} else {
 		r, err = d.sendDATA(s)
 	}
 	if err != nil {
-		return ioFail("end of data", err)
+		t.ioFail("end of data", err)
+		return
 	}
-	if s.proto == SMTP {
-		if r.Code/100 != 2 {
-			failAll("end of data", r, accepted)
-			d.rset(s)
-			return nil
-		}
-		for _, i := range accepted {
-			d.set(i, r, nil, s)
-		}
-		return nil
+	if s.proto == LMTP {
+		t.lmtpReplies(r)
+		return
 	}
-	// LMTP (RFC 2033 section 4.2): one reply per accepted recipient, in
-	// order. A BDAT chunk that failed before LAST gave one reply (r) for
-	// all of them.
-	if r != nil {
-		failAll("end of data", r, accepted)
+	if r.Code/100 != 2 {
+		t.failAll("end of data", r, t.accepted)
 		d.rset(s)
-		return nil
+		return
 	}
-	for _, i := range accepted {
+	for _, i := range t.accepted {
+		d.set(i, r, nil, s)
+	}
+}
+
+// lmtpReplies reads the LMTP replies to the end of data (RFC 2033 section
+// 4.2): one per accepted recipient, in order. A BDAT chunk that failed
+// before LAST gave one reply (r) for all of them.
+func (t *transaction) lmtpReplies(r *reply) {
+	d, s := t.d, t.s
+	if r != nil {
+		t.failAll("end of data", r, t.accepted)
+		d.rset(s)
+		return
+	}
+	for _, i := range t.accepted {
 		r, err := s.read(s.to.Data)
 		if err != nil {
-			return ioFail("end of data", err)
+			t.ioFail("end of data", err)
+			return
 		}
 		if r.Code == 250 {
 			d.set(i, r, nil, s)
@@ -222,7 +269,28 @@ func (d *delivery) transact(s *session) *failure {
 			d.set(i, nil, s.replyError("end of data", r, ClassUnexpectedReply), s)
 		}
 	}
-	return nil
+}
+
+// ioFail gives every recipient still without a result the I/O failure
+// and marks the connection broken.
+func (t *transaction) ioFail(phase string, err error) {
+	t.s.broken = true
+	e := t.s.errorFor(phase, err)
+	for _, i := range t.d.pending {
+		t.d.set(i, nil, e, t.s)
+	}
+}
+
+// failAll gives reply r to the recipients idx that are still without a
+// result; a 421 marks the connection broken.
+func (t *transaction) failAll(phase string, r *reply, idx []int) {
+	e := t.s.replyError(phase, r, ClassUnexpectedReply)
+	for _, i := range idx {
+		t.d.set(i, nil, e, t.s)
+	}
+	if r.Code == 421 {
+		t.s.broken = true
+	}
 }
 
 // rset ends a failed transaction so the connection can be reused; if it
@@ -235,167 +303,4 @@ func (d *delivery) rset(s *session) {
 	if err != nil || r.Code != 250 {
 		s.broken = true
 	}
-}
-
-// body returns a reader of the whole message.
-func (d *delivery) body() io.Reader {
-	if d.msg.Body == nil {
-		return bytes.NewReader(nil)
-	}
-	return io.NewSectionReader(d.msg.Body, 0, d.msg.Size)
-}
-
-// sendDATA writes the dot-stuffed body and the final dot. For SMTP it
-// returns the reply; for LMTP it returns nil and the caller reads one reply
-// per recipient.
-func (d *delivery) sendDATA(s *session) (*reply, error) {
-	s.deadline(s.to.Data)
-	w := newDataWriter(s.bw, true)
-	bp := bufPool.Get().(*[]byte)
-	_, err := io.CopyBuffer(w, d.body(), *bp)
-	bufPool.Put(bp)
-	if err == nil {
-		err = w.Close()
-	}
-	if err == nil {
-		err = s.bw.Flush()
-	}
-	if err != nil {
-		return nil, err
-	}
-	if s.proto == LMTP {
-		return nil, nil
-	}
-	return s.read(s.to.Data)
-}
-
-// maxChunk is the size of a BDAT chunk (RFC 3030).
-const maxChunk = 1 << 20
-
-// sendBDAT writes the body in BDAT chunks (no dot-stuffing, CRLF
-// normalised). For SMTP it returns the reply to the last chunk or the first
-// failed one; for LMTP it returns nil after a complete transfer (the caller
-// reads the per-recipient replies), or the reply of a failed chunk.
-func (d *delivery) sendBDAT(s *session) (*reply, error) {
-	var chunk bytes.Buffer
-	w := newDataWriter(&chunk, false)
-	src := d.body()
-	bp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bp)
-	buf := *bp
-	eof := false
-	for !eof {
-		for chunk.Len() < maxChunk && !eof {
-			n, err := src.Read(buf)
-			if n > 0 {
-				_, _ = w.Write(buf[:n])
-			}
-			if err == io.EOF {
-				eof = true
-				_ = w.Close()
-			} else if err != nil {
-				return nil, err
-			}
-		}
-		cmd := "BDAT " + strconv.Itoa(chunk.Len())
-		if eof {
-			cmd += " LAST"
-		}
-		s.deadline(s.to.Data)
-		if err := s.writeLine(cmd); err != nil {
-			return nil, err
-		}
-		if _, err := s.bw.Write(chunk.Bytes()); err != nil {
-			return nil, err
-		}
-		if err := s.bw.Flush(); err != nil {
-			return nil, err
-		}
-		chunk.Reset()
-		if eof && s.proto == LMTP {
-			return nil, nil
-		}
-		r, err := s.read(s.to.Data)
-		if err != nil {
-			return nil, err
-		}
-		if r.Code != 250 || eof {
-			return r, nil
-		}
-	}
-	return nil, nil // not reached
-}
-
-// mailCommand builds MAIL FROM with the parameters the server offers.
-func (d *delivery) mailCommand(s *session) string {
-	msg := d.msg
-	var b strings.Builder
-	b.WriteString("MAIL FROM:<")
-	b.WriteString(d.from)
-	b.WriteByte('>')
-	if !s.esmtp {
-		return b.String()
-	}
-	if s.ext.has("SIZE") && msg.Size > 0 {
-		b.WriteString(" SIZE=")
-		b.WriteString(strconv.FormatInt(msg.Size, 10))
-	}
-	// RFC 6152: announce 8-bit content. A server without 8BITMIME gets the
-	// body as is (as Postfix does by default); the alternative, bouncing,
-	// helps no one.
-	if d.eight && s.ext.has("8BITMIME") {
-		b.WriteString(" BODY=8BITMIME")
-	}
-	if d.utf8 {
-		b.WriteString(" SMTPUTF8")
-	}
-	if msg.RequireTLS {
-		b.WriteString(" REQUIRETLS")
-	}
-	if s.ext.has("DSN") {
-		switch msg.Return {
-		case ReturnFull:
-			b.WriteString(" RET=FULL")
-		case ReturnHeaders:
-			b.WriteString(" RET=HDRS")
-		}
-		if msg.EnvID != "" {
-			b.WriteString(" ENVID=")
-			b.WriteString(xtext(msg.EnvID))
-		}
-	}
-	return b.String()
-}
-
-// rcptCommand builds RCPT TO for r, whose canonical address is addr, with
-// DSN parameters when offered.
-func (d *delivery) rcptCommand(s *session, r Recipient, addr string) string {
-	line := "RCPT TO:<" + addr + ">"
-	if s.esmtp && s.ext.has("DSN") {
-		if n := r.Notify.String(); n != "" {
-			line += " NOTIFY=" + n
-		}
-		if r.ORcpt != "" {
-			line += " ORCPT=rfc822;" + xtext(r.ORcpt)
-		}
-	}
-	return line
-}
-
-// xtext encodes s per RFC 3461 section 4: "+", "=", controls, space and
-// non-ASCII bytes become +XX.
-func xtext(s string) string {
-	const hex = "0123456789ABCDEF"
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < '!' || c > '~' || c == '+' || c == '=' {
-			b.WriteByte('+')
-			b.WriteByte(hex[c>>4])
-			b.WriteByte(hex[c&15])
-			continue
-		}
-		b.WriteByte(c)
-	}
-	return b.String()
 }
