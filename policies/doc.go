@@ -15,7 +15,7 @@
 // secret, a rule that can never be reached, an unused list or route) are
 // kept in [Set.Warnings].
 //
-// The format is specified in the project's spec/policy-format.md; the
+// The format is documented in docs/policy.md (generated from [Fields]); the
 // delivery semantics the settings steer follow RFC 5321 (SMTP), RFC 2033
 // (LMTP), RFC 3207 (STARTTLS), RFC 7672 (DANE) and RFC 8461 (MTA-STS).
 package policies

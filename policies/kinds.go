@@ -13,6 +13,29 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
+// kind describes the type of a setting: how to read a literal, which
+// expression type computes it, and how to turn an expression's result into a
+// value. A kind only literal-only settings use (pathKind) may leave typ,
+// fromExpr and text unset: they serve the computed forms and the trace.
+type kind[T any] struct {
+	name  string    // for messages and docs: `one of disable, optional, require`
+	typ   expr.Type // result type of computed forms
+	list  bool      // literal may be a YAML sequence of scalars
+	parse func(n *yaml.Node) (T, error)
+	// fromExpr converts a program's result (string, int, bool or []string)
+	// into a value, validating it as a literal would be.
+	fromExpr func(any) (T, error)
+	format   func(T) *yaml.Node
+	text     func(T) string
+}
+
+// named returns a copy of k whose type text is name.
+func (k *kind[T]) named(name string) *kind[T] {
+	c := *k
+	c.name = name
+	return &c
+}
+
 func scalarText(n *yaml.Node) (string, error) {
 	if n.Kind != yaml.ScalarNode {
 		return "", errors.New("expected a single value, not a " + nodeKind(n))
@@ -109,6 +132,39 @@ var durationKind = &kind[time.Duration]{
 	fromExpr: func(a any) (time.Duration, error) { return ParseDuration(a.(string)) },
 	format:   func(d time.Duration) *yaml.Node { return strNode(FormatDuration(d)) },
 	text:     FormatDuration,
+}
+
+// sizeKind is a size in bytes, lo to hi, written as [ParseSize] reads it
+// and [FormatSize] writes it.
+func sizeKind[T int | int64](lo, hi T) *kind[T] {
+	check := func(s string) (T, error) {
+		v, err := ParseSize(s)
+		if err != nil {
+			return 0, err
+		}
+		if v < int64(lo) || v > int64(hi) {
+			return 0, fmt.Errorf("%s is out of range: it must be between %s and %s", s, FormatSize(int64(lo)), FormatSize(int64(hi)))
+		}
+		return T(v), nil
+	}
+	name := "size, at most " + FormatSize(int64(hi))
+	if lo > 1 {
+		name = "size, " + FormatSize(int64(lo)) + " to " + FormatSize(int64(hi))
+	}
+	return &kind[T]{
+		name: name,
+		typ:  expr.String,
+		parse: func(n *yaml.Node) (T, error) {
+			s, err := scalarText(n)
+			if err != nil {
+				return 0, err
+			}
+			return check(s)
+		},
+		fromExpr: func(a any) (T, error) { return check(a.(string)) },
+		format:   func(v T) *yaml.Node { return strNode(FormatSize(int64(v))) },
+		text:     func(v T) string { return FormatSize(int64(v)) },
+	}
 }
 
 // scalarKind is a kind read from one scalar (literal) or a string

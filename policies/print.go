@@ -2,6 +2,7 @@ package policies
 
 import (
 	"bytes"
+	"strconv"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -61,4 +62,64 @@ func fieldComment(f Field) string {
 	}
 	b.WriteString("; default: " + f.Default)
 	return b.String()
+}
+
+// Node renders the value as YAML, the way a policy would write it.
+func (v *Value[T]) Node() *yaml.Node {
+	switch v.form {
+	case formDefault:
+		return v.k.format(v.def)
+	case formLiteral:
+		return v.k.format(v.lit)
+	case formExpr:
+		return exprNode(v.els.prog.Source())
+	}
+	seq := &yaml.Node{Kind: yaml.SequenceNode}
+	for _, r := range v.rules {
+		m := &yaml.Node{Kind: yaml.MappingNode}
+		m.Content = append(m.Content, scalar("if"), scalar(r.cond.Source()), scalar("then"), v.branchNode(&r.then))
+		seq.Content = append(seq.Content, m)
+	}
+	if v.els != nil {
+		m := &yaml.Node{Kind: yaml.MappingNode}
+		m.Content = append(m.Content, scalar("else"), v.branchNode(v.els))
+		seq.Content = append(seq.Content, m)
+	}
+	return seq
+}
+
+func (v *Value[T]) branchNode(b *branch[T]) *yaml.Node {
+	if b.prog != nil {
+		return exprNode(b.prog.Source())
+	}
+	return v.k.format(b.lit)
+}
+
+func exprNode(src string) *yaml.Node {
+	return &yaml.Node{Kind: yaml.MappingNode, Content: []*yaml.Node{scalar("expr"), scalar(src)}}
+}
+
+func scalar(s string) *yaml.Node {
+	return &yaml.Node{Kind: yaml.ScalarNode, Value: s}
+}
+
+func strNode(s string) *yaml.Node {
+	n := &yaml.Node{Kind: yaml.ScalarNode, Value: s}
+	if s == "" || strings.ContainsAny(s, ":#{}[],&*!|>'\"%@`") || s != strings.TrimSpace(s) {
+		n.Style = yaml.DoubleQuotedStyle
+	}
+	return n
+}
+
+// itoaNode returns an integer scalar node.
+func itoaNode(i int) *yaml.Node {
+	return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!int", Value: strconv.Itoa(i)}
+}
+
+func flowList(items []string) *yaml.Node {
+	seq := &yaml.Node{Kind: yaml.SequenceNode, Style: yaml.FlowStyle}
+	for _, it := range items {
+		seq.Content = append(seq.Content, strNode(it))
+	}
+	return seq
 }

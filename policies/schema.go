@@ -2,7 +2,6 @@ package policies
 
 import (
 	"net/netip"
-	"strconv"
 	"time"
 
 	"github.com/postern-mta/postern/expr"
@@ -118,7 +117,7 @@ func ptr[T any](v T) *T { return &v }
 
 func buildFields() []Field {
 	min5 := 5 * time.Minute
-	return []Field{
+	return append([]Field{
 		{Path: "version", Type: "integer: 1", Phase: "literal", Default: "(required)", early: true,
 			Doc:  "Version of the policy format. Required; only 1 exists.",
 			node: func(*Set) *yaml.Node { return itoaNode(1) }},
@@ -194,79 +193,23 @@ func buildFields() []Field {
 			decode: decodeStore,
 			node:   func(s *Set) *yaml.Node { return strNode(s.Limits.Store) },
 			init:   func(s *Set, _ string) { s.Limits.Store = "memory" }},
-		limitField("limits.expressions.max-size", "size, at most 1MiB", FormatSize(expr.DefaultMaxSize),
-			"Longest expression, in bytes (16KiB or 16384). Checked when the policy loads.",
-			sizeLimit(1, expr.CeilingMaxSize, func(s *Set, n int64) { s.Limits.Expressions.MaxSize = int(n) }),
-			func(s *Set) *yaml.Node { return strNode(FormatSize(int64(s.Limits.Expressions.MaxSize))) }),
-		limitField("limits.expressions.max-depth", "integer, 1 to 1000", strconv.Itoa(expr.DefaultMaxDepth),
-			"Deepest nesting of parentheses, brackets, braces and prefix operators (!, -, not) in one expression. Checked when the policy loads, before the expression is parsed.",
-			intLimit(1, expr.CeilingMaxDepth, func(s *Set, n int) { s.Limits.Expressions.MaxDepth = n }),
-			func(s *Set) *yaml.Node { return itoaNode(s.Limits.Expressions.MaxDepth) }),
-		limitField("limits.expressions.max-steps", "integer, 1 to 100000000", strconv.Itoa(expr.DefaultMaxSteps),
-			"Evaluation budget of one run of one expression: each iteration of all, any, none, one, filter, map, count, find... is a step, and so is every 64 bytes built by +, lower, upper, trim, replace, join, split or string. An expression that runs out is a run-time error: its setting takes its fallback (the default; the strictest value for TLS settings; a route defers the recipient), and the error is logged and shown in the trace.",
-			intLimit(1, expr.CeilingMaxSteps, func(s *Set, n int) { s.Limits.Expressions.MaxSteps = n }),
-			func(s *Set) *yaml.Node { return itoaNode(s.Limits.Expressions.MaxSteps) }),
-		limitField("limits.max-file-size", "size, at most 1GiB", FormatSize(DefaultMaxFileSize),
-			"Largest file the policy may name: a {file:} list, the zone file, a secret file. Files must be regular files (not a FIFO, a device or a directory).",
-			sizeLimit(1, 1<<30, func(s *Set, n int64) { s.Limits.MaxFileSize = n }),
-			func(s *Set) *yaml.Node { return strNode(FormatSize(s.Limits.MaxFileSize)) }),
-		dnsField("dns.resolver", "system | custom | cloudflare | google | quad9 | static", "system", "Where DNS answers come from: resolv.conf, the servers below, a well-known public resolver (over TLS), or a zone file (offline dry-runs and tests)."),
-		dnsField("dns.servers", "list of udp://IP:PORT, tcp://IP:PORT, tls://IP:PORT#NAME", "[]", "Upstream servers for resolver: custom."),
-		dnsField("dns.zone-file", "path", "\"\"", "RFC 1035 zone file answering for resolver: static (relative to the policy's directory)."),
-		dnsField("dns.secure", "bool", "false", "resolver: static only: mark the zone file's answers DNSSEC-authenticated."),
-		dnsField("dns.timeout", "duration", "5s", "Timeout of one query to one server. With resolver: system and no timeout here, resolv.conf's options timeout applies."),
-		dnsField("dns.attempts", "integer, 1 to 10", "2", "Tries per query (rotating through the servers). With resolver: system and no attempts here, resolv.conf's options attempts applies."),
-		dnsField("dns.concurrency", "integer, 1 to 1000", "8", "Queries in flight to the upstreams."),
-		dnsField("dns.budget", "duration", "30s", "Time all the DNS lookups of one message may take together (MTA-STS record, MX, addresses and TLSA of every host, asked concurrently). When it runs out, what is left to look up fails as a temporary DNS error: the hosts concerned are skipped, and a group without a host is deferred."),
-		dnsField("dns.tcp-on-error", "bool", "true", "Retry over TCP on truncation or a UDP error."),
-		dnsField("dns.edns", "bool", "true", "Send EDNS0 (1232-byte buffer)."),
-		dnsField("dns.dnssec", "bool", "true", "Set the DO bit; the AD bit is trusted only from loopback or TLS upstreams."),
-		dnsField("dns.cache.size", "integer, 1 to 10000000", "10000", "Cache entries (LRU)."),
-		dnsField("dns.cache.min-ttl", "duration", "0s", "Lower clamp of cached TTLs."),
-		dnsField("dns.cache.max-ttl", "duration", "1d", "Upper clamp of cached TTLs."),
-		dnsField("dns.cache.negative-ttl", "duration", "5m", "How long NXDOMAIN/NODATA answers are cached (at most the SOA minimum); 0s: not cached."),
-	}
+		earlyField(literalField("limits.expressions.max-size", sizeKind(1, expr.CeilingMaxSize),
+			func(s *Set) *int { return &s.Limits.Expressions.MaxSize }, expr.DefaultMaxSize,
+			"Longest expression, in bytes (16KiB or 16384). Checked when the policy loads.")),
+		earlyField(literalField("limits.expressions.max-depth", intKind(1, expr.CeilingMaxDepth),
+			func(s *Set) *int { return &s.Limits.Expressions.MaxDepth }, expr.DefaultMaxDepth,
+			"Deepest nesting of parentheses, brackets, braces and prefix operators (!, -, not) in one expression. Checked when the policy loads, before the expression is parsed.")),
+		earlyField(literalField("limits.expressions.max-steps", intKind(1, expr.CeilingMaxSteps),
+			func(s *Set) *int { return &s.Limits.Expressions.MaxSteps }, expr.DefaultMaxSteps,
+			"Evaluation budget of one run of one expression: each iteration of all, any, none, one, filter, map, count, find... is a step, and so is every 64 bytes built by +, lower, upper, trim, replace, join, split or string. An expression that runs out is a run-time error: its setting takes its fallback (the default; the strictest value for TLS settings; a route defers the recipient), and the error is logged and shown in the trace.")),
+		earlyField(literalField("limits.max-file-size", sizeKind[int64](1, 1<<30),
+			func(s *Set) *int64 { return &s.Limits.MaxFileSize }, DefaultMaxFileSize,
+			"Largest file the policy may name: a {file:} list, the zone file, a secret file. Files must be regular files (not a FIFO, a device or a directory).")),
+	}, dnsFields()...)
 }
 
 // DefaultMaxFileSize is the default of limits.max-file-size.
 const DefaultMaxFileSize = 16 << 20
-
-// limitField declares a literal-only setting read before any expression
-// is compiled or any file read (the bounds they obey).
-func limitField(path, typ, def, doc string, decode func(d *decoder, s *Set, n *yaml.Node, path string), node func(*Set) *yaml.Node) Field {
-	return Field{Path: path, Type: typ, Phase: "literal", Default: def, Doc: doc, early: true,
-		decode: func(d *decoder, s *Set, n *yaml.Node) { decode(d, s, n, path) },
-		node:   node}
-}
-
-func intLimit(lo, hi int, set func(*Set, int)) func(d *decoder, s *Set, n *yaml.Node, path string) {
-	return func(d *decoder, s *Set, n *yaml.Node, path string) {
-		if v, err := intKind(lo, hi).parse(n); err != nil {
-			d.errorf(n, path, "%v", err)
-		} else {
-			set(s, v)
-		}
-	}
-}
-
-func sizeLimit(lo, hi int64, set func(*Set, int64)) func(d *decoder, s *Set, n *yaml.Node, path string) {
-	return func(d *decoder, s *Set, n *yaml.Node, path string) {
-		str, err := scalarText(n)
-		if err != nil {
-			d.errorf(n, path, "%v", err)
-			return
-		}
-		v, err := ParseSize(str)
-		switch {
-		case err != nil:
-			d.errorf(n, path, "%v", err)
-		case v < lo || v > hi:
-			d.errorf(n, path, "%s is out of range: it must be between %s and %s", str, FormatSize(lo), FormatSize(hi))
-		default:
-			set(s, v)
-		}
-	}
-}
 
 // routeVars are the host-phase variables known to recipient-phase settings
 // evaluated after routing (per group of one domain and route).
@@ -282,69 +225,5 @@ func timeoutField(name string, def time.Duration, get func(*Set) **Value[time.Du
 
 func withDefault(f Field, def string) Field {
 	f.Default = def
-	return f
-}
-
-func flowList(items []string) *yaml.Node {
-	seq := &yaml.Node{Kind: yaml.SequenceNode, Style: yaml.FlowStyle}
-	for _, it := range items {
-		seq.Content = append(seq.Content, strNode(it))
-	}
-	return seq
-}
-
-// defaultFile names the source of compiled defaults in positions.
-const defaultFile = "<default>"
-
-// routeField is routing.route: a Value whose literals must name a defined
-// route, and whose default is a rule list.
-func routeField() Field {
-	const path = "routing.route"
-	f := Field{
-		Path: path, Type: "route name (mx, local, or one of routing.routes)", Phase: expr.Recipient.String(), value: true,
-		Default: "[{if: is_local_domain(rcpt_domain), then: local}, {else: mx}]",
-		Doc:     "Which route each recipient takes: mx, local, or a route of routing.routes. If it fails at run time the recipient is deferred (temporary failure).",
-		Example: "routing:\n  route:\n    - if: in_list(\"microsoft\", rcpt_domain)\n      then: relay-eu\n    - else: mx",
-	}
-	f.init = func(s *Set, _ string) {
-		k := routeKind(func(name string) bool { _, ok := s.Routes[name]; return ok })
-		s.Route = &Value[string]{setting: path, phase: expr.Recipient, k: k, def: "mx", onError: ""}
-	}
-	f.compile = func(d *decoder, s *Set) {
-		if s.Route.form != formDefault {
-			return
-		}
-		n := &yaml.Node{}
-		_ = yaml.Unmarshal([]byte("- if: is_local_domain(rcpt_domain)\n  then: local\n- else: mx\n"), n)
-		saved := d.file
-		d.file = defaultFile
-		decodeValue(d, n.Content[0], s.Route, valueOpts{})
-		d.file = saved
-		s.Route.at = Pos{File: defaultFile}
-	}
-	o := valueOpts{why: "the route decides which MX hosts exist"}
-	f.decode = func(d *decoder, s *Set, n *yaml.Node) {
-		decodeValue(d, n, s.Route, o)
-		switch s.Route.form {
-		case formLiteral:
-			d.usedRoutes[s.Route.lit] = true
-		case formRules:
-			for _, r := range s.Route.rules {
-				if r.then.prog != nil {
-					d.routeDynamic = true
-				}
-				d.usedRoutes[r.then.lit] = true
-			}
-			if s.Route.els != nil {
-				if s.Route.els.prog != nil {
-					d.routeDynamic = true
-				}
-				d.usedRoutes[s.Route.els.lit] = true
-			}
-		default:
-			d.routeDynamic = true
-		}
-	}
-	f.node = func(s *Set) *yaml.Node { return s.Route.Node() }
 	return f
 }

@@ -4,9 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"regexp"
 	"strings"
 
 	"github.com/postern-mta/postern/internal/safefile"
+	"go.yaml.in/yaml/v3"
 )
 
 // Secret is a credential written in a policy as {env: NAME}, {file: PATH}
@@ -88,4 +90,58 @@ func (s Secret) Resolve() (string, error) {
 		return s.value, nil
 	}
 	return "", fmt.Errorf("%w: no secret configured", ErrSecretUnavailable)
+}
+
+var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+func (d *decoder) secret(n *yaml.Node, setting string) Secret {
+	if n.Kind == yaml.ScalarNode {
+		if n.Value == "" {
+			d.errorf(n, setting, "empty secret")
+		}
+		d.warnf(n, setting, "literal secret in the policy file: prefer {env: NAME} or {file: PATH}")
+		return LiteralSecret(n.Value)
+	}
+	var sec Secret
+	for _, p := range d.pairs(n, setting) {
+		k, v := p[0], p[1]
+		if !sec.IsZero() {
+			d.errorf(k, setting, "a secret is {env: NAME} or {file: PATH}, not both")
+			continue
+		}
+		switch k.Value {
+		case "env":
+			if v.Kind != yaml.ScalarNode || !envNameRE.MatchString(v.Value) {
+				d.errorf(v, setting+".env", "%q is not an environment variable name", v.Value)
+				continue
+			}
+			sec = EnvSecret(v.Value)
+			if val, ok := os.LookupEnv(v.Value); !ok {
+				d.warnf(v, setting+".env", "environment variable %s is not set here", v.Value)
+			} else if val == "" {
+				d.warnf(v, setting+".env", "environment variable %s is set but empty here", v.Value)
+			}
+		case "file":
+			if v.Kind != yaml.ScalarNode || v.Value == "" {
+				d.errorf(v, setting+".file", "expected a file path")
+				continue
+			}
+			sec = Secret{kind: "file", ref: d.path(v.Value), shown: v.Value, max: d.maxFileSize}
+			// Read it now, as delivery will (the value is dropped). A file
+			// that is missing or unreadable here may exist where the
+			// policy runs: a warning. One that can never be read as a
+			// secret (a FIFO, a device, too large) is an error.
+			if _, err := sec.Resolve(); errors.Is(err, safefile.ErrNotRegular) || errors.Is(err, safefile.ErrTooLarge) {
+				d.errorf(v, setting+".file", "cannot use the secret file: %v", err)
+			} else if err != nil {
+				d.warnf(v, setting+".file", "cannot read the secret file here: %v", err)
+			}
+		default:
+			d.unknownKey(k, setting, []string{"env", "file"})
+		}
+	}
+	if sec.IsZero() {
+		d.errorf(n, setting, "expected {env: NAME}, {file: PATH} or a string")
+	}
+	return sec
 }

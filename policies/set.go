@@ -1,6 +1,7 @@
 package policies
 
 import (
+	"fmt"
 	"net/netip"
 	"time"
 
@@ -159,3 +160,25 @@ type DNSCache struct {
 	MaxTTL      time.Duration
 	NegativeTTL time.Duration
 }
+
+// Pos is a position in a policy file.
+type Pos struct {
+	File   string
+	Line   int
+	Column int
+}
+
+// String renders "file:line:col", or "(default)" for the rules a setting
+// has when the policy does not set it.
+func (p Pos) String() string {
+	if p.File == defaultFile {
+		return "(default)"
+	}
+	if p.Line == 0 {
+		return p.File
+	}
+	return fmt.Sprintf("%s:%d:%d", p.File, p.Line, p.Column)
+}
+
+// defaultFile names the source of compiled defaults in positions.
+const defaultFile = "<default>"

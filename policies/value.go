@@ -2,27 +2,11 @@ package policies
 
 import (
 	"fmt"
-	"strconv"
 	"strings"
 
 	"github.com/postern-mta/postern/expr"
 	"go.yaml.in/yaml/v3"
 )
-
-// kind describes the type of a setting: how to read a literal, which
-// expression type computes it, and how to turn an expression's result into a
-// value.
-type kind[T any] struct {
-	name  string    // for messages and docs: `one of disable, optional, require`
-	typ   expr.Type // result type of computed forms
-	list  bool      // literal may be a YAML sequence of scalars
-	parse func(n *yaml.Node) (T, error)
-	// fromExpr converts a program's result (string, int, bool or []string)
-	// into a value, validating it as a literal would be.
-	fromExpr func(any) (T, error)
-	format   func(T) *yaml.Node
-	text     func(T) string
-}
 
 // form is how a Value was written.
 type form uint8
@@ -47,25 +31,6 @@ type rule[T any] struct {
 	then   branch[T]
 	at     Pos // position of the `if`
 	always bool
-}
-
-// Pos is a position in a policy file.
-type Pos struct {
-	File   string
-	Line   int
-	Column int
-}
-
-// String renders "file:line:col", or "(default)" for the rules a setting
-// has when the policy does not set it.
-func (p Pos) String() string {
-	if p.File == defaultFile {
-		return "(default)"
-	}
-	if p.Line == 0 {
-		return p.File
-	}
-	return fmt.Sprintf("%s:%d:%d", p.File, p.Line, p.Column)
 }
 
 // Value is one setting of a policy, of type T, compiled. It is immutable
@@ -115,75 +80,57 @@ func (v *Value[T]) Eval(m *expr.VM, env *expr.Env, tr *Trace) (T, error) {
 	switch v.form {
 	case formDefault:
 		if tr != nil {
-			tr.add(TraceEntry{Setting: v.setting, Phase: v.phase.String(), Kind: KindDefault, Value: v.k.text(v.def)})
+			tr.add(v.gave(v.entry(KindDefault, 0, ""), v.def, nil, nil))
 		}
 		return v.def, nil
 	case formLiteral:
 		if tr != nil {
-			tr.add(TraceEntry{Setting: v.setting, Phase: v.phase.String(), Kind: KindLiteral, At: v.at.String(), Value: v.k.text(v.lit)})
+			tr.add(v.gave(v.entry(KindLiteral, 0, v.at.String()), v.lit, nil, nil))
 		}
 		return v.lit, nil
 	case formExpr:
 		val, err := v.branch(m, env, v.els)
 		if tr != nil {
-			e := TraceEntry{Setting: v.setting, Phase: v.phase.String(), Kind: KindExpr, At: v.at.String(),
-				Expr: v.els.prog.Source(), Value: v.k.text(val)}
-			if err != nil {
-				e.Error = err.Error()
-			}
-			tr.add(e)
+			tr.add(v.gave(v.entry(KindExpr, 0, v.at.String()), val, v.els.prog, err))
 		}
 		return val, err
 	}
 	for i := range v.rules {
 		r := &v.rules[i]
 		ok, err := r.cond.Bool(m, env)
+		var e TraceEntry
+		if tr != nil {
+			e = v.entry(KindRule, i+1, r.at.String())
+			e.If = r.cond.Source()
+		}
 		if err != nil {
 			if tr != nil {
-				tr.add(TraceEntry{Setting: v.setting, Phase: v.phase.String(), Kind: KindRule, Rule: i + 1,
-					At: r.at.String(), If: r.cond.Source(), Error: err.Error(), Value: v.k.text(v.onError)})
+				tr.add(v.gave(e, v.onError, nil, err))
 			}
 			return v.onError, err
 		}
 		if !ok {
 			if tr != nil {
-				tr.add(TraceEntry{Setting: v.setting, Phase: v.phase.String(), Kind: KindRule, Rule: i + 1,
-					At: r.at.String(), If: r.cond.Source()})
+				tr.add(e)
 			}
 			continue
 		}
 		val, err := v.branch(m, env, &r.then)
 		if tr != nil {
-			e := TraceEntry{Setting: v.setting, Phase: v.phase.String(), Kind: KindRule, Rule: i + 1,
-				At: r.at.String(), If: r.cond.Source(), Matched: true, Value: v.k.text(val)}
-			if r.then.prog != nil {
-				e.Expr = r.then.prog.Source()
-			}
-			if err != nil {
-				e.Error = err.Error()
-			}
-			tr.add(e)
+			e.Matched = true
+			tr.add(v.gave(e, val, r.then.prog, err))
 		}
 		return val, err
 	}
 	if v.els == nil {
 		if tr != nil {
-			tr.add(TraceEntry{Setting: v.setting, Phase: v.phase.String(), Kind: KindDefault, Rule: len(v.rules) + 1,
-				Value: v.k.text(v.def)})
+			tr.add(v.gave(v.entry(KindDefault, len(v.rules)+1, ""), v.def, nil, nil))
 		}
 		return v.def, nil
 	}
 	val, err := v.branch(m, env, v.els)
 	if tr != nil {
-		e := TraceEntry{Setting: v.setting, Phase: v.phase.String(), Kind: KindElse, Rule: len(v.rules) + 1,
-			At: v.els.at.String(), Value: v.k.text(val)}
-		if v.els.prog != nil {
-			e.Expr = v.els.prog.Source()
-		}
-		if err != nil {
-			e.Error = err.Error()
-		}
-		tr.add(e)
+		tr.add(v.gave(v.entry(KindElse, len(v.rules)+1, v.els.at.String()), val, v.els.prog, err))
 	}
 	return val, err
 }
@@ -218,91 +165,174 @@ func (v *Value[T]) branch(m *expr.VM, env *expr.Env, b *branch[T]) (T, error) {
 	return val, nil
 }
 
-// Node renders the value as YAML, the way a policy would write it.
-func (v *Value[T]) Node() *yaml.Node {
-	switch v.form {
-	case formDefault:
-		return v.k.format(v.def)
-	case formLiteral:
-		return v.k.format(v.lit)
-	case formExpr:
-		return exprNode(v.els.prog.Source())
+// valueOpts are the per-setting compile options of a Value.
+type valueOpts struct {
+	extra []string
+	why   string
+}
+
+// decodeValue fills v from n in any of the four forms.
+func decodeValue[T any](d *decoder, n *yaml.Node, v *Value[T], o valueOpts) {
+	v.at = d.pos(n)
+	spec := expr.Spec{Setting: v.setting, Type: v.k.typ, Phase: v.phase, Extra: o.extra, Why: o.why}
+	switch n.Kind {
+	case yaml.ScalarNode:
+		lit, err := v.k.parse(n)
+		if err != nil {
+			msg := err.Error()
+			if looksLikeExpr(n.Value) {
+				msg += " (to compute the value, write {expr: ...} or a list of if/then rules)"
+			}
+			d.errorf(n, v.setting, "%s", msg)
+			return
+		}
+		v.form, v.lit = formLiteral, lit
+	case yaml.SequenceNode:
+		if len(n.Content) > 0 && follow(n.Content[0]).Kind == yaml.MappingNode && !hasExprKey(follow(n.Content[0])) {
+			decodeRules(d, n, v, spec)
+			return
+		}
+		if !v.k.list {
+			if len(n.Content) == 0 {
+				d.errorf(n, v.setting, "empty list: write a %s, or rules (- if: ... then: ...)", v.k.name)
+			} else {
+				d.errorf(n, v.setting, "a list is not allowed here: write a %s, or rules (- if: ... then: ...)", v.k.name)
+			}
+			return
+		}
+		lit, err := v.k.parse(n)
+		if err != nil {
+			d.errorf(n, v.setting, "%v", err)
+			return
+		}
+		v.form, v.lit = formLiteral, lit
+	case yaml.MappingNode:
+		b, ok := decodeBranch(d, n, v, spec)
+		if ok && b.prog != nil {
+			v.form, v.els = formExpr, b
+		} else if ok {
+			v.form, v.lit = formLiteral, b.lit
+		}
+	default:
+		d.errorf(n, v.setting, "expected a %s", v.k.name)
 	}
-	seq := &yaml.Node{Kind: yaml.SequenceNode}
-	for _, r := range v.rules {
-		m := &yaml.Node{Kind: yaml.MappingNode}
-		m.Content = append(m.Content, scalar("if"), scalar(r.cond.Source()), scalar("then"), v.branchNode(&r.then))
-		seq.Content = append(seq.Content, m)
+}
+
+// hasExprKey reports whether mapping n is {expr: ...}.
+func hasExprKey(n *yaml.Node) bool {
+	return n.Kind == yaml.MappingNode && len(n.Content) >= 2 && n.Content[0].Value == "expr"
+}
+
+func looksLikeExpr(s string) bool {
+	return strings.ContainsAny(s, "()=<>!&|?\"'")
+}
+
+// decodeBranch reads a then/else/whole value: a literal, or {expr: ...}.
+func decodeBranch[T any](d *decoder, n *yaml.Node, v *Value[T], spec expr.Spec) (*branch[T], bool) {
+	b := &branch[T]{at: d.pos(n)}
+	if n.Kind == yaml.MappingNode {
+		ps := d.pairs(n, spec.Setting)
+		var src *yaml.Node
+		for _, p := range ps {
+			if p[0].Value == "expr" {
+				src = p[1]
+			} else {
+				d.unknownKey(p[0], spec.Setting, []string{"expr"})
+			}
+		}
+		if src == nil {
+			if len(ps) > 0 {
+				return nil, false
+			}
+			d.errorf(n, spec.Setting, "expected a %s or {expr: ...}", v.k.name)
+			return nil, false
+		}
+		b.at = d.pos(src)
+		b.prog = d.compile(src, spec)
+		return b, b.prog != nil
 	}
-	if v.els != nil {
-		m := &yaml.Node{Kind: yaml.MappingNode}
-		m.Content = append(m.Content, scalar("else"), v.branchNode(v.els))
-		seq.Content = append(seq.Content, m)
+	if n.Kind == yaml.SequenceNode && !v.k.list {
+		d.errorf(n, spec.Setting, "a list is not allowed here: expected a %s", v.k.name)
+		return nil, false
 	}
-	return seq
-}
-
-func (v *Value[T]) branchNode(b *branch[T]) *yaml.Node {
-	if b.prog != nil {
-		return exprNode(b.prog.Source())
+	lit, err := v.k.parse(n)
+	if err != nil {
+		msg := err.Error()
+		if n.Kind == yaml.ScalarNode && looksLikeExpr(n.Value) {
+			msg += " (then/else take a literal; to compute it write {expr: ...})"
+		}
+		d.errorf(n, spec.Setting, "%s", msg)
+		return nil, false
 	}
-	return v.k.format(b.lit)
+	b.lit = lit
+	return b, true
 }
 
-func exprNode(src string) *yaml.Node {
-	return &yaml.Node{Kind: yaml.MappingNode, Content: []*yaml.Node{scalar("expr"), scalar(src)}}
-}
-
-func scalar(s string) *yaml.Node {
-	return &yaml.Node{Kind: yaml.ScalarNode, Value: s}
-}
-
-// Trace collects what a dry-run shows: every rule evaluated, in order.
-type Trace struct {
-	Entries []TraceEntry
-}
-
-func (t *Trace) add(e TraceEntry) {
-	if t != nil {
-		t.Entries = append(t.Entries, e)
+func decodeRules[T any](d *decoder, n *yaml.Node, v *Value[T], spec expr.Spec) {
+	v.form = formRules
+	if len(n.Content) > maxRules {
+		d.errorf(n, v.setting, "%d rules: a setting has at most %d (to match many values, use a list: lists: and in_list())", len(n.Content), maxRules)
+		return
 	}
-}
-
-// The kinds of trace entries.
-const (
-	KindRule    = "rule"    // an `if` evaluated (Matched says whether it fired)
-	KindElse    = "else"    // the `else` of a rule list
-	KindDefault = "default" // no rule matched and there is no else, or the setting is absent
-	KindLiteral = "literal" // the setting is a literal
-	KindExpr    = "expr"    // the setting is a computed expression
-)
-
-// TraceEntry is one step of a setting's evaluation.
-type TraceEntry struct {
-	Setting string `json:"setting"`
-	Phase   string `json:"phase"`
-	Kind    string `json:"kind"`
-	Rule    int    `json:"rule,omitempty"` // 1-based index in the rule list
-	At      string `json:"at,omitempty"`   // file:line:col of the rule or literal
-	If      string `json:"if,omitempty"`
-	Matched bool   `json:"matched"`
-	Expr    string `json:"expr,omitempty"` // the computed then/else/expr that produced Value
-	Value   string `json:"value,omitempty"`
-	Error   string `json:"error,omitempty"`
-	// Context names what the setting was evaluated for (a host, an
-	// address), filled in by the caller.
-	Context string `json:"context,omitempty"`
-}
-
-// itoaNode returns an integer scalar node.
-func itoaNode(i int) *yaml.Node {
-	return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!int", Value: strconv.Itoa(i)}
-}
-
-func strNode(s string) *yaml.Node {
-	n := &yaml.Node{Kind: yaml.ScalarNode, Value: s}
-	if s == "" || strings.ContainsAny(s, ":#{}[],&*!|>'\"%@`") || s != strings.TrimSpace(s) {
-		n.Style = yaml.DoubleQuotedStyle
+	var alwaysAt *yaml.Node
+	for i, item := range n.Content {
+		item = d.resolve(item)
+		path := fmt.Sprintf("%s[%d]", v.setting, i)
+		if item.Kind != yaml.MappingNode {
+			d.errorf(item, path, "expected a rule (if: ... then: ...) or else: ..., found a %s", nodeKind(item))
+			continue
+		}
+		if alwaysAt != nil {
+			d.warnf(item, path, "this rule can never be reached: the rule at line %d always matches", alwaysAt.Line)
+			alwaysAt = nil // warn once
+		}
+		var ifN, thenN, elseN *yaml.Node
+		for _, p := range d.pairs(item, path) {
+			switch p[0].Value {
+			case "if":
+				ifN = p[1]
+			case "then":
+				thenN = p[1]
+			case "else":
+				elseN = p[1]
+			default:
+				d.unknownKey(p[0], path, []string{"if", "then", "else"})
+			}
+		}
+		switch {
+		case elseN != nil && (ifN != nil || thenN != nil):
+			d.errorf(item, path, "a rule has either if/then or else, not both")
+		case elseN != nil:
+			if i != len(n.Content)-1 {
+				d.errorf(item, path+".else", "else must be the last rule: the rules after it could never be reached")
+			}
+			es := spec
+			es.Setting = path + ".else"
+			if b, ok := decodeBranch(d, elseN, v, es); ok {
+				v.els = b
+				b.at = d.pos(item)
+			}
+		case ifN == nil:
+			d.errorf(item, path, "rule without if: write `if: CONDITION` and `then: VALUE`, or `else: VALUE`")
+		case thenN == nil:
+			d.errorf(item, path, "rule without then: add `then: VALUE` under the if")
+		default:
+			cs := expr.Spec{Setting: path + ".if", Type: expr.Bool, Phase: spec.Phase, Extra: spec.Extra, Why: spec.Why}
+			cond := d.compile(ifN, cs)
+			ts := spec
+			ts.Setting = path + ".then"
+			b, ok := decodeBranch(d, thenN, v, ts)
+			if cond != nil && ok {
+				r := rule[T]{cond: cond, then: *b, at: d.pos(item)}
+				r.always = cond.AlwaysTrue()
+				if r.always && alwaysAt == nil {
+					alwaysAt = item
+				}
+				v.rules = append(v.rules, r)
+			}
+		}
 	}
-	return n
+	if len(n.Content) == 0 {
+		d.errorf(n, v.setting, "empty rule list")
+	}
 }
