@@ -3,11 +3,14 @@ package engine
 import (
 	"net/netip"
 
-	"github.com/postern-mta/postern/expr"
 	"github.com/postern-mta/postern/policies"
 )
 
-// connection evaluates the connection-phase settings for address a.
+// connection settles the connection to address a of h: it picks the
+// source address (one of ip-strategy.source-ips of a's family, spread by
+// the group's random source), evaluates the connection-phase settings,
+// and finds the connection-level throttles. This is the one place those
+// are decided: the dry-run shows them, and delivery uses them as they are.
 func (r *run) connection(g *Group, h *Host, a netip.Addr, i int, tr *policies.Trace) *Connect {
 	set := r.s.set
 	env := r.env()
@@ -46,9 +49,7 @@ func (r *run) connection(g *Group, h *Host, a netip.Addr, i int, tr *policies.Tr
 	}
 	label := func() string { return "address " + a.String() + " of " + h.Name }
 	flush(g, tr, label)
-	if i == 0 {
-		r.throttles(g, expr.Connection, tr)
-		flush(g, tr, label)
-	}
+	r.connThrottles(g, c, i == 0, tr)
+	flush(g, tr, label)
 	return c
 }

@@ -170,6 +170,8 @@ type Connect struct {
 	SourceIP     *netip.Addr `json:"source_ip"`
 	EHLOHostname string      `json:"ehlo_hostname"`
 	Timeouts     Timeouts    `json:"timeouts"`
+
+	throttles []throttleRef // connection-level throttles delivery acquires first
 }
 
 // Timeouts are the per-command timeouts of a connection, as durations in
@@ -208,6 +210,8 @@ type ThrottleInfo struct {
 	// Recipient is set for a throttle whose key has rcpt: it is counted
 	// per recipient, and listed once for each.
 	Recipient string `json:"recipient,omitempty"`
+
+	ref throttleRef // the throttle and its key, for delivery
 }
 
 // DNSQuery is one DNS question and its answer, for the trace.

@@ -111,8 +111,7 @@ func New(set *policies.Set, opts Options) (*Engine, error) {
 	if e.throttles == nil {
 		e.throttles = &MemoryThrottles{}
 	}
-	e.client = &transport.Client{Dialer: e.opts.Dialer, RootCAs: e.opts.RootCAs, Logger: e.opts.Logger,
-		Rand: func(n int) int { return int(e.opts.Rand() % uint64(n)) }}
+	e.client = &transport.Client{Dialer: e.opts.Dialer, RootCAs: e.opts.RootCAs, Logger: e.opts.Logger}
 	if err := e.Reload(set); err != nil {
 		return nil, err
 	}
@@ -149,16 +148,6 @@ func (e *Engine) Reload(set *policies.Set) error {
 
 // Close closes the idle delivery connections the engine keeps for reuse.
 func (e *Engine) Close() error { return e.client.Close() }
-
-// throttle returns the policy's throttle called name.
-func (s *state) throttle(name string) *policies.Throttle {
-	for _, t := range s.set.Limits.Throttles {
-		if t.Name == name {
-			return t
-		}
-	}
-	return &policies.Throttle{Name: name}
-}
 
 // Policy returns the policy in force.
 func (e *Engine) Policy() *policies.Set { return e.state.Load().set }

@@ -329,7 +329,7 @@ func (r *run) group(g *Group) []*Group {
 	// Throttles checked per group (recipient phase). Local deliveries are
 	// the embedder's and are never throttled here.
 	if rt.Type != policies.RouteLocal {
-		r.throttles(g, expr.Recipient, tr)
+		r.throttles(g, tr)
 		flush(g, tr, ctx)
 	}
 

@@ -16,7 +16,7 @@ func BenchmarkDeliver2KB(b *testing.B) {
 	c := &transport.Client{}
 	defer c.Close()
 	p := planFor(s.Addr)
-	p.MessagesPerConnection = 100
+	setMPC(p, 100)
 	msg := "Subject: bench\r\n\r\n" + strings.Repeat("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\r\n", 32)
 	ctx := context.Background()
 	b.SetBytes(int64(len(msg)))
@@ -36,7 +36,7 @@ func BenchmarkDeliver2KBParallel(b *testing.B) {
 	c := &transport.Client{}
 	defer c.Close()
 	p := planFor(s.Addr)
-	p.MessagesPerConnection = 100
+	setMPC(p, 100)
 	msg := "Subject: bench\r\n\r\n" + strings.Repeat("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\r\n", 32)
 	b.SetBytes(int64(len(msg)))
 	b.ReportAllocs()

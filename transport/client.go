@@ -10,7 +10,6 @@ import (
 	"net/netip"
 	"runtime/debug"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/postern-mta/postern/transport/mailbox"
@@ -35,15 +34,10 @@ type Client struct {
 	IdleTimeout time.Duration
 	// MaxIdle bounds the number of idle pooled connections; zero means 100.
 	MaxIdle int
-	// Rand returns a number in [0, n) to spread connections over several
-	// source addresses; it must be safe for concurrent use. Nil means
-	// round-robin.
-	Rand func(n int) int
 	// Logger receives debug records of sessions (never credentials or
 	// message content); nil means no logging.
 	Logger *slog.Logger
 
-	rr   atomic.Uint64
 	pool pool
 }
 
@@ -65,27 +59,6 @@ func (c *Client) debug(msg string, args ...any) {
 func (c *Client) Close() error {
 	c.pool.closeAll()
 	return nil
-}
-
-// pickSource chooses the local address for a connection to remote.
-func (c *Client) pickSource(ips []netip.Addr, remote netip.Addr) netip.Addr {
-	var cands []netip.Addr
-	for _, ip := range ips {
-		ip = ip.Unmap()
-		if ip.Is4() == remote.Is4() {
-			cands = append(cands, ip)
-		}
-	}
-	switch len(cands) {
-	case 0:
-		return netip.Addr{}
-	case 1:
-		return cands[0]
-	}
-	if c.Rand != nil {
-		return cands[c.Rand(len(cands))%len(cands)]
-	}
-	return cands[(c.rr.Add(1)-1)%uint64(len(cands))]
 }
 
 // delivery is the state of one Deliver call.
@@ -182,25 +155,19 @@ func (d *delivery) run(ctx context.Context) {
 
 	var last *Error
 	for hi := range d.plan.Hosts {
-		h := d.plan.Hosts[hi] // a copy: PrepareHost may change it
+		h := &d.plan.Hosts[hi]
 		if ctx.Err() != nil {
 			break
 		}
-		if d.plan.Settings != nil {
-			if err := d.plan.Settings.PrepareHost(ctx, &h); err != nil {
-				last = asError(err, ClassDNS, "host settings").at(h.Name, netip.AddrPort{})
-				continue
-			}
-		}
-		if len(h.Addresses) == 0 {
+		if len(h.Targets) == 0 {
 			last = localError(550, EnhancedCode{5, 4, 4}, ClassDNS, "", "host has no usable address").at(h.Name, netip.AddrPort{})
 			continue
 		}
-		for _, addr := range h.Addresses {
+		for ti := range h.Targets {
 			if ctx.Err() != nil {
 				break
 			}
-			done, f := d.tryAddress(ctx, &h, addr.Unmap())
+			done, f := d.tryTarget(ctx, hi, ti)
 			if done {
 				return
 			}
@@ -217,31 +184,31 @@ func (d *delivery) run(ctx context.Context) {
 	d.finish(last)
 }
 
-// tryAddress delivers through one address. done reports that the
+// tryTarget delivers through target ti of host hi. done reports that the
 // recipients got their results; otherwise f says why not.
-func (d *delivery) tryAddress(ctx context.Context, h *Host, addr netip.Addr) (done bool, f *failure) {
-	plan, msg := d.plan, d.msg
+func (d *delivery) tryTarget(ctx context.Context, hi, ti int) (done bool, f *failure) {
+	msg := d.msg
+	h := &d.plan.Hosts[hi]
+	t := &h.Targets[ti]
+	addr := t.Addr.Unmap()
 	remote := netip.AddrPortFrom(addr, uint16(h.port()))
-	local := d.c.pickSource(h.SourceIPs, addr)
-	cs := ConnSettings{}
-	if plan.Settings != nil {
-		var err error
-		cs, err = plan.Settings.ConnectionSettings(ctx, h, addr, local)
-		if err != nil {
-			return false, &failure{err: asError(err, ClassConnection, "connection settings").at(h.Name, remote)}
+	if d.plan.Hooks != nil {
+		if err := d.plan.Hooks.BeforeConnect(ctx, hi, ti); err != nil {
+			return false, &failure{err: asError(err, ClassConnection, "before connecting").at(h.Name, remote)}
 		}
 	}
-	p := &connParams{host: h, remote: remote, local: local, ehlo: cs.EHLOName, to: mergeTimeouts(cs.Timeouts, plan.Timeouts)}
-	if p.ehlo == "" {
-		p.ehlo = plan.EHLOName
-	}
+	local := t.Source.Unmap()
+	p := &connParams{host: h, remote: remote, local: local, ehlo: t.EHLOName, to: t.Timeouts.withDefaults(), handshake: h.HandshakeTimeout}
 	if p.ehlo == "" {
 		p.ehlo = "localhost"
+	}
+	if p.handshake <= 0 {
+		p.handshake = DefaultHandshakeTimeout
 	}
 	p.strict = h.StartTLS == StartTLSRequire || h.Verifier != nil || h.MTASTSEnforce || msg.RequireTLS || h.ImplicitTLS
 	p.mustPKIX = !h.AllowInvalidCerts || h.MTASTSEnforce || msg.RequireTLS
 	p.requireTLS = msg.RequireTLS
-	p.max = plan.MessagesPerConnection
+	p.max = h.MessagesPerConnection
 	if d.c.IdleTimeout < 0 || p.max < 1 {
 		p.max = 1
 	}
@@ -299,24 +266,6 @@ func (d *delivery) tryAddress(ctx context.Context, h *Host, addr netip.Addr) (do
 		}
 		return true, nil
 	}
-}
-
-func mergeTimeouts(conn, plan Timeouts) Timeouts {
-	pick := func(a, b time.Duration) time.Duration {
-		if a > 0 {
-			return a
-		}
-		return b
-	}
-	return Timeouts{
-		Connect:      pick(conn.Connect, plan.Connect),
-		Greeting:     pick(conn.Greeting, plan.Greeting),
-		EHLO:         pick(conn.EHLO, plan.EHLO),
-		MailFrom:     pick(conn.MailFrom, plan.MailFrom),
-		RcptTo:       pick(conn.RcptTo, plan.RcptTo),
-		Data:         pick(conn.Data, plan.Data),
-		TLSHandshake: pick(conn.TLSHandshake, plan.TLSHandshake),
-	}.withDefaults()
 }
 
 // set records the result of recipient i: delivered by reply r, or failed

@@ -1,6 +1,6 @@
 package transport_test
 
-// Deliver's promises: cancellation, panics, the Settings callbacks, the
+// Deliver's promises: cancellation, panics, the hooks, the
 // source address.
 
 import (
@@ -22,7 +22,7 @@ func TestContextCancel(t *testing.T) {
 	s := newFakeServer(t, script{hang: map[string]bool{"DATA": true}})
 	c := newClient(t, nil)
 	p := planFor(s.Addr)
-	p.Timeouts.Data = time.Minute
+	eachTarget(p, func(t *transport.Target) { t.Timeouts.Data = time.Minute })
 	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
 	defer cancel()
 	m := newMsg(body, "a@example.test", "b@example.test")
@@ -48,110 +48,95 @@ func TestContextCancel(t *testing.T) {
 	wantAll(t, res, transport.StatusTemporary, transport.ClassIO)
 }
 
-type panicSettings struct{ where string }
+// panicHooks panics when delivery reaches a target.
+type panicHooks struct{}
 
-func (p panicSettings) PrepareHost(context.Context, *transport.Host) error {
-	if p.where == "host" {
-		panic("boom in PrepareHost")
-	}
-	return nil
-}
-
-func (p panicSettings) ConnectionSettings(context.Context, *transport.Host, netip.Addr, netip.Addr) (transport.ConnSettings, error) {
-	if p.where == "conn" {
-		panic("boom in ConnectionSettings")
-	}
-	return transport.ConnSettings{}, nil
-}
+func (panicHooks) BeforeConnect(context.Context, int, int) error { panic("boom in BeforeConnect") }
 
 func TestPanicBecomesTemporary(t *testing.T) {
 	s := newFakeServer(t, script{})
-	for _, where := range []string{"host", "conn"} {
-		p := planFor(s.Addr)
-		p.Settings = panicSettings{where}
-		res := deliver(t, newClient(t, nil), p, newMsg(body, "a@example.test", "b@example.test"))
-		wantAll(t, res, transport.StatusTemporary, transport.ClassIO)
-		if !strings.Contains(res[0].Text, "boom") {
-			t.Errorf("text %q", res[0].Text)
-		}
+	p := planFor(s.Addr)
+	p.Hooks = panicHooks{}
+	res := deliver(t, newClient(t, nil), p, newMsg(body, "a@example.test", "b@example.test"))
+	wantAll(t, res, transport.StatusTemporary, transport.ClassIO)
+	if !strings.Contains(res[0].Text, "boom") {
+		t.Errorf("text %q", res[0].Text)
 	}
 }
 
-// recordingSettings fills in addresses lazily and picks the EHLO name per
-// connection.
-type recordingSettings struct {
-	mu    sync.Mutex
-	addr  netip.AddrPort
-	calls []string
+// recordingHooks records the targets delivery reaches, and refuses those
+// of the host named refuse.
+type recordingHooks struct {
+	mu     sync.Mutex
+	plan   *transport.Plan
+	refuse string
+	calls  []string
 }
 
-func (r *recordingSettings) PrepareHost(_ context.Context, h *transport.Host) error {
+func (r *recordingHooks) BeforeConnect(_ context.Context, host, target int) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.calls = append(r.calls, "host "+h.Name)
-	switch h.Name {
-	case "broken.example.test":
-		return &transport.Error{Code: 451, Enhanced: transport.EnhancedCode{4, 7, 5}, Class: transport.ClassDANE, Message: "TLSA lookup SERVFAIL"}
-	case "mx.example.test":
-		h.Addresses = []netip.Addr{r.addr.Addr()}
-		h.Port = int(r.addr.Port())
+	h := &r.plan.Hosts[host]
+	r.calls = append(r.calls, fmt.Sprintf("%s %v", h.Name, h.Targets[target].Addr))
+	if h.Name == r.refuse {
+		return &transport.Error{Code: 451, Enhanced: transport.EnhancedCode{4, 7, 0}, Class: transport.ClassConcurrency, Message: "throttle full"}
 	}
 	return nil
 }
 
-func (r *recordingSettings) ConnectionSettings(_ context.Context, h *transport.Host, remote, local netip.Addr) (transport.ConnSettings, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.calls = append(r.calls, fmt.Sprintf("conn %s %v %v", h.Name, remote, local))
-	return transport.ConnSettings{EHLOName: "ehlo-for-" + remote.String(), Timeouts: transport.Timeouts{Data: time.Second}}, nil
-}
-
-func TestSettingsCallbacks(t *testing.T) {
+// TestHooks: BeforeConnect is called for each target tried, in order, and
+// not for hosts after the one that took the message; its error skips the
+// target with its class. Each target's own settings apply to its
+// connection.
+func TestHooks(t *testing.T) {
 	s := newFakeServer(t, script{})
-	rs := &recordingSettings{addr: s.Addr}
-	p := &transport.Plan{Settings: rs, Timeouts: testTimeouts, Hosts: []transport.Host{
-		{Name: "broken.example.test"}, {Name: "mx.example.test"}, {Name: "never.example.test"},
-	}}
+	p := planFor(closedPort(t), s.Addr, s.Addr)
+	p.Hosts[0].Name, p.Hosts[1].Name, p.Hosts[2].Name = "throttled.example.test", "mx.example.test", "never.example.test"
+	p.Hosts[0].Targets[0].Addr = netip.MustParseAddr("127.0.0.1")
+	p.Hosts[1].Targets[0].EHLOName = "ehlo-for-mx"
+	rh := &recordingHooks{plan: p, refuse: "throttled.example.test"}
+	p.Hooks = rh
 	res := deliver(t, newClient(t, nil), p, newMsg(body, "b@example.test"))
 	wantAll(t, res, transport.StatusDelivered, transport.ClassNone)
-	want := "host broken.example.test|host mx.example.test|conn mx.example.test 127.0.0.1 invalid IP"
-	if got := strings.Join(rs.calls, "|"); got != want {
+	want := "throttled.example.test 127.0.0.1|mx.example.test 127.0.0.1"
+	if got := strings.Join(rh.calls, "|"); got != want {
 		t.Errorf("calls\n got %s\nwant %s", got, want)
 	}
-	if h := s.Messages()[0].Helo; h != "ehlo-for-127.0.0.1" {
+	if h := s.Messages()[0].Helo; h != "ehlo-for-mx" {
 		t.Errorf("EHLO %q", h)
 	}
-	// A PrepareHost error is the host's failure, with its class.
+	// The hook's error is the target's failure, with its class.
 	p.Hosts = p.Hosts[:1]
 	res = deliver(t, newClient(t, nil), p, newMsg(body, "b@example.test"))
-	wantAll(t, res, transport.StatusTemporary, transport.ClassDANE)
+	wantAll(t, res, transport.StatusTemporary, transport.ClassConcurrency)
 	var te *transport.Error
-	if !errors.As(error(res[0].Err), &te) || !te.Temporary() || te.Host != "broken.example.test" {
+	if !errors.As(error(res[0].Err), &te) || !te.Temporary() || te.Host != "throttled.example.test" {
 		t.Errorf("err %#v", res[0].Err)
 	}
 }
 
-func TestSourceIPSpread(t *testing.T) {
+// TestTargetSource: the transport binds the source address the plan
+// gives each target (the engine chose it), and the kernel's choice when
+// none.
+func TestTargetSource(t *testing.T) {
 	s := newFakeServer(t, script{})
 	c := newClient(t, nil)
 	p := planFor(s.Addr)
-	p.Hosts[0].SourceIPs = []netip.Addr{
-		netip.MustParseAddr("127.0.0.21"), netip.MustParseAddr("::1"), netip.MustParseAddr("127.0.0.22"),
-	}
-	seen := map[netip.Addr]int{}
-	for range 6 {
+	for _, src := range []string{"127.0.0.21", "127.0.0.22", ""} {
+		want := netip.MustParseAddr("127.0.0.1")
+		if src != "" {
+			want = netip.MustParseAddr(src)
+		}
+		eachTarget(p, func(t *transport.Target) {
+			t.Source = netip.Addr{}
+			if src != "" {
+				t.Source = want
+			}
+		})
 		res := deliver(t, c, p, newMsg(body, "b@example.test"))
-		seen[res[0].Source.Addr()]++
-	}
-	if seen[netip.MustParseAddr("127.0.0.21")] != 3 || seen[netip.MustParseAddr("127.0.0.22")] != 3 {
-		t.Errorf("sources %v", seen)
-	}
-	// An injected Rand decides.
-	c2 := &transport.Client{Rand: func(n int) int { return n - 1 }}
-	defer c2.Close()
-	res := deliver(t, c2, p, newMsg(body, "b@example.test"))
-	if res[0].Source.Addr() != netip.MustParseAddr("127.0.0.22") {
-		t.Errorf("source %v", res[0].Source)
+		if res[0].Source.Addr() != want {
+			t.Errorf("source %v, want %v", res[0].Source, want)
+		}
 	}
 }
 

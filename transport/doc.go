@@ -42,10 +42,12 @@
 //
 // # What happens
 //
-// For each host in order: [Settings.PrepareHost] (if any), then each address
-// in order: pick a source address of the same family, ask
-// [Settings.ConnectionSettings] for the EHLO name and timeouts, take a
-// pooled connection or connect, read the greeting, EHLO (LHLO for LMTP;
+// A [Plan] is settled before delivery: every host with its targets, each
+// target an address with its source address, EHLO name and timeouts. The
+// client decides nothing of the policy's. For each host in order, then each
+// target in order: call [Hooks.BeforeConnect] (if any; the engine takes
+// the slots of connection-level throttles there), take a pooled connection
+// to the same target or connect, read the greeting, EHLO (LHLO for LMTP;
 // HELO after a 5xx unless TLS is strict), STARTTLS per [StartTLSMode], EHLO
 // again, AUTH, then the transaction: MAIL FROM (SIZE, BODY=8BITMIME,
 // SMTPUTF8, REQUIRETLS, RET, ENVID), RCPT TO (NOTIFY, ORCPT), and DATA (or
@@ -91,7 +93,9 @@
 //	                  (550 5.7.30)
 //	dane, mta-sts     certificate refused by the Verifier, or PKIX failure
 //	                  under MTA-STS enforce
-//	dns               no address (550 5.4.4), no host, or a PrepareHost error
+//	dns               a host without a target (550 5.4.4), or no host
+//	(any)             a BeforeConnect error: its own class (a plain error is
+//	                  connection)
 //
 // Failures before MAIL FROM decide where to go next: a connection failure
 // (refused, connect timeout, connection lost or timed out after the

@@ -22,16 +22,18 @@ func Example() {
 	defer c.Close()
 
 	plan := &transport.Plan{
-		EHLOName: "mta.example.org",
-		Timeouts: transport.Timeouts{Connect: 5 * time.Second, Data: 30 * time.Second},
 		Hosts: []transport.Host{{
 			Name:       "mx1.example.test",
 			Preference: 10,
-			Addresses:  []netip.Addr{addr.Addr()},
-			Port:       int(addr.Port()),
-			StartTLS:   transport.StartTLSOptional, // the server offers none: plaintext
+			Targets: []transport.Target{{
+				Addr:     addr.Addr(),
+				EHLOName: "mta.example.org",
+				Timeouts: transport.Timeouts{Connect: 5 * time.Second, Data: 30 * time.Second},
+			}},
+			Port:                  int(addr.Port()),
+			StartTLS:              transport.StartTLSOptional, // the server offers none: plaintext
+			MessagesPerConnection: 20,
 		}},
-		MessagesPerConnection: 20,
 	}
 	body := "From: a@example.org\r\nTo: b@example.test\r\nSubject: hello\r\n\r\nHi!\r\n"
 	msg := &transport.Message{

@@ -86,7 +86,7 @@ func TestDroppedAndSilentPeers(t *testing.T) {
 					bad := newFakeServer(t, sc)
 					good := newFakeServer(t, script{})
 					p := planFor(bad.Addr, good.Addr)
-					p.Timeouts = shortTimeouts
+					setShortTimeouts(p)
 					with(p, requireTLS, allowInvalid)
 					p.Hosts[1].StartTLS = transport.StartTLSOptional
 					start := time.Now()
@@ -132,7 +132,7 @@ func TestFailover(t *testing.T) {
 	t.Run("next address, then next host", func(t *testing.T) {
 		good := newFakeServer(t, script{})
 		p := planFor(closedPort(t), good.Addr)
-		p.Hosts[0].Addresses = append(p.Hosts[0].Addresses, netip.MustParseAddr("127.0.0.1"))
+		p.Hosts[0].Targets = append(p.Hosts[0].Targets, target(netip.MustParseAddr("127.0.0.1")))
 		p.Hosts[0].Port = int(closedPort(t).Port())
 		res := deliver(t, c, p, newMsg(body, "b@example.test"))
 		wantAll(t, res, transport.StatusDelivered, transport.ClassNone)
@@ -144,7 +144,7 @@ func TestFailover(t *testing.T) {
 		bad := newFakeServer(t, script{greeting: "554 no"})
 		good := newFakeServer(t, script{})
 		p := planFor(bad.Addr, good.Addr)
-		p.Hosts[0].Addresses = append(p.Hosts[0].Addresses, p.Hosts[0].Addresses[0])
+		p.Hosts[0].Targets = append(p.Hosts[0].Targets, p.Hosts[0].Targets[0])
 		res := deliver(t, c, p, newMsg(body, "b@example.test"))
 		wantAll(t, res, transport.StatusDelivered, transport.ClassNone)
 		if bad.Conns() != 1 {

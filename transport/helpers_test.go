@@ -21,19 +21,24 @@ var body = "From: a@example.org\r\nTo: b@example.test\r\nSubject: hi\r\n\r\n" + 
 // testTimeouts keep a broken test from hanging for minutes.
 var testTimeouts = transport.Timeouts{
 	Connect: 2 * time.Second, Greeting: 2 * time.Second, EHLO: 2 * time.Second, MailFrom: 2 * time.Second,
-	RcptTo: 2 * time.Second, Data: 2 * time.Second, TLSHandshake: 2 * time.Second,
+	RcptTo: 2 * time.Second, Data: 2 * time.Second,
 }
 
 // shortTimeouts make every phase time out after 200ms.
 var shortTimeouts = transport.Timeouts{
 	Connect: 200 * time.Millisecond, Greeting: 200 * time.Millisecond, EHLO: 200 * time.Millisecond,
 	MailFrom: 200 * time.Millisecond, RcptTo: 200 * time.Millisecond, Data: 200 * time.Millisecond,
-	TLSHandshake: 200 * time.Millisecond,
+}
+
+// target is a target at addr with the test EHLO name and timeouts.
+func target(addr netip.Addr) transport.Target {
+	return transport.Target{Addr: addr, EHLOName: "client.example.org", Timeouts: testTimeouts}
 }
 
 // hostAt is a host named name whose only address is addr.
 func hostAt(name string, addr netip.AddrPort, mods ...func(*transport.Host)) transport.Host {
-	h := transport.Host{Name: name, Addresses: []netip.Addr{addr.Addr()}, Port: int(addr.Port())}
+	h := transport.Host{Name: name, Targets: []transport.Target{target(addr.Addr())}, Port: int(addr.Port()),
+		HandshakeTimeout: 2 * time.Second}
 	for _, m := range mods {
 		m(&h)
 	}
@@ -42,11 +47,36 @@ func hostAt(name string, addr netip.AddrPort, mods ...func(*transport.Host)) tra
 
 // planFor is a plan with one host per address, all named mx.example.test.
 func planFor(addrs ...netip.AddrPort) *transport.Plan {
-	p := &transport.Plan{EHLOName: "client.example.org", Timeouts: testTimeouts}
+	p := &transport.Plan{}
 	for i, a := range addrs {
 		p.Hosts = append(p.Hosts, hostAt("mx.example.test", a, func(h *transport.Host) { h.Preference = 10 * (i + 1) }))
 	}
 	return p
+}
+
+// setMPC sets every host's messages per connection.
+func setMPC(p *transport.Plan, n int) {
+	for i := range p.Hosts {
+		p.Hosts[i].MessagesPerConnection = n
+	}
+}
+
+// eachTarget applies f to every target of p.
+func eachTarget(p *transport.Plan, f func(*transport.Target)) {
+	for i := range p.Hosts {
+		for j := range p.Hosts[i].Targets {
+			f(&p.Hosts[i].Targets[j])
+		}
+	}
+}
+
+// setShortTimeouts makes every phase of every connection of p, the TLS
+// handshake included, time out after 200ms.
+func setShortTimeouts(p *transport.Plan) {
+	eachTarget(p, func(t *transport.Target) { t.Timeouts = shortTimeouts })
+	for i := range p.Hosts {
+		p.Hosts[i].HandshakeTimeout = 200 * time.Millisecond
+	}
 }
 
 // with applies mods to every host of p.

@@ -34,9 +34,17 @@ func TestNetnsAddressOrder(t *testing.T) {
 	c := &transport.Client{Dialer: np.Client}
 	defer c.Close()
 	plan := func(timeouts transport.Timeouts, addrs ...netip.Addr) *transport.Plan {
-		return &transport.Plan{EHLOName: "client.example.org", Timeouts: timeouts, Hosts: []transport.Host{
-			{Name: "mx.example.test", Addresses: addrs, SourceIPs: sources},
-		}}
+		h := transport.Host{Name: "mx.example.test"}
+		for _, a := range addrs {
+			t := transport.Target{Addr: a, EHLOName: "client.example.org", Timeouts: timeouts}
+			for _, s := range sources { // a source of the remote address's family
+				if s.Is4() == a.Is4() {
+					t.Source = s
+				}
+			}
+			h.Targets = append(h.Targets, t)
+		}
+		return &transport.Plan{Hosts: []transport.Host{h}}
 	}
 	short := testTimeouts
 	short.Connect = 300 * time.Millisecond
@@ -86,7 +94,9 @@ func TestNetnsAddressOrder(t *testing.T) {
 	}
 	t.Run("everything unreachable", func(t *testing.T) {
 		p := plan(short, black6, mx6a)
-		p.Hosts = append(p.Hosts, transport.Host{Name: "mx2.example.test", Addresses: []netip.Addr{black4, mx4b}})
+		p2 := plan(short, black4, mx4b)
+		p2.Hosts[0].Name = "mx2.example.test"
+		p.Hosts = append(p.Hosts, p2.Hosts[0])
 		start := time.Now()
 		res := deliver(t, c, p, newMsg(body, "a@example.test", "b@example.test"))
 		wantAll(t, res, transport.StatusTemporary, transport.ClassConnection)

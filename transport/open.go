@@ -6,20 +6,24 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"time"
 )
 
 // connParams are what a connection is opened with.
 type connParams struct {
-	host     *Host
-	remote   netip.AddrPort
-	local    netip.Addr
-	ehlo     string
-	to       Timeouts
-	strict   bool // TLS is mandatory
-	mustPKIX bool // a PKIX failure fails the handshake (when strict)
-	noTLS    bool // plaintext retry after an optional handshake failure
-	max      int
-	key      poolKey
+	host   *Host
+	remote netip.AddrPort
+	local  netip.Addr
+	ehlo   string
+	to     Timeouts
+	// handshake bounds the STARTTLS command and the TLS handshake (the
+	// host's HandshakeTimeout).
+	handshake time.Duration
+	strict    bool // TLS is mandatory
+	mustPKIX  bool // a PKIX failure fails the handshake (when strict)
+	noTLS     bool // plaintext retry after an optional handshake failure
+	max       int
+	key       poolKey
 	// requireTLS: the message carries REQUIRETLS (RFC 8689), so a server
 	// without TLS fails it permanently instead of deferring it.
 	requireTLS bool
@@ -95,7 +99,7 @@ func (c *Client) open(ctx context.Context, p *connParams) (*session, *failure) {
 				return fail(tlsUnavailable(s, p, "EHLO", "the server does not offer STARTTLS", 0))
 			}
 		} else {
-			r, err := s.cmd(p.to.TLSHandshake, "STARTTLS")
+			r, err := s.cmd(p.handshake, "STARTTLS")
 			switch {
 			case err != nil:
 				return fail(&failure{err: s.errorFor("STARTTLS", err)})

@@ -45,8 +45,11 @@ func TestSinkSourceAddress(t *testing.T) {
 	sink := smtpbed.StartSink(t, smtpbed.SinkOptions{})
 	c := newClient(t, nil)
 	p := planFor(sink.Addr)
-	p.Hosts[0].SourceIPs = []netip.Addr{netip.MustParseAddr("127.0.0.5"), netip.MustParseAddr("127.0.0.6")}
-	for range 4 {
+	for i := range 4 {
+		// The engine chooses each connection's source; the transport
+		// binds it.
+		src := []string{"127.0.0.5", "127.0.0.6"}[i%2]
+		eachTarget(p, func(t *transport.Target) { t.Source = netip.MustParseAddr(src) })
 		res := deliver(t, c, p, newMsg(body, "b@example.test"))
 		wantAll(t, res, transport.StatusDelivered, transport.ClassNone)
 	}
@@ -74,7 +77,7 @@ func TestSinkReuse(t *testing.T) {
 	sink := smtpbed.StartSink(t, smtpbed.SinkOptions{})
 	c := newClient(t, nil)
 	p := planFor(sink.Addr)
-	p.MessagesPerConnection = 4
+	setMPC(p, 4)
 	for range 10 {
 		res := deliver(t, c, p, newMsg(body, "b@example.test"))
 		wantAll(t, res, transport.StatusDelivered, transport.ClassNone)
@@ -131,8 +134,10 @@ func TestSinkFaults(t *testing.T) {
 		{name: "drop at EHLO", args: []string{"-q", "EHLO"}, st: transport.StatusTemporary, class: transport.ClassIO, code: 451},
 		{name: "abort mid DATA", args: []string{"-A", "0"}, st: transport.StatusPermanent, class: transport.ClassUnexpectedReply, code: 550},
 		{name: "slow EHLO beats the timeout", args: []string{"-W", "EHLO:1"},
-			mod: func(p *transport.Plan) { p.Timeouts.EHLO = 300 * time.Millisecond },
-			st:  transport.StatusTemporary, class: transport.ClassIO, code: 451},
+			mod: func(p *transport.Plan) {
+				eachTarget(p, func(t *transport.Target) { t.Timeouts.EHLO = 300 * time.Millisecond })
+			},
+			st: transport.StatusTemporary, class: transport.ClassIO, code: 451},
 		{name: "slow DATA within the timeout", args: []string{"-w", "1"}, st: transport.StatusDelivered, class: transport.ClassNone, code: 250, stored: 1},
 		{name: "no PIPELINING", args: []string{"-p"}, st: transport.StatusDelivered, class: transport.ClassNone, code: 250, stored: 1},
 		{name: "no ESMTP: HELO", args: []string{"-e"}, st: transport.StatusDelivered, class: transport.ClassNone, code: 250, stored: 1},

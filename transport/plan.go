@@ -143,15 +143,15 @@ func (a Auth) LogValue() slog.Value {
 }
 
 // Timeouts bounds each phase of a session. A zero field takes the default
-// shown (the policy defaults, RFC 5321 section 4.5.3.2 in spirit).
+// shown (the policy defaults, RFC 5321 section 4.5.3.2 in spirit). The TLS
+// handshake is bounded per host: [Host.HandshakeTimeout].
 type Timeouts struct {
-	Connect      time.Duration // TCP connect; default 5m
-	Greeting     time.Duration // the 220 banner; default 5m
-	EHLO         time.Duration // EHLO/LHLO/HELO, AUTH, RSET; default 5m
-	MailFrom     time.Duration // MAIL FROM reply; default 5m
-	RcptTo       time.Duration // each RCPT TO reply; default 5m
-	Data         time.Duration // DATA/BDAT, each write of the body, and the final reply; default 10m
-	TLSHandshake time.Duration // STARTTLS command and handshake, or implicit-TLS handshake; default 3m
+	Connect  time.Duration // TCP connect; default 5m
+	Greeting time.Duration // the 220 banner; default 5m
+	EHLO     time.Duration // EHLO/LHLO/HELO, AUTH, RSET; default 5m
+	MailFrom time.Duration // MAIL FROM reply; default 5m
+	RcptTo   time.Duration // each RCPT TO reply; default 5m
+	Data     time.Duration // DATA/BDAT, each write of the body, and the final reply; default 10m
 }
 
 // Default phase timeouts, used for zero fields of [Timeouts].
@@ -177,7 +177,6 @@ func (t Timeouts) withDefaults() Timeouts {
 	def(&t.MailFrom, DefaultMailFromTimeout)
 	def(&t.RcptTo, DefaultRcptToTimeout)
 	def(&t.Data, DefaultDataTimeout)
-	def(&t.TLSHandshake, DefaultHandshakeTimeout)
 	return t
 }
 
@@ -189,10 +188,11 @@ type Host struct {
 	Name string
 	// Preference is the MX preference, for results and logs only.
 	Preference int
-	// Addresses are dialed in this order (the engine applies
-	// ip-strategy.lookup and limits.multihomed). A host with none is skipped
-	// with a permanent error, unless [Settings.PrepareHost] fills them in.
-	Addresses []netip.Addr
+	// Targets are the host's addresses, dialed in this order, each with the
+	// settings of a connection to it (the engine applies ip-strategy.lookup,
+	// limits.multihomed and the connection-phase settings). A host with none
+	// is skipped with a permanent error.
+	Targets []Target
 	// Port defaults to 25 for SMTP and 24 for LMTP.
 	Port int
 	// Protocol is SMTP (default) or LMTP.
@@ -226,10 +226,30 @@ type Host struct {
 	AllowPlaintextAuth bool
 	// IsRelay marks a configured relay rather than an MX host, for results.
 	IsRelay bool
-	// SourceIPs are the local addresses to bind. For each connection the
-	// entries of the remote address's family are used: one → it, several →
-	// spread evenly (see [Client.Rand]), none → the kernel chooses.
-	SourceIPs []netip.Addr
+	// MessagesPerConnection is how many transactions one connection to
+	// this host may carry (limits.messages-per-connection). Zero or one
+	// means a connection is closed after its transaction; larger values let
+	// [Client] keep it in its pool for the next message to the same target.
+	MessagesPerConnection int
+	// HandshakeTimeout bounds the STARTTLS command and the TLS handshake (or
+	// the implicit-TLS handshake); zero means DefaultHandshakeTimeout.
+	HandshakeTimeout time.Duration
+}
+
+// Target is one address of a host, with the settings of a connection to
+// it: where to connect from and the connection-phase settings of the
+// policy, settled before delivery.
+type Target struct {
+	// Addr is the remote address.
+	Addr netip.Addr
+	// Source is the local address to bind; the zero Addr lets the kernel
+	// choose.
+	Source netip.Addr
+	// EHLOName is sent in EHLO/LHLO/HELO; empty means "localhost".
+	EHLOName string
+	// Timeouts bound the phases of the session; zero fields take the
+	// defaults.
+	Timeouts Timeouts
 }
 
 func (h *Host) port() int {
@@ -242,53 +262,27 @@ func (h *Host) port() int {
 	return 25
 }
 
-// ConnSettings are the connection-phase settings of one connection.
-type ConnSettings struct {
-	// EHLOName is sent in EHLO/LHLO/HELO. Empty means Plan.EHLOName.
-	EHLOName string
-	// Timeouts for this connection. Zero fields fall back to
-	// Plan.Timeouts, then to the defaults.
-	Timeouts Timeouts
-}
-
-// Settings is implemented by the engine to supply settings that depend on
-// where the transport has got to. Both methods are called from the
-// goroutine running [Client.Deliver], in order, and only when needed: a host
-// after the one that took the message is never prepared.
-type Settings interface {
-	// PrepareHost is called once per host, before its addresses are dialed,
-	// with a copy of the Plan's host that it may change: evaluate host-phase
-	// settings, resolve the addresses (A/AAAA per ip-strategy.lookup), look up
-	// TLSA records and set a Verifier. An error skips the host and becomes
-	// its failure; return a *[Error] to choose the class and status (a plain
-	// error is a temporary ClassDNS failure).
-	PrepareHost(ctx context.Context, h *Host) error
-	// ConnectionSettings is called per address before connecting, with the
-	// remote address and the chosen source address (invalid when the kernel
-	// chooses). An error skips the address, like a failed connect; a
-	// *[Error] chooses the class and status.
-	ConnectionSettings(ctx context.Context, h *Host, remote, local netip.Addr) (ConnSettings, error)
+// Hooks let the caller act as delivery reaches each target. Its method
+// is called from the goroutine running [Client.Deliver], in order, and only
+// for the targets actually tried.
+type Hooks interface {
+	// BeforeConnect is called before a connection to
+	// Plan.Hosts[host].Targets[target] is opened or taken from the pool.
+	// An error skips the target, like a failed connect; a *[Error] chooses
+	// the class and status (a plain error is a temporary ClassConnection
+	// failure). The engine takes the slots of connection-level throttles
+	// here.
+	BeforeConnect(ctx context.Context, host, target int) error
 }
 
 // Plan says where and how to deliver one message to one group of
-// recipients: the hosts in order, with their settings. A Plan is read, never
-// changed, by [Client.Deliver].
+// recipients: the hosts in order, with their settled settings. A Plan is
+// read, never changed, by [Client.Deliver].
 type Plan struct {
 	// Hosts are tried in order until one takes the message.
 	Hosts []Host
-	// EHLOName is sent in EHLO/LHLO/HELO unless ConnSettings says otherwise.
-	// Empty means "localhost".
-	EHLOName string
-	// Timeouts for every connection, unless ConnSettings says otherwise.
-	Timeouts Timeouts
-	// MessagesPerConnection is how many transactions one connection may
-	// carry (limits.messages-per-connection). Zero or one means a connection
-	// is closed after its transaction; larger values let [Client] keep it in
-	// its pool for the next message to the same address.
-	MessagesPerConnection int
-	// Settings, when set, supplies host- and connection-phase settings as
-	// the transport reaches each host and address.
-	Settings Settings
+	// Hooks, when set, is told as delivery reaches each target.
+	Hooks Hooks
 }
 
 // NotifyFlags are the DSN NOTIFY conditions of a recipient (RFC 3461).

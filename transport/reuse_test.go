@@ -20,7 +20,7 @@ func TestConnectionReuse(t *testing.T) {
 	s := newFakeServer(t, script{})
 	c := newClient(t, nil)
 	p := planFor(s.Addr)
-	p.MessagesPerConnection = 3
+	setMPC(p, 3)
 	for range 7 {
 		res := deliver(t, c, p, newMsg(body, "b@example.test"))
 		wantAll(t, res, transport.StatusDelivered, transport.ClassNone)
@@ -36,7 +36,7 @@ func TestConnectionReuse(t *testing.T) {
 		s := newFakeServer(t, script{})
 		c := &transport.Client{}
 		p := planFor(s.Addr)
-		p.MessagesPerConnection = 10
+		setMPC(p, 10)
 		deliver(t, c, p, newMsg(body, "b@example.test"))
 		_ = c.Close()
 		deliver(t, c, p, newMsg(body, "b@example.test"))
@@ -48,11 +48,11 @@ func TestConnectionReuse(t *testing.T) {
 	t.Run("different EHLO name or source: new connection", func(t *testing.T) {
 		s := newFakeServer(t, script{})
 		p := planFor(s.Addr)
-		p.MessagesPerConnection = 10
+		setMPC(p, 10)
 		deliver(t, c, p, newMsg(body, "b@example.test"))
-		p.EHLOName = "other.example.org"
+		eachTarget(p, func(t *transport.Target) { t.EHLOName = "other.example.org" })
 		deliver(t, c, p, newMsg(body, "b@example.test"))
-		p.Hosts[0].SourceIPs = []netip.Addr{netip.MustParseAddr("127.0.0.9")}
+		eachTarget(p, func(t *transport.Target) { t.Source = netip.MustParseAddr("127.0.0.9") })
 		res := deliver(t, c, p, newMsg(body, "b@example.test"))
 		if s.Conns() != 3 || res[0].Source.Addr() != netip.MustParseAddr("127.0.0.9") {
 			t.Errorf("%d conns, source %v", s.Conns(), res[0].Source)
@@ -61,7 +61,7 @@ func TestConnectionReuse(t *testing.T) {
 	t.Run("protocol failure closes", func(t *testing.T) {
 		s := newFakeServer(t, script{reply: map[string]string{"MAIL": "421 4.3.2 closing"}})
 		p := planFor(s.Addr)
-		p.MessagesPerConnection = 10
+		setMPC(p, 10)
 		deliver(t, c, p, newMsg(body, "b@example.test"))
 		deliver(t, c, p, newMsg(body, "b@example.test"))
 		if s.Conns() != 2 {
@@ -71,7 +71,7 @@ func TestConnectionReuse(t *testing.T) {
 	t.Run("stale pooled connection is replaced", func(t *testing.T) {
 		s := newFakeServer(t, script{drop: map[string]bool{"RSET": true}})
 		p := planFor(s.Addr)
-		p.MessagesPerConnection = 10
+		setMPC(p, 10)
 		for range 3 {
 			res := deliver(t, c, p, newMsg(body, "b@example.test"))
 			wantAll(t, res, transport.StatusDelivered, transport.ClassNone)
@@ -85,7 +85,7 @@ func TestConnectionReuse(t *testing.T) {
 		c := &transport.Client{IdleTimeout: 100 * time.Millisecond}
 		defer c.Close()
 		p := planFor(s.Addr)
-		p.MessagesPerConnection = 10
+		setMPC(p, 10)
 		deliver(t, c, p, newMsg(body, "b@example.test"))
 		// The pool QUITs the connection when it has been idle for
 		// IdleTimeout; it takes it out of the pool before that.
@@ -99,7 +99,7 @@ func TestConnectionReuse(t *testing.T) {
 		s := newFakeServer(t, script{})
 		c := newClient(t, nil)
 		p := planFor(s.Addr)
-		p.MessagesPerConnection = 5
+		setMPC(p, 5)
 		var wg sync.WaitGroup
 		for range 8 {
 			wg.Go(func() {
@@ -148,13 +148,13 @@ func TestReusedConnectionTakesNewSettings(t *testing.T) {
 				s := newFakeServer(t, sc)
 				c := newClient(t, nil)
 				p := planFor(s.Addr)
-				p.MessagesPerConnection = 10
-				tt.set(&p.Timeouts, time.Hour) // longer than deliver's 20s context
+				setMPC(p, 10)
+				eachTarget(p, func(t *transport.Target) { tt.set(&t.Timeouts, time.Hour) }) // longer than deliver's 20s context
 				wantAll(t, deliver(t, c, p, newMsg(body, "a@example.test")), transport.StatusDelivered, transport.ClassNone)
 
 				p = planFor(s.Addr)
-				p.MessagesPerConnection = 10
-				tt.set(&p.Timeouts, 300*time.Millisecond)
+				setMPC(p, 10)
+				eachTarget(p, func(t *transport.Target) { tt.set(&t.Timeouts, 300*time.Millisecond) })
 				res := deliver(t, c, p, newMsg(body, "b@example.test"))
 				wantAll(t, res, transport.StatusTemporary, transport.ClassIO)
 				// With the first delivery's timeout, the context would have
@@ -172,9 +172,9 @@ func TestReusedConnectionTakesNewSettings(t *testing.T) {
 		s := newFakeServer(t, script{})
 		c := newClient(t, nil)
 		p := planFor(s.Addr)
-		p.MessagesPerConnection = 2
+		setMPC(p, 2)
 		deliver(t, c, p, newMsg(body, "b@example.test"))
-		p.MessagesPerConnection = 3
+		setMPC(p, 3)
 		for range 2 {
 			wantAll(t, deliver(t, c, p, newMsg(body, "b@example.test")), transport.StatusDelivered, transport.ClassNone)
 		}
@@ -191,11 +191,11 @@ func TestReusedConnectionTakesNewSettings(t *testing.T) {
 		s := newFakeServer(t, script{})
 		c := newClient(t, nil)
 		p := planFor(s.Addr)
-		p.MessagesPerConnection = 10
+		setMPC(p, 10)
 		deliver(t, c, p, newMsg(body, "b@example.test"))
 		// One transaction per connection now: the pooled connection,
 		// which already carried one, is closed instead of reused.
-		p.MessagesPerConnection = 1
+		setMPC(p, 1)
 		wantAll(t, deliver(t, c, p, newMsg(body, "b@example.test")), transport.StatusDelivered, transport.ClassNone)
 		m := s.Messages()
 		if s.Conns() != 2 || len(m) != 2 || m[0].ConnNo != 1 || m[1].ConnNo != 2 {

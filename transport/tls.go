@@ -63,7 +63,7 @@ func (c *Client) handshake(s *session, p *connParams) *failure {
 			return nil
 		},
 	}
-	s.deadline(p.to.TLSHandshake)
+	s.deadline(p.handshake)
 	tc := tls.Client(s.nc, cfg)
 	if err := tc.HandshakeContext(s.ctx); err != nil {
 		e := &Error{Code: 454, Enhanced: EnhancedCode{4, 7, 5}, Class: ClassTLS, Host: h.Name, Address: p.remote, Err: err, Phase: "TLS handshake"}

@@ -322,7 +322,7 @@ func TestHandshakeTimeout(t *testing.T) {
 	t.Run("require", func(t *testing.T) {
 		s := newFakeServer(t, script{tls: tcfg, tlsHang: true})
 		p := with(planFor(s.Addr), requireTLS)
-		p.Timeouts = shortTimeouts
+		setShortTimeouts(p)
 		start := time.Now()
 		res := deliver(t, newClient(t, ca.Pool), p, newMsg(body, "b@example.test"))
 		wantAll(t, res, transport.StatusTemporary, transport.ClassTLS)
@@ -336,7 +336,7 @@ func TestHandshakeTimeout(t *testing.T) {
 	t.Run("optional: plaintext after reconnecting", func(t *testing.T) {
 		s := newFakeServer(t, script{tls: tcfg, firstConn: &script{tls: tcfg, tlsHang: true}})
 		p := planFor(s.Addr)
-		p.Timeouts = shortTimeouts
+		setShortTimeouts(p)
 		res := deliver(t, newClient(t, ca.Pool), p, newMsg(body, "b@example.test"))
 		wantAll(t, res, transport.StatusDelivered, transport.ClassNone)
 		if s.Conns() != 2 || len(res[0].Warnings) != 1 || res[0].TLS.Enabled() {

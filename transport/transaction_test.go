@@ -138,7 +138,7 @@ func TestTransactionRefusals(t *testing.T) {
 				}
 				s := newFakeServer(t, sc)
 				p := planFor(s.Addr)
-				p.MessagesPerConnection = 10
+				setMPC(p, 10)
 				c := newClient(t, nil)
 				res := deliver(t, c, p, newMsg(body, "a@example.test", "b@example.test"))
 				wantAll(t, res, tt.st, transport.ClassUnexpectedReply)
@@ -223,7 +223,7 @@ func TestDATAWithoutRecipients(t *testing.T) {
 				s := newFakeServer(t, sc)
 				c := newClient(t, nil)
 				p := planFor(s.Addr)
-				p.MessagesPerConnection = 10
+				setMPC(p, 10)
 				res := deliver(t, c, p, newMsg(body, "a@example.test", "b@example.test"))
 				wantAll(t, res, tt.st, transport.ClassUnexpectedReply)
 				if res[0].Code != tt.code {

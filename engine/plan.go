@@ -1,0 +1,126 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/postern-mta/postern/policies"
+	"github.com/postern-mta/postern/transport"
+)
+
+// plan turns a group's decision into a transport plan, as it is: every
+// host that is not skipped, each address with the source address, EHLO
+// name and timeouts the evaluation settled. Nothing is evaluated again.
+func plan(g *Group, hooks *connHooks) (*transport.Plan, error) {
+	rt := g.route
+	p := &transport.Plan{Hooks: hooks}
+	for _, h := range g.Hosts {
+		if h.Skipped != nil {
+			continue
+		}
+		th := transport.Host{Name: h.Name, Preference: h.Preference, Port: 25, IsRelay: rt.Type == policies.RouteRelay,
+			StartTLS: startTLS(h.TLS.STARTTLS), AllowInvalidCerts: h.TLS.AllowInvalidCerts,
+			MinTLSVersion: h.TLS.MinVersion.Uint16(), MessagesPerConnection: h.MessagesPerConnection,
+			HandshakeTimeout: time.Duration(h.TLS.HandshakeTimeout)}
+		if h.TLS.DANERecords > 0 {
+			// DANE is active for this host (RFC 7672 section 2.2) but
+			// TLSA matching is not implemented yet: require TLS with PKIX
+			// verification instead, which is never weaker than DANE
+			// (it may refuse a DANE-only, self-signed certificate).
+			th.StartTLS, th.AllowInvalidCerts = transport.StartTLSRequire, false
+		}
+		if th.IsRelay {
+			th.Port, th.ImplicitTLS, th.AllowPlaintextAuth = rt.Port, rt.ImplicitTLS, rt.AllowPlaintextAuth
+			if rt.Protocol == "lmtp" {
+				th.Protocol = transport.LMTP
+			}
+			if rt.Auth != nil {
+				secret, err := rt.Auth.Secret.Resolve()
+				if err != nil {
+					return nil, fmt.Errorf("route %s: auth: %w", rt.Name, err)
+				}
+				th.Auth = &transport.Auth{Username: rt.Auth.Username, Secret: transport.Secret(secret)}
+			}
+		}
+		for _, c := range h.Connections {
+			t := transport.Target{Addr: c.RemoteIP, EHLOName: c.EHLOHostname, Timeouts: transport.Timeouts{
+				Connect: time.Duration(c.Timeouts.Connect), Greeting: time.Duration(c.Timeouts.Greeting),
+				EHLO: time.Duration(c.Timeouts.EHLO), MailFrom: time.Duration(c.Timeouts.MailFrom),
+				RcptTo: time.Duration(c.Timeouts.RcptTo), Data: time.Duration(c.Timeouts.Data)}}
+			if c.SourceIP != nil {
+				t.Source = *c.SourceIP
+			}
+			th.Targets = append(th.Targets, t)
+		}
+		hooks.hosts = append(hooks.hosts, h)
+		p.Hosts = append(p.Hosts, th)
+	}
+	return p, nil
+}
+
+func startTLS(m policies.TLSMode) transport.StartTLSMode {
+	switch m {
+	case policies.TLSRequire:
+		return transport.StartTLSRequire
+	case policies.TLSDisable:
+		return transport.StartTLSDisable
+	}
+	return transport.StartTLSOptional
+}
+
+// connHooks takes the slots of connection-level throttles as the
+// transport reaches each address; they are held until the group's
+// delivery ends.
+type connHooks struct {
+	e     *Engine
+	hosts []*Host // parallel to Plan.Hosts
+
+	mu       sync.Mutex
+	releases []func(bool)
+	maxWait  time.Duration // longest wait of a full throttle
+}
+
+// BeforeConnect implements transport.Hooks.
+func (c *connHooks) BeforeConnect(_ context.Context, host, target int) error {
+	now := c.e.opts.Clock()
+	var taken []func(bool)
+	for _, ref := range c.hosts[host].Connections[target].throttles {
+		rel, err, wait := c.e.acquire(ref, now)
+		if err != nil {
+			for _, r := range taken {
+				r(true)
+			}
+			c.mu.Lock()
+			c.maxWait = max(c.maxWait, wait)
+			c.mu.Unlock()
+			return err
+		}
+		taken = append(taken, rel)
+	}
+	c.mu.Lock()
+	c.releases = append(c.releases, taken...)
+	c.mu.Unlock()
+	return nil
+}
+
+// wait is how long a full connection-level throttle asked to wait.
+func (c *connHooks) wait() time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.maxWait <= 0 {
+		return time.Second
+	}
+	return c.maxWait
+}
+
+// release gives back the concurrency slots taken.
+func (c *connHooks) release() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, r := range c.releases {
+		r(false)
+	}
+	c.releases = nil
+}
