@@ -1,8 +1,7 @@
 // Package dnsbed starts a real DNS test bed on loopback: Knot DNS serving
 // a DNSSEC-signed zone, an unsigned zone and a second signed zone, and
 // Unbound validating on top of it, with the real trust anchor for the
-// signed zone and a wrong one for the other (configurations from
-// shared/reference/testbed.md, section 2).
+// signed zone and a wrong one for the other.
 //
 //	zone           Knot             Unbound answers
 //	example.test   signed           AD=1 (secure)
