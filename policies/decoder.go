@@ -281,21 +281,43 @@ func (d *decoder) compile(n *yaml.Node, spec expr.Spec) *expr.Program {
 
 // stringList reads a scalar or a list of scalars.
 func (d *decoder) stringList(n *yaml.Node, setting string) []string {
+	items := d.stringItems(n, setting)
+	if items == nil {
+		return nil
+	}
+	out := make([]string, len(items))
+	for i, it := range items {
+		out[i] = it.value
+	}
+	return out
+}
+
+// stringItem is a string of a list, with its node and its index in the
+// list (items that are not strings count too).
+type stringItem struct {
+	value string
+	at    *yaml.Node
+	index int
+}
+
+// stringItems reads a list of strings like stringList, keeping where each
+// string is, for the errors about it.
+func (d *decoder) stringItems(n *yaml.Node, setting string) []stringItem {
 	switch n.Kind {
 	case yaml.ScalarNode:
 		if n.Tag == "!!null" {
 			return nil
 		}
-		return []string{n.Value}
+		return []stringItem{{n.Value, n, 0}}
 	case yaml.SequenceNode:
-		out := make([]string, 0, len(n.Content))
+		out := make([]stringItem, 0, len(n.Content))
 		for i, it := range n.Content {
 			it = d.resolve(it)
 			if it.Kind != yaml.ScalarNode {
 				d.errorf(it, fmt.Sprintf("%s[%d]", setting, i), "expected a string, found a %s", nodeKind(it))
 				continue
 			}
-			out = append(out, it.Value)
+			out = append(out, stringItem{it.Value, it, i})
 		}
 		return out
 	}

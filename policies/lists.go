@@ -12,14 +12,10 @@ import (
 )
 
 func decodeLocalDomains(d *decoder, s *Set, n *yaml.Node) {
-	for i, dom := range d.stringList(n, "local-domains") {
-		dom = strings.TrimSuffix(strings.ToLower(dom), ".")
+	for _, it := range d.stringItems(n, "local-domains") {
+		dom := strings.TrimSuffix(strings.ToLower(it.value), ".")
 		if !expr.IsHostname(dom) {
-			item := n
-			if n.Kind == yaml.SequenceNode {
-				item = n.Content[i]
-			}
-			d.errorf(item, fmt.Sprintf("local-domains[%d]", i), "%q is not a domain", dom)
+			d.errorf(it.at, fmt.Sprintf("local-domains[%d]", it.index), "%q is not a domain", dom)
 			continue
 		}
 		s.LocalDomains = append(s.LocalDomains, dom)

@@ -99,24 +99,17 @@ func stringListKind(name string, check func(string) error) *kind[[]string] {
 				return nil, fmt.Errorf("expected a list of strings, found a %s", nodeKind(n))
 			}
 			var errs itemErrors
-			strs := make([]string, 0, len(items))
+			out := make([]string, 0, len(items))
 			for i, it := range items {
 				if it = follow(it); it.Kind != yaml.ScalarNode {
 					errs = append(errs, itemError{at: it, index: i, err: fmt.Errorf("expected a string, found a %s", nodeKind(it))})
 					continue
 				}
-				strs = append(strs, it.Value)
-			}
-			out := make([]string, 0, len(strs))
-			// Note: i counts the strings, not the items, so after an item
-			// that is not a string, a bad string is reported at an earlier
-			// item's position and index.
-			for i, s := range strs {
-				if err := check(s); err != nil {
-					errs = append(errs, itemError{at: items[i], index: i, err: err})
+				if err := check(it.Value); err != nil {
+					errs = append(errs, itemError{at: it, index: i, err: err})
 					continue
 				}
-				out = append(out, s)
+				out = append(out, it.Value)
 			}
 			if len(errs) > 0 {
 				return out, errs

@@ -152,6 +152,15 @@ func TestBadPolicies(t *testing.T) {
 			want:   "p.yaml:3:13: dns.cache.min-ttl: min-ttl (2h) is larger than max-ttl (1h)",
 		},
 		{
+			name:   "list items are counted with the ones that are not strings",
+			policy: "version: 1\nlocal-domains:\n  - {a: b}\n  - \"not a domain!\"\ndns:\n  resolver: custom\n  servers:\n    - [x]\n    - bogus\n",
+			want: "p.yaml:3:5: local-domains[0]: expected a string, found a mapping\n" +
+				"p.yaml:4:5: local-domains[1]: \"not a domain!\" is not a domain\n" +
+				"p.yaml:6:13: dns.servers: missing: resolver: custom needs at least one server (udp://IP:PORT, tcp://IP:PORT or tls://IP:PORT#NAME)\n" +
+				"p.yaml:8:7: dns.servers[0]: expected a string, found a list\n" +
+				"p.yaml:9:7: dns.servers[1]: \"bogus\" is not a DNS server: write udp://IP:PORT, tcp://IP:PORT or tls://IP:PORT#NAME",
+		},
+		{
 			name:   "YAML syntax error",
 			policy: "version: 1\ntls:\n  starttls: [require\n",
 			want:   "p.yaml:3:1: YAML syntax: did not find expected ',' or ']' (in the construct that starts on this line)",
