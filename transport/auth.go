@@ -3,6 +3,9 @@ package transport
 import (
 	"encoding/base64"
 	"errors"
+	"fmt"
+	"io"
+	"log/slog"
 	"strings"
 )
 
@@ -76,4 +79,49 @@ func redactAll(s string, secrets ...string) string {
 		}
 	}
 	return s
+}
+
+// Secret is a password or token. Its formatting, logging and text marshalling
+// print "[redacted]" so it never appears in a log line, a trace, or a %+v of
+// a [Plan]; use string(s) where the real value is needed.
+type Secret string
+
+const redacted = "[redacted]"
+
+// String returns "[redacted]".
+func (Secret) String() string { return redacted }
+
+// GoString returns "[redacted]".
+func (Secret) GoString() string { return redacted }
+
+// Format writes "[redacted]" for every verb.
+func (Secret) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, redacted) }
+
+// LogValue keeps the secret out of log/slog output.
+func (Secret) LogValue() slog.Value { return slog.StringValue(redacted) }
+
+// MarshalText returns "[redacted]", for encoding/json and friends.
+func (Secret) MarshalText() ([]byte, error) { return []byte(redacted), nil }
+
+// Auth holds the credentials for SMTP AUTH (RFC 4954) on a relay. PLAIN is
+// used when the server offers it, else LOGIN. Credentials are sent only over
+// TLS unless [Host.AllowPlaintextAuth] is set.
+type Auth struct {
+	Username string
+	Secret   Secret
+}
+
+// Format prints the username and "[redacted]" for the secret, whatever the
+// verb, so that printing a Host or Plan never shows a secret.
+func (a Auth) Format(f fmt.State, verb rune) {
+	if f.Flag('+') || f.Flag('#') {
+		_, _ = fmt.Fprintf(f, "{Username:%q Secret:%s}", a.Username, redacted)
+		return
+	}
+	_, _ = fmt.Fprintf(f, "{%s %s}", a.Username, redacted)
+}
+
+// LogValue keeps the secret out of log/slog output.
+func (a Auth) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("username", a.Username), slog.String("secret", redacted))
 }

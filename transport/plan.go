@@ -4,8 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/netip"
 	"time"
 )
@@ -96,51 +94,6 @@ type VerifierFunc func(cs tls.ConnectionState) error
 
 // VerifyConnection calls f(cs).
 func (f VerifierFunc) VerifyConnection(cs tls.ConnectionState) error { return f(cs) }
-
-// Secret is a password or token. Its formatting, logging and text marshalling
-// print "[redacted]" so it never appears in a log line, a trace, or a %+v of
-// a [Plan]; use string(s) where the real value is needed.
-type Secret string
-
-const redacted = "[redacted]"
-
-// String returns "[redacted]".
-func (Secret) String() string { return redacted }
-
-// GoString returns "[redacted]".
-func (Secret) GoString() string { return redacted }
-
-// Format writes "[redacted]" for every verb.
-func (Secret) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, redacted) }
-
-// LogValue keeps the secret out of log/slog output.
-func (Secret) LogValue() slog.Value { return slog.StringValue(redacted) }
-
-// MarshalText returns "[redacted]", for encoding/json and friends.
-func (Secret) MarshalText() ([]byte, error) { return []byte(redacted), nil }
-
-// Auth holds the credentials for SMTP AUTH (RFC 4954) on a relay. PLAIN is
-// used when the server offers it, else LOGIN. Credentials are sent only over
-// TLS unless [Host.AllowPlaintextAuth] is set.
-type Auth struct {
-	Username string
-	Secret   Secret
-}
-
-// Format prints the username and "[redacted]" for the secret, whatever the
-// verb, so that printing a Host or Plan never shows a secret.
-func (a Auth) Format(f fmt.State, verb rune) {
-	if f.Flag('+') || f.Flag('#') {
-		_, _ = fmt.Fprintf(f, "{Username:%q Secret:%s}", a.Username, redacted)
-		return
-	}
-	_, _ = fmt.Fprintf(f, "{%s %s}", a.Username, redacted)
-}
-
-// LogValue keeps the secret out of log/slog output.
-func (a Auth) LogValue() slog.Value {
-	return slog.GroupValue(slog.String("username", a.Username), slog.String("secret", redacted))
-}
 
 // Timeouts bounds each phase of a session. A zero field takes the default
 // shown (the policy defaults, RFC 5321 section 4.5.3.2 in spirit). The TLS
@@ -283,94 +236,4 @@ type Plan struct {
 	Hosts []Host
 	// Hooks, when set, is told as delivery reaches each target.
 	Hooks Hooks
-}
-
-// NotifyFlags are the DSN NOTIFY conditions of a recipient (RFC 3461).
-type NotifyFlags uint8
-
-const (
-	// NotifyNever asks for no DSN at all; it excludes the other flags.
-	NotifyNever NotifyFlags = 1 << iota
-	// NotifySuccess asks for a DSN on delivery.
-	NotifySuccess
-	// NotifyFailure asks for a DSN on failure.
-	NotifyFailure
-	// NotifyDelay asks for a DSN on delay.
-	NotifyDelay
-)
-
-// String returns the NOTIFY parameter value ("SUCCESS,FAILURE"), or "" when
-// no flag is set.
-func (n NotifyFlags) String() string {
-	if n&NotifyNever != 0 {
-		return "NEVER"
-	}
-	s := ""
-	for _, f := range []struct {
-		f NotifyFlags
-		w string
-	}{{NotifySuccess, "SUCCESS"}, {NotifyFailure, "FAILURE"}, {NotifyDelay, "DELAY"}} {
-		if n&f.f != 0 {
-			if s != "" {
-				s += ","
-			}
-			s += f.w
-		}
-	}
-	return s
-}
-
-// Recipient is one envelope recipient.
-type Recipient struct {
-	// Address is the forward-path without angle brackets.
-	Address string
-	// Notify, when non-zero, is sent as NOTIFY= if the server offers DSN.
-	Notify NotifyFlags
-	// ORcpt, when set, is the original recipient address, sent as
-	// ORCPT=rfc822;ADDRESS (xtext-encoded) if the server offers DSN.
-	ORcpt string
-}
-
-// DSNReturn is the RET parameter of MAIL FROM (RFC 3461).
-type DSNReturn uint8
-
-const (
-	// ReturnDefault sends no RET parameter.
-	ReturnDefault DSNReturn = iota
-	// ReturnFull asks for the full message in DSNs.
-	ReturnFull
-	// ReturnHeaders asks for the headers only.
-	ReturnHeaders
-)
-
-// Message is the message to deliver and its envelope.
-type Message struct {
-	// From is the reverse-path without angle brackets; "" is the null
-	// sender <>.
-	From string
-	// Recipients receive one [Result] each, in this order.
-	Recipients []Recipient
-	// Body is the message (header and body) as stored. Line endings may be
-	// LF or CRLF; they are normalised to CRLF, bare CRs become CRLF, and
-	// lines starting with a dot are dot-stuffed. Body is read from offset 0
-	// for every attempt, so it must stay unchanged during Deliver.
-	Body io.ReaderAt
-	// Size is the length of Body in bytes. It is also the SIZE= value.
-	Size int64
-	// Return is the DSN RET parameter, sent when the server offers DSN.
-	Return DSNReturn
-	// EnvID is the DSN ENVID parameter, sent (xtext-encoded) when the server
-	// offers DSN.
-	EnvID string
-	// RequireTLS asks for REQUIRETLS (RFC 8689): TLS is strict, the
-	// certificate must verify, and the server must offer REQUIRETLS, which is
-	// then sent on MAIL FROM. Unlike other strict TLS, a host that does not
-	// offer or refuses STARTTLS is a permanent failure (550 5.7.10), as is
-	// one that does not offer REQUIRETLS over verified TLS (550 5.7.30); the
-	// next host is still tried.
-	RequireTLS bool
-	// SMTPUTF8 says the message needs SMTPUTF8 (RFC 6531). It is implied
-	// when From or a recipient address is not ASCII. A server that does not
-	// offer it is skipped with a permanent 5.6.7 error.
-	SMTPUTF8 bool
 }
