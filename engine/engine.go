@@ -162,35 +162,10 @@ func (e *Engine) Resolver() dns.Resolver { return e.state.Load().resolver }
 // position in the zone file and the kind of problem, never the file's
 // content.
 func NewResolver(set *policies.Set) (dns.Resolver, error) {
-	c := set.DNS
-	cfg := dns.DefaultConfig()
-	cfg.Kind = dns.Kind(c.Resolver)
-	cfg.Servers = c.Servers
-	cfg.ZoneFile = c.ZoneFile
-	cfg.ZoneFileMaxSize = set.Limits.MaxFileSize
-	cfg.Secure = c.Secure
-	cfg.Timeout = c.Timeout
-	cfg.Attempts = c.Attempts
-	if cfg.Kind == dns.KindSystem {
-		// Zero lets resolv.conf's options timeout/attempts apply.
-		if !c.TimeoutSet {
-			cfg.Timeout = 0
-		}
-		if !c.AttemptsSet {
-			cfg.Attempts = 0
-		}
-	}
-	cfg.Concurrency = c.Concurrency
-	cfg.TCPOnError = c.TCPOnError
-	cfg.EDNS = c.EDNS
-	cfg.DNSSEC = c.DNSSEC
-	cfg.Cache = dns.CacheConfig{Size: c.Cache.Size, MinTTL: c.Cache.MinTTL, MaxTTL: c.Cache.MaxTTL, NegativeTTL: c.Cache.NegativeTTL}
-	if c.Cache.NegativeTTL == 0 {
-		cfg.Cache.NegativeTTL = -1 // 0s in a policy means "do not cache"
-	}
+	cfg := resolverConfig(set)
 	r, err := dns.New(cfg)
 	if err != nil {
-		at := c.ZoneFileAt
+		at := set.DNS.ZoneFileAt
 		setting := "dns.zone-file"
 		if cfg.Kind != dns.KindStatic || at.Line == 0 {
 			setting = "dns"
@@ -199,6 +174,32 @@ func NewResolver(set *policies.Set) (dns.Resolver, error) {
 		return nil, policies.ErrorList{{File: at.File, Line: at.Line, Column: at.Column, Setting: setting, Message: err.Error(), Err: err}}
 	}
 	return r, nil
+}
+
+// resolverConfig is the resolver configuration of a policy's dns: block:
+// every value as the policy gives it (its defaults included), with two
+// translations, both of the policy format's words into the dns package's:
+// with resolver: system, a timeout or attempts the policy does not write
+// is left zero, so that resolv.conf's options apply; and negative-ttl 0s
+// ("not cached") is a negative NegativeTTL.
+func resolverConfig(set *policies.Set) dns.Config {
+	c := set.DNS
+	cfg := dns.Config{Kind: dns.Kind(c.Resolver), Servers: c.Servers, ZoneFile: c.ZoneFile,
+		ZoneFileMaxSize: set.Limits.MaxFileSize, Secure: c.Secure, Timeout: c.Timeout, Attempts: c.Attempts,
+		Concurrency: c.Concurrency, TCPOnError: c.TCPOnError, EDNS: c.EDNS, DNSSEC: c.DNSSEC,
+		Cache: dns.CacheConfig{Size: c.Cache.Size, MinTTL: c.Cache.MinTTL, MaxTTL: c.Cache.MaxTTL, NegativeTTL: c.Cache.NegativeTTL}}
+	if cfg.Kind == dns.KindSystem {
+		if !c.TimeoutSet {
+			cfg.Timeout = 0
+		}
+		if !c.AttemptsSet {
+			cfg.Attempts = 0
+		}
+	}
+	if c.Cache.NegativeTTL == 0 {
+		cfg.Cache.NegativeTTL = -1
+	}
+	return cfg
 }
 
 // EvalOption changes how [Engine.Evaluate] works.

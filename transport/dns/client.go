@@ -15,10 +15,7 @@ import (
 )
 
 const (
-	ednsBufSize        = 1232 // RFC 6891 buffer; the DNS Flag Day 2020 value, avoids IP fragmentation
-	defaultTimeout     = 5 * time.Second
-	defaultAttempts    = 2
-	defaultConcurrency = 8
+	ednsBufSize = 1232 // RFC 6891 buffer; the DNS Flag Day 2020 value, avoids IP fragmentation
 )
 
 // Client asks upstream resolvers over the network, without caching. Build
@@ -115,14 +112,14 @@ func NewClient(cfg Config) (*Client, error) {
 		return nil, fmt.Errorf("dns: unknown resolver %q (want system, custom, cloudflare, google, quad9 or static)", cfg.Kind)
 	}
 	if timeout <= 0 {
-		timeout = defaultTimeout
+		timeout = DefaultTimeout
 	}
 	if attempts <= 0 {
-		attempts = defaultAttempts
+		attempts = DefaultAttempts
 	}
 	conc := cfg.Concurrency
 	if conc <= 0 {
-		conc = defaultConcurrency
+		conc = DefaultConcurrency
 	}
 	c := &Client{
 		attempts:   attempts,

@@ -39,6 +39,14 @@ var wellKnown = map[Kind][]string{
 	KindQuad9:      {"tls://9.9.9.9:853#dns.quad9.net", "tls://149.112.112.112:853#dns.quad9.net"},
 }
 
+// Client defaults, used for zero fields of [Config]. They are the
+// defaults of the policy format too (the engine checks that they agree).
+const (
+	DefaultTimeout     = 5 * time.Second
+	DefaultAttempts    = 2
+	DefaultConcurrency = 8
+)
+
 // Config describes a resolver; it mirrors the `dns:` block of a policy.
 // The zero value is usable: the system resolver, without EDNS, DNSSEC or
 // TCP fallback, and a default cache. [DefaultConfig] returns the policy
@@ -63,13 +71,16 @@ type Config struct {
 	Secure bool
 
 	// Timeout bounds one exchange with one server. Zero means the
-	// resolv.conf value for KindSystem (glibc default 5s), else 5s.
+	// resolv.conf value for KindSystem (glibc default 5s), else
+	// DefaultTimeout.
 	Timeout time.Duration
 	// Attempts is how many times the whole server list is tried. Zero
-	// means the resolv.conf value for KindSystem (glibc default 2), else 2.
+	// means the resolv.conf value for KindSystem (glibc default 2), else
+	// DefaultAttempts.
 	Attempts int
 	// Concurrency caps the exchanges in flight to upstreams at once; the
-	// rest wait (respecting their context). Zero means 8.
+	// rest wait (respecting their context). Zero means
+	// DefaultConcurrency.
 	Concurrency int
 	// TCPOnError repeats a UDP question over TCP when the UDP answer is
 	// truncated or the UDP exchange fails with an error other than a
