@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -14,7 +15,7 @@ import (
 func (d *Decision) WriteJSON(w io.Writer) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	enc.SetEscapeHTML(false) // "<from env X>" stays readable
+	enc.SetEscapeHTML(false) // conditions and "<from env X>" stay readable
 	return enc.Encode(d)
 }
 
@@ -62,10 +63,25 @@ func (g *Group) MarshalJSON() ([]byte, error) {
 	for i, e := range g.Trace {
 		trace[i] = marshalEntry(e)
 	}
-	return json.Marshal(struct {
+	return marshalReadable(struct {
 		*plain
 		Trace []map[string]any `json:"trace"`
 	}{(*plain)(g), trace})
+}
+
+// marshalReadable is json.Marshal without HTML escaping. Dry-run and send
+// output is read by people, and "<", ">" and "&" are common in it
+// (conditions, SMTP replies, "<from env X>"); an encoder's SetEscapeHTML
+// does not reach into what a MarshalJSON method returns, so the methods
+// use this.
+func marshalReadable(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
 }
 
 // WriteText writes d for a person, top-down: per group the decision first,

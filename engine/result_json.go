@@ -79,7 +79,7 @@ func (r Result) MarshalJSON() ([]byte, error) {
 	if !r.RetryAfter.IsZero() {
 		j.RetryAt = r.RetryAfter.UTC().Format(time.RFC3339)
 	}
-	return json.Marshal(j)
+	return marshalReadable(j)
 }
 
 // WriteResultsJSON writes results as the send JSON contract: one indented
@@ -91,5 +91,6 @@ func WriteResultsJSON(w io.Writer, results []Result) error {
 	}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false) // SMTP replies quote <addresses>
 	return enc.Encode(results)
 }
