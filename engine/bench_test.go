@@ -181,7 +181,7 @@ func (hw *handwritten) decide(ctx context.Context, m *engine.Message) *engine.De
 		}
 		g := index[key{dom, route}]
 		if g == nil {
-			g = &engine.Group{Domain: dom, Hosts: []*engine.Host{}, Throttles: []engine.ThrottleInfo{}}
+			g = &engine.Group{Domain: dom, Hosts: []*engine.Host{}, Throttles: []engine.ThrottleInfo{}, Trace: []policies.TraceEntry{}}
 			switch route {
 			case "local":
 				g.Route = engine.RouteInfo{Name: "local", Type: "local"}

@@ -62,7 +62,7 @@ func (r *run) decide() *Decision {
 	if serr != nil {
 		// Nothing can be sent with a reverse-path that does not parse:
 		// every recipient fails, with the reason.
-		g := &Group{Recipients: r.msg.To, Hosts: []*Host{}, Throttles: []ThrottleInfo{}, Outcome: OutcomeFail,
+		g := &Group{Recipients: r.msg.To, Hosts: []*Host{}, Throttles: []ThrottleInfo{}, Trace: []policies.TraceEntry{}, Outcome: OutcomeFail,
 			Error: &GroupError{Class: ClassInvalidAddress, Message: "sender: " + serr.Error()}}
 		g.wire, g.badSender = r.msg.To, true
 		d.Groups = []*Group{g}
@@ -95,7 +95,7 @@ func (r *run) decide() *Decision {
 		}
 		g := index[k]
 		if g == nil {
-			g = &Group{Domain: addr.Domain, Hosts: []*Host{}, Throttles: []ThrottleInfo{}, literal: addr.Literal}
+			g = &Group{Domain: addr.Domain, Hosts: []*Host{}, Throttles: []ThrottleInfo{}, Trace: []policies.TraceEntry{}, literal: addr.Literal}
 			switch {
 			case aerr != nil:
 				g.Outcome = OutcomeFail
@@ -151,7 +151,7 @@ func (r *run) exprFailed(setting string, err error) {
 	at := ""
 	var pe *expr.Error
 	if errors.As(err, &pe) {
-		at = policies.Pos{File: pe.File, Line: pe.Line, Column: pe.Column}.String()
+		at = pe.Position().String()
 	}
 	r.e.opts.Logger.LogAttrs(r.ctx, slog.LevelWarn, "policy expression failed", slog.String("setting", setting),
 		slog.String("at", at), slog.Bool("budget", errors.Is(err, expr.ErrBudget)), slog.String("error", err.Error()))

@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -17,71 +16,6 @@ func (d *Decision) WriteJSON(w io.Writer) error {
 	enc.SetIndent("", "  ")
 	enc.SetEscapeHTML(false) // conditions and "<from env X>" stay readable
 	return enc.Encode(d)
-}
-
-// marshalEntry shapes a trace entry the way the dry-run contract shows it:
-// "matched" only on rules, "else": true on else entries, "default": true
-// when the default applied.
-func marshalEntry(e policies.TraceEntry) map[string]any {
-	m := map[string]any{"setting": e.Setting, "phase": e.Phase}
-	if e.Rule > 0 {
-		m["rule"] = e.Rule
-	}
-	if e.At != "" {
-		m["at"] = e.At
-	}
-	switch e.Kind {
-	case policies.KindRule:
-		m["if"] = e.If
-		m["matched"] = e.Matched
-	case policies.KindElse:
-		m["else"] = true
-	case policies.KindDefault:
-		m["default"] = true
-	case policies.KindExpr:
-		m["expr"] = e.Expr
-	}
-	if e.Expr != "" && e.Kind != policies.KindExpr {
-		m["expr"] = e.Expr
-	}
-	if e.Value != "" && (e.Kind != policies.KindRule || e.Matched || e.Error != "") {
-		m["value"] = e.Value
-	}
-	if e.Error != "" {
-		m["error"] = e.Error
-	}
-	if e.Context != "" {
-		m["context"] = e.Context
-	}
-	return m
-}
-
-// MarshalJSON renders the group with the trace in the contract's shape.
-func (g *Group) MarshalJSON() ([]byte, error) {
-	type plain Group
-	trace := make([]map[string]any, len(g.Trace))
-	for i, e := range g.Trace {
-		trace[i] = marshalEntry(e)
-	}
-	return marshalReadable(struct {
-		*plain
-		Trace []map[string]any `json:"trace"`
-	}{(*plain)(g), trace})
-}
-
-// marshalReadable is json.Marshal without HTML escaping. Dry-run and send
-// output is read by people, and "<", ">" and "&" are common in it
-// (conditions, SMTP replies, "<from env X>"); an encoder's SetEscapeHTML
-// does not reach into what a MarshalJSON method returns, so the methods
-// use this.
-func marshalReadable(v any) ([]byte, error) {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, err
-	}
-	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
 }
 
 // WriteText writes d for a person, top-down: per group the decision first,
@@ -326,7 +260,7 @@ func (p *printer) lookup(l DNSQuery) {
 // entry prints one trace line: setting, rule, position (file:line),
 // condition and result.
 func (p *printer) entry(e policies.TraceEntry) {
-	at := escText(lineOnly(e.At))
+	at := escText(e.At.LineString())
 	value := orDefault(escText(e.Value))
 	var what string
 	switch e.Kind {
@@ -364,12 +298,4 @@ func (p *printer) entry(e policies.TraceEntry) {
 			p.f("        %s\n", l)
 		}
 	}
-}
-
-// lineOnly turns "file:line:col" into "file:line".
-func lineOnly(at string) string {
-	if i := strings.LastIndexByte(at, ':'); i > 0 && strings.Count(at, ":") >= 2 {
-		return at[:i]
-	}
-	return at
 }

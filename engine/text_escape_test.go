@@ -31,8 +31,8 @@ func escapeDecision(s string) *engine.Decision {
 		Message: "run-time error: " + s, ExprLine: 1, ExprColumn: 11,
 		Snippet: "\n | recipients[5] == \"" + s + "\"\n | ..........^"}).Error()
 	trace := []policies.TraceEntry{
-		{Setting: "routing.route" + s, Kind: policies.KindRule, Rule: 1, At: "policy.yaml:5:" + s, If: "rcpt == \"" + s + "\"", Matched: true, Value: s, Context: "rcpt " + s},
-		{Setting: "routing.route", Kind: policies.KindRule, Rule: 2, At: "policy.yaml:6:7", If: s, Value: s, Error: exprErr, Context: "rcpt " + s},
+		{Setting: "routing.route" + s, Kind: policies.KindRule, Rule: 1, At: policies.Pos{File: "policy" + s + ".yaml", Line: 5, Column: 7}, If: "rcpt == \"" + s + "\"", Matched: true, Value: s, Context: "rcpt " + s},
+		{Setting: "routing.route", Kind: policies.KindRule, Rule: 2, At: policies.Pos{File: "policy.yaml", Line: 6, Column: 7}, If: s, Value: s, Error: exprErr, Context: "rcpt " + s},
 		{Setting: "tls.dane", Kind: policies.KindElse, Rule: 3, Value: s, Expr: s, Context: "rcpt " + s},
 		{Setting: "tls.starttls", Kind: policies.KindDefault, Rule: 2, Value: s, Context: "host " + s},
 		{Setting: "limits.mx", Kind: policies.KindLiteral, Value: s, Error: "dns: " + s, Context: "host " + s},
@@ -128,7 +128,7 @@ func TestWriteTextEscapes(t *testing.T) {
 		"    MX   " + forgedEscaped + ": " + forgedEscaped + ", 10 " + forgedEscaped + " [cached, ttl " + forgedEscaped + "]\n",
 		"    " + forgedEscaped + " " + forgedEscaped + ": dns: " + forgedEscaped + "\n",
 		"    rcpt " + forgedEscaped + "\n",
-		"      routing.route" + forgedEscaped + " rule 1  if rcpt == \"" + forgedEscaped + "\"  => YES -> " + forgedEscaped + "  policy.yaml:5\n",
+		"      routing.route" + forgedEscaped + " rule 1  if rcpt == \"" + forgedEscaped + "\"  => YES -> " + forgedEscaped + "  policy" + forgedEscaped + ".yaml:5\n",
 		"        error: policy" + forgedEscaped + ".yaml:5:21: routing.route[0].if" + forgedEscaped + ": run-time error: " + forgedEscaped + " (1:11)\n" +
 			"         | recipients[5] == \"" + forgedEscaped + "\"\n" +
 			"         | ..........^\n",

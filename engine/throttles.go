@@ -95,7 +95,7 @@ func (r *run) throttleMatches(t *policies.Throttle, p expr.Phase, tr *policies.T
 	}
 	if tr != nil {
 		e := policies.TraceEntry{Setting: "limits.throttles." + t.Name + ".match", Phase: p.String(), Kind: policies.KindRule,
-			Rule: 1, At: matchAt(t), If: t.Match.Source(), Matched: ok && err == nil}
+			Rule: 1, At: t.Match.Position(), If: t.Match.Source(), Matched: ok && err == nil}
 		if err != nil {
 			e.Error = err.Error()
 		}

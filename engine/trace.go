@@ -80,9 +80,3 @@ func tlsaAnswer(recs []dns.TLSA) []string {
 	}
 	return out
 }
-
-// matchAt is the position of a throttle's match expression.
-func matchAt(t *policies.Throttle) string {
-	p := t.Match.Position()
-	return policies.Pos{File: p.File, Line: p.Line, Column: p.Column}.String()
-}

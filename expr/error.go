@@ -2,6 +2,7 @@ package expr
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -23,6 +24,31 @@ type Position struct {
 	Indent int
 }
 
+// DefaultFile is the file name of positions in the built-in defaults of a
+// policy (the rules a setting has when the policy does not set it).
+const DefaultFile = "<default>"
+
+// String renders "file:line:col", the file alone without a line, or
+// "(default)" for a position in the built-in defaults. The zero Position
+// renders "".
+func (p Position) String() string {
+	switch {
+	case p.File == DefaultFile:
+		return "(default)"
+	case p.Line == 0:
+		return p.File
+	}
+	return p.File + ":" + strconv.Itoa(p.Line) + ":" + strconv.Itoa(p.Column)
+}
+
+// LineString is String without the column: "file:line".
+func (p Position) LineString() string {
+	if p.File == DefaultFile || p.Line == 0 {
+		return p.String()
+	}
+	return p.File + ":" + strconv.Itoa(p.Line)
+}
+
 // Error is a positioned error in a policy: a load-time problem, or an
 // expression that failed at run time. Line and Column are 1-based file
 // positions. For expression errors ExprLine/ExprColumn (1-based) locate the
@@ -40,6 +66,9 @@ type Error struct {
 
 	Err error // underlying cause, if any
 }
+
+// Position is where the error is in its file.
+func (e *Error) Position() Position { return Position{File: e.File, Line: e.Line, Column: e.Column} }
 
 // Error renders "file:line:col: setting: message", followed by the
 // expression position and snippet when there is one.

@@ -1,7 +1,6 @@
 package policies
 
 import (
-	"fmt"
 	"net/netip"
 	"time"
 
@@ -161,24 +160,8 @@ type DNSCache struct {
 	NegativeTTL time.Duration
 }
 
-// Pos is a position in a policy file.
-type Pos struct {
-	File   string
-	Line   int
-	Column int
-}
-
-// String renders "file:line:col", or "(default)" for the rules a setting
-// has when the policy does not set it.
-func (p Pos) String() string {
-	if p.File == defaultFile {
-		return "(default)"
-	}
-	if p.Line == 0 {
-		return p.File
-	}
-	return fmt.Sprintf("%s:%d:%d", p.File, p.Line, p.Column)
-}
+// Pos is a position in a policy file; String renders "file:line:col".
+type Pos = expr.Position
 
 // defaultFile names the source of compiled defaults in positions.
-const defaultFile = "<default>"
+const defaultFile = expr.DefaultFile

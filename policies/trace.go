@@ -1,6 +1,11 @@
 package policies
 
-import "github.com/postern-mta/postern/expr"
+import (
+	"bytes"
+	"encoding/json"
+
+	"github.com/postern-mta/postern/expr"
+)
 
 // Trace collects what a dry-run shows: every rule evaluated, in order.
 type Trace struct {
@@ -22,26 +27,75 @@ const (
 	KindExpr    = "expr"    // the setting is a computed expression
 )
 
-// TraceEntry is one step of a setting's evaluation.
+// TraceEntry is one step of a setting's evaluation. Its JSON shape is
+// the dry-run's (see MarshalJSON).
 type TraceEntry struct {
-	Setting string `json:"setting"`
-	Phase   string `json:"phase"`
-	Kind    string `json:"kind"`
-	Rule    int    `json:"rule,omitempty"` // 1-based index in the rule list
-	At      string `json:"at,omitempty"`   // file:line:col of the rule or literal
-	If      string `json:"if,omitempty"`
-	Matched bool   `json:"matched"`
-	Expr    string `json:"expr,omitempty"` // the computed then/else/expr that produced Value
-	Value   string `json:"value,omitempty"`
-	Error   string `json:"error,omitempty"`
+	Setting string
+	Phase   string
+	Kind    string // one of the Kind constants
+	Rule    int    // 1-based index in the rule list; 0 when there is none
+	At      Pos    // where the rule or literal is written; zero for a default
+	If      string // the condition of a rule
+	Matched bool   // a rule's condition held
+	Expr    string // the computed then/else/expr that produced Value
+	Value   string
+	Error   string
 	// Context names what the setting was evaluated for (a host, an
 	// address), filled in by the caller.
-	Context string `json:"context,omitempty"`
+	Context string
+}
+
+// MarshalJSON writes the entry the way the dry-run shows it: "if" and
+// "matched" only on rules, "else": true on an else, "default": true when
+// the default applied, "value" only when it is what the step gave, "at"
+// as "file:line:col"; keys in alphabetical order. "<", ">" and "&" are
+// written as they are (conditions are full of them) unless the encoder
+// asks for escapes.
+func (e TraceEntry) MarshalJSON() ([]byte, error) {
+	j := traceEntryJSON{At: e.At.String(), Context: e.Context, Error: e.Error, Phase: e.Phase, Rule: e.Rule, Setting: e.Setting}
+	switch e.Kind {
+	case KindRule:
+		j.If, j.Matched = &e.If, &e.Matched
+	case KindElse:
+		j.Else = true
+	case KindDefault:
+		j.Default = true
+	}
+	if e.Expr != "" || e.Kind == KindExpr {
+		j.Expr = &e.Expr
+	}
+	if e.Value != "" && (e.Kind != KindRule || e.Matched || e.Error != "") {
+		j.Value = e.Value
+	}
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(j); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
+}
+
+// traceEntryJSON is the JSON object of a TraceEntry; the fields are in
+// the output's order.
+type traceEntryJSON struct {
+	At      string  `json:"at,omitempty"`
+	Context string  `json:"context,omitempty"`
+	Default bool    `json:"default,omitempty"`
+	Else    bool    `json:"else,omitempty"`
+	Error   string  `json:"error,omitempty"`
+	Expr    *string `json:"expr,omitempty"`
+	If      *string `json:"if,omitempty"`
+	Matched *bool   `json:"matched,omitempty"`
+	Phase   string  `json:"phase"`
+	Rule    int     `json:"rule,omitempty"`
+	Setting string  `json:"setting"`
+	Value   string  `json:"value,omitempty"`
 }
 
 // entry starts the trace entry of one step of v's evaluation: its kind,
-// the 1-based rule (0: none) and where the step is written ("": nowhere).
-func (v *Value[T]) entry(kind string, rule int, at string) TraceEntry {
+// the 1-based rule (0: none) and where the step is written (zero: nowhere).
+func (v *Value[T]) entry(kind string, rule int, at Pos) TraceEntry {
 	return TraceEntry{Setting: v.setting, Phase: v.phase.String(), Kind: kind, Rule: rule, At: at}
 }
 

@@ -80,18 +80,18 @@ func (v *Value[T]) Eval(m *expr.VM, env *expr.Env, tr *Trace) (T, error) {
 	switch v.form {
 	case formDefault:
 		if tr != nil {
-			tr.add(v.gave(v.entry(KindDefault, 0, ""), v.def, nil, nil))
+			tr.add(v.gave(v.entry(KindDefault, 0, Pos{}), v.def, nil, nil))
 		}
 		return v.def, nil
 	case formLiteral:
 		if tr != nil {
-			tr.add(v.gave(v.entry(KindLiteral, 0, v.at.String()), v.lit, nil, nil))
+			tr.add(v.gave(v.entry(KindLiteral, 0, v.at), v.lit, nil, nil))
 		}
 		return v.lit, nil
 	case formExpr:
 		val, err := v.branch(m, env, v.els)
 		if tr != nil {
-			tr.add(v.gave(v.entry(KindExpr, 0, v.at.String()), val, v.els.prog, err))
+			tr.add(v.gave(v.entry(KindExpr, 0, v.at), val, v.els.prog, err))
 		}
 		return val, err
 	}
@@ -100,7 +100,7 @@ func (v *Value[T]) Eval(m *expr.VM, env *expr.Env, tr *Trace) (T, error) {
 		ok, err := r.cond.Bool(m, env)
 		var e TraceEntry
 		if tr != nil {
-			e = v.entry(KindRule, i+1, r.at.String())
+			e = v.entry(KindRule, i+1, r.at)
 			e.If = r.cond.Source()
 		}
 		if err != nil {
@@ -124,13 +124,13 @@ func (v *Value[T]) Eval(m *expr.VM, env *expr.Env, tr *Trace) (T, error) {
 	}
 	if v.els == nil {
 		if tr != nil {
-			tr.add(v.gave(v.entry(KindDefault, len(v.rules)+1, ""), v.def, nil, nil))
+			tr.add(v.gave(v.entry(KindDefault, len(v.rules)+1, Pos{}), v.def, nil, nil))
 		}
 		return v.def, nil
 	}
 	val, err := v.branch(m, env, v.els)
 	if tr != nil {
-		tr.add(v.gave(v.entry(KindElse, len(v.rules)+1, v.els.at.String()), val, v.els.prog, err))
+		tr.add(v.gave(v.entry(KindElse, len(v.rules)+1, v.els.at), val, v.els.prog, err))
 	}
 	return val, err
 }

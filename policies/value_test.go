@@ -44,8 +44,8 @@ tls:
 		t.Fatalf("got %v, %v; want disable", got, err)
 	}
 	want := []TraceEntry{
-		{Setting: "tls.starttls", Phase: "host", Kind: KindRule, Rule: 1, At: "p.yaml:5:7", If: `mx endsWith ".legacy.example"`},
-		{Setting: "tls.starttls", Phase: "host", Kind: KindRule, Rule: 2, At: "p.yaml:7:7", If: `retry_num > 2 && last_error == "tls"`, Matched: true, Value: "disable"},
+		{Setting: "tls.starttls", Phase: "host", Kind: KindRule, Rule: 1, At: Pos{File: "p.yaml", Line: 5, Column: 7}, If: `mx endsWith ".legacy.example"`},
+		{Setting: "tls.starttls", Phase: "host", Kind: KindRule, Rule: 2, At: Pos{File: "p.yaml", Line: 7, Column: 7}, If: `retry_num > 2 && last_error == "tls"`, Matched: true, Value: "disable"},
 	}
 	if fmt.Sprint(tr.Entries) != fmt.Sprint(want) {
 		t.Errorf("trace:\n%v\nwant:\n%v", tr.Entries, want)
@@ -55,7 +55,7 @@ tls:
 	if got, _ := s.TLS.STARTTLS.Eval(&m, env, &tr); got != TLSRequire {
 		t.Errorf("else: got %v", got)
 	}
-	if last := tr.Entries[len(tr.Entries)-1]; last.Kind != KindElse || last.Rule != 3 || last.At != "p.yaml:9:7" || last.Value != "require" {
+	if last := tr.Entries[len(tr.Entries)-1]; last.Kind != KindElse || last.Rule != 3 || last.At.String() != "p.yaml:9:7" || last.Value != "require" {
 		t.Errorf("else entry: %+v", last)
 	}
 	// The default route is a rule list too.
