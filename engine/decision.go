@@ -32,7 +32,7 @@ type Message struct {
 
 	// Delivery parameters ([Engine.Deliver] only).
 	RequireTLS bool                  // REQUIRETLS (RFC 8689)
-	Ret        string                // DSN RET: "full" or "hdrs" (RFC 3461)
+	Ret        transport.DSNReturn   // DSN RET: full message or headers (RFC 3461)
 	EnvID      string                // DSN ENVID
 	Notify     transport.NotifyFlags // DSN NOTIFY for every recipient
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 	"sync"
 
 	"github.com/postern-mta/postern/transport"
@@ -174,7 +173,7 @@ func (e *Engine) deliverGroup(ctx context.Context, msg *Message, body Body, g *G
 	}
 
 	tm := &transport.Message{From: msg.From, Body: body, Size: body.Size(), RequireTLS: msg.RequireTLS, EnvID: msg.EnvID,
-		Return: dsnReturn(msg.Ret)}
+		Return: msg.Ret}
 	for i, r := range g.Recipients {
 		if _, ok := held[r]; !ok {
 			// The canonical form goes on the wire (a trailing dot
@@ -222,15 +221,4 @@ func resultOf(rcpt, route string, err *transport.Error) Result {
 	}
 	return Result{Route: route, Result: transport.Result{Recipient: rcpt, Status: st, Code: err.Code,
 		Enhanced: err.Enhanced, Text: err.Message, Class: err.Class, Err: err}}
-}
-
-// dsnReturn is the RET parameter of an envelope ("FULL", "HDRS", "").
-func dsnReturn(ret string) transport.DSNReturn {
-	switch strings.ToLower(ret) {
-	case "full":
-		return transport.ReturnFull
-	case "hdrs":
-		return transport.ReturnHeaders
-	}
-	return transport.ReturnDefault
 }

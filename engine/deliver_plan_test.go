@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/postern-mta/postern/engine"
@@ -127,4 +128,29 @@ func (d redirectDialer) DialContext(ctx context.Context, network string, remote 
 		return nil, &net.OpError{Op: "dial", Net: network, Err: net.UnknownNetworkError("no route in the test")}
 	}
 	return transport.NetDialer{}.DialContext(ctx, network, to, local)
+}
+
+// TestDeliverDSNParameters: the message's DSN parameters (RFC 3461) go on
+// the wire when the server offers DSN: RET and ENVID on MAIL FROM, NOTIFY
+// on every RCPT TO.
+func TestDeliverDSNParameters(t *testing.T) {
+	t.Parallel()
+	sink := smtpbed.StartSink(t, smtpbed.SinkOptions{})
+	e := newDeliverEngine(t, oneRelayPolicy(sink.Addr, ""), engine.Options{})
+	msg := engine.Message{From: "alice@sender.test", To: []string{"bob@dest.test", "carol@dest.test"},
+		Ret: transport.ReturnHeaders, EnvID: "q-17", Notify: transport.NotifyFailure | transport.NotifyDelay}
+	res := runDeliver(t, e, msg, deliverBody)
+	wantResult(t, res, 0, transport.StatusDelivered, transport.ClassNone)
+	m := sink.WaitMessages(t, 1)
+	if len(m) != 1 {
+		t.Fatalf("%d messages", len(m))
+	}
+	if want := "<alice@sender.test> BODY=8BITMIME RET=HDRS ENVID=q-17"; m[0].MailArgs != want {
+		t.Errorf("MAIL FROM %q, want %q", m[0].MailArgs, want)
+	}
+	for _, a := range m[0].RcptArgs {
+		if !strings.HasSuffix(a, " NOTIFY=FAILURE,DELAY") {
+			t.Errorf("RCPT TO %q has no NOTIFY=FAILURE,DELAY", a)
+		}
+	}
 }

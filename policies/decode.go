@@ -123,16 +123,16 @@ func (d *decoder) compileDefaults(s *Set) {
 func (d *decoder) lint(s *Set) {
 	for _, name := range sortedKeys(s.Lists) {
 		if !d.usedLists[name] {
-			d.warns = append(d.warns, &expr.Error{File: d.file, Line: d.listAt[name].Line, Column: d.listAt[name].Column,
-				Setting: "lists." + name, Message: "warning: list " + name + " is never used (no in_list(\"" + name + "\", ...))"})
+			d.warns = append(d.warns, &Warning{File: d.file, Line: d.listAt[name].Line, Column: d.listAt[name].Column,
+				Setting: "lists." + name, Message: "list " + name + " is never used (no in_list(\"" + name + "\", ...))"})
 		}
 	}
 	if !d.routeDynamic {
 		for _, name := range sortedKeys(s.Routes) {
 			r := s.Routes[name]
 			if r.At.Line > 0 && !d.usedRoutes[name] {
-				d.warns = append(d.warns, &expr.Error{File: d.file, Line: r.At.Line, Column: r.At.Column,
-					Setting: "routing.routes." + name, Message: "warning: route " + name + " is never chosen by routing.route"})
+				d.warns = append(d.warns, &Warning{File: d.file, Line: r.At.Line, Column: r.At.Column,
+					Setting: "routing.routes." + name, Message: "route " + name + " is never chosen by routing.route"})
 			}
 		}
 	}

@@ -16,8 +16,8 @@ type decoder struct {
 	file  string
 	dir   string
 	lines []string
-	errs  []*expr.Error
-	warns []*expr.Error
+	errs  []*Error
+	warns []*Warning
 	lib   *expr.Library
 
 	routes     map[string]*Route
@@ -29,7 +29,7 @@ type decoder struct {
 	usedLists    map[string]bool
 
 	aliasNodes int                // nodes reached through aliases so far
-	aliasErr   *expr.Error        // the alias budget was spent here
+	aliasErr   *Error             // the alias budget was spent here
 	sizes      map[*yaml.Node]int // treeSize memo
 
 	// maxFileSize is limits.max-file-size, for the files read while
@@ -54,22 +54,22 @@ type compileKey struct {
 func (d *decoder) pos(n *yaml.Node) Pos { return Pos{File: d.file, Line: n.Line, Column: n.Column} }
 
 func (d *decoder) errorf(n *yaml.Node, setting, format string, args ...any) {
-	d.errs = append(d.errs, &expr.Error{File: d.file, Line: n.Line, Column: n.Column, Setting: setting,
+	d.errs = append(d.errs, &Error{File: d.file, Line: n.Line, Column: n.Column, Setting: setting,
 		Message: fmt.Sprintf(format, args...)})
 }
 
 func (d *decoder) warnf(n *yaml.Node, setting, format string, args ...any) {
-	d.warns = append(d.warns, &expr.Error{File: d.file, Line: n.Line, Column: n.Column, Setting: setting,
-		Message: "warning: " + fmt.Sprintf(format, args...)})
+	d.warns = append(d.warns, &Warning{File: d.file, Line: n.Line, Column: n.Column, Setting: setting,
+		Message: fmt.Sprintf(format, args...)})
 }
 
 func (d *decoder) addErr(err error) {
-	var pe *expr.Error
+	var pe *Error
 	if errors.As(err, &pe) {
 		d.errs = append(d.errs, pe)
 		return
 	}
-	d.errs = append(d.errs, &expr.Error{File: d.file, Message: err.Error(), Err: err})
+	d.errs = append(d.errs, &Error{File: d.file, Message: err.Error(), Err: err})
 }
 
 // follow follows YAML aliases.
@@ -97,7 +97,7 @@ func (d *decoder) resolve(n *yaml.Node) *yaml.Node {
 	d.aliasNodes += d.treeSize(t)
 	if d.aliasNodes > maxAliasNodes {
 		if d.aliasErr == nil {
-			d.aliasErr = &expr.Error{File: d.file, Line: n.Line, Column: n.Column,
+			d.aliasErr = &Error{File: d.file, Line: n.Line, Column: n.Column,
 				Message: fmt.Sprintf("YAML aliases expand the policy past %d nodes: write the settings out, or put long lists in {file:} lists", maxAliasNodes)}
 		}
 		return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Line: n.Line, Column: n.Column}
@@ -172,7 +172,7 @@ func (d *decoder) unknownKey(k *yaml.Node, setting string, known []string) {
 	} else {
 		msg += " (known keys: " + strings.Join(known, ", ") + ")"
 	}
-	d.errs = append(d.errs, &expr.Error{File: d.file, Line: k.Line, Column: k.Column, Setting: join(setting, k.Value), Message: msg})
+	d.errs = append(d.errs, &Error{File: d.file, Line: k.Line, Column: k.Column, Setting: join(setting, k.Value), Message: msg})
 }
 
 // suggest returns the known word closest to w, if it is close enough to

@@ -11,9 +11,9 @@
 //
 // Unknown keys are errors at every depth. All problems of a file are
 // collected, sorted by position, and returned together as an [ErrorList] of
-// *expr.Error values ("file:line:col: setting: message"). Warnings (a literal
+// [Error] values ("file:line:col: setting: message"). Warnings (a literal
 // secret, a rule that can never be reached, an unused list or route) are
-// kept in [Set.Warnings].
+// [Warning] values, kept in [Set.Warnings].
 //
 // The format is documented in docs/policy.md (generated from [Fields]); the
 // delivery semantics the settings steer follow RFC 5321 (SMTP), RFC 2033

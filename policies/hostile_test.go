@@ -162,7 +162,7 @@ func TestSpecialFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	s, err := LoadFile(p, Options{})
-	if err != nil || len(s.Warnings) != 1 || !strings.Contains(s.Warnings[0].Error(), "cannot read the secret file here") {
+	if err != nil || len(s.Warnings) != 1 || !strings.Contains(s.Warnings[0].String(), "cannot read the secret file here") {
 		t.Errorf("missing secret file: %v %v", err, s)
 	}
 }

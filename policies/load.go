@@ -15,9 +15,34 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
+// Error is one problem in a policy, at its position: it prints as
+// "file:line:col: setting: message" (see [expr.Error]).
+type Error = expr.Error
+
 // ErrorList is every problem found in a policy, sorted by position. Its
 // Error method prints one problem a line (snippets indented under them).
-type ErrorList []*expr.Error
+type ErrorList []*Error
+
+// Warning is a problem that does not stop a policy from loading: a literal
+// secret, a rule that can never be reached, an unused list or route. It
+// is not an error; String prints it as "file:line:col: setting: warning:
+// message", escaped like an [Error].
+type Warning struct {
+	File    string
+	Line    int
+	Column  int
+	Setting string
+	Message string
+}
+
+// String renders the warning on one line.
+func (w *Warning) String() string {
+	e := Error{File: w.File, Line: w.Line, Column: w.Column, Setting: w.Setting, Message: "warning: " + w.Message}
+	return e.Error()
+}
+
+// Position is where the warning is.
+func (w *Warning) Position() Pos { return Pos{File: w.File, Line: w.Line, Column: w.Column} }
 
 // Error joins the errors, one per line.
 func (l ErrorList) Error() string {
@@ -40,13 +65,20 @@ func (l ErrorList) Unwrap() []error {
 	return out
 }
 
-func sortErrors(l []*expr.Error) {
-	sort.SliceStable(l, func(i, j int) bool {
-		if l[i].Line != l[j].Line {
-			return l[i].Line < l[j].Line
-		}
-		return l[i].Column < l[j].Column
-	})
+func sortErrors(l []*Error) {
+	sort.SliceStable(l, func(i, j int) bool { return before(l[i].Position(), l[j].Position()) })
+}
+
+func sortWarnings(l []*Warning) {
+	sort.SliceStable(l, func(i, j int) bool { return before(l[i].Position(), l[j].Position()) })
+}
+
+// before orders positions in the same file.
+func before(a, b Pos) bool {
+	if a.Line != b.Line {
+		return a.Line < b.Line
+	}
+	return a.Column < b.Column
 }
 
 // Options tune loading.
@@ -79,7 +111,7 @@ func LoadFile(path string, opts Options) (*Set, error) {
 	}
 	data, err := safefile.Read(path, max)
 	if err != nil {
-		return nil, fmt.Errorf("policy: %w", err)
+		return nil, fmt.Errorf("policies: %w", err)
 	}
 	return Parse(path, data, opts)
 }
@@ -96,7 +128,7 @@ func Parse(name string, data []byte, opts Options) (*Set, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&root); err != nil {
 		if errors.Is(err, io.EOF) {
-			d.errs = append(d.errs, &expr.Error{File: name, Line: 1, Column: 1, Setting: "version",
+			d.errs = append(d.errs, &Error{File: name, Line: 1, Column: 1, Setting: "version",
 				Message: "the policy is empty: start it with `version: 1`"})
 			return nil, ErrorList(d.errs)
 		}
@@ -113,7 +145,7 @@ func Parse(name string, data []byte, opts Options) (*Set, error) {
 		return nil, ErrorList{d.aliasErr}
 	}
 	sortErrors(d.errs)
-	sortErrors(d.warns)
+	sortWarnings(d.warns)
 	if len(d.errs) > 0 {
 		return nil, ErrorList(d.errs)
 	}
@@ -144,7 +176,7 @@ func machineHostname() string {
 
 // yamlError turns a yaml.v3 syntax error ("yaml: line 3: ...") into a
 // positioned error.
-func yamlError(file string, err error) *expr.Error {
+func yamlError(file string, err error) *Error {
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")
 	line := 0
 	if rest, ok := strings.CutPrefix(msg, "line "); ok {
@@ -163,7 +195,7 @@ func yamlError(file string, err error) *expr.Error {
 			break
 		}
 	}
-	return &expr.Error{File: file, Line: line, Column: 1, Message: "YAML syntax: " + msg, Err: err}
+	return &Error{File: file, Line: line, Column: 1, Message: "YAML syntax: " + msg, Err: err}
 }
 
 var yamlParserProblems = []string{

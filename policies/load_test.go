@@ -221,7 +221,7 @@ routing:
 	}
 	var got []string
 	for _, w := range s.Warnings {
-		got = append(got, w.Error())
+		got = append(got, w.String())
 	}
 	want := []string{
 		"p.yaml:3:3: lists.unused: warning: list unused is never used (no in_list(\"unused\", ...))",
@@ -300,7 +300,7 @@ dns:
 `)
 	var got []string
 	for _, w := range s.Warnings {
-		got = append(got, w.Error())
+		got = append(got, w.String())
 	}
 	want := []string{
 		"p.yaml:5:76: routing.routes.r.auth.secret.env: warning: environment variable POSTERN_EMPTY is set but empty here",

@@ -30,7 +30,7 @@ type Set struct {
 
 	// Warnings found while loading: a literal secret, a rule that can
 	// never be reached, an unused list or route.
-	Warnings []*expr.Error
+	Warnings []*Warning
 
 	lib *expr.Library
 }

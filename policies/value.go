@@ -159,7 +159,7 @@ func (v *Value[T]) branch(m *expr.VM, env *expr.Env, b *branch[T]) (T, error) {
 	val, err := v.k.fromExpr(out)
 	if err != nil {
 		p := b.prog.Position()
-		return v.onError, &expr.Error{File: p.File, Line: p.Line, Column: p.Column, Setting: v.setting,
+		return v.onError, &Error{File: p.File, Line: p.Line, Column: p.Column, Setting: v.setting,
 			Message: "run-time error: the expression returned " + err.Error(), Err: err}
 	}
 	return val, nil

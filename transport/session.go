@@ -121,7 +121,7 @@ func (s *session) quit() {
 // checked first), but the check here is the last line of defence.
 func (s *session) writeLine(line string) error {
 	if strings.ContainsAny(line, "\r\n") {
-		return fmt.Errorf("smtp: refusing to send a command with CR or LF: %q", line)
+		return fmt.Errorf("transport: refusing to send a command with CR or LF: %q", line)
 	}
 	if _, err := s.bw.WriteString(line); err != nil {
 		return err
