@@ -3,7 +3,6 @@ package engine
 import (
 	"context"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/postern-mta/postern/policies"
@@ -72,12 +71,13 @@ func startTLS(m policies.TLSMode) transport.StartTLSMode {
 
 // connHooks takes the slots of connection-level throttles as the
 // transport reaches each address; they are held until the group's
-// delivery ends.
+// delivery ends. It needs no lock: the transport calls BeforeConnect from
+// the goroutine running Client.Deliver, which is deliverGroup's, the one
+// that calls wait and release after it.
 type connHooks struct {
 	e     *Engine
 	hosts []*Host // parallel to Plan.Hosts
 
-	mu       sync.Mutex
 	releases []func(bool)
 	maxWait  time.Duration // longest wait of a full throttle
 }
@@ -92,23 +92,17 @@ func (c *connHooks) BeforeConnect(_ context.Context, host, target int) error {
 			for _, r := range taken {
 				r(true)
 			}
-			c.mu.Lock()
 			c.maxWait = max(c.maxWait, wait)
-			c.mu.Unlock()
 			return err
 		}
 		taken = append(taken, rel)
 	}
-	c.mu.Lock()
 	c.releases = append(c.releases, taken...)
-	c.mu.Unlock()
 	return nil
 }
 
 // wait is how long a full connection-level throttle asked to wait.
 func (c *connHooks) wait() time.Duration {
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	if c.maxWait <= 0 {
 		return time.Second
 	}
@@ -117,8 +111,6 @@ func (c *connHooks) wait() time.Duration {
 
 // release gives back the concurrency slots taken.
 func (c *connHooks) release() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	for _, r := range c.releases {
 		r(false)
 	}
