@@ -216,7 +216,7 @@ func (hw *handwritten) group(ctx context.Context, m *engine.Message, g *engine.G
 	// Without a trace the engine reports no throttle usage (delivery
 	// acquires instead), so neither does the baseline.
 	g.Throttles = append(g.Throttles, engine.ThrottleInfo{Name: "per-domain", Key: g.Domain, Concurrency: 20,
-		Rate: hwRate.String(), Phase: "recipient"})
+		Rate: hwRate, Phase: "recipient"})
 	if g.Route.Type == "relay" {
 		g.MTASTS.Setting = "disable"
 		g.Hosts = append(g.Hosts, hw.host(ctx, m, "smtp.relay.example.net", 0, true))

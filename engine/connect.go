@@ -1,8 +1,11 @@
 package engine
 
 import (
+	"cmp"
 	"net/netip"
+	"time"
 
+	"github.com/postern-mta/postern/expr"
 	"github.com/postern-mta/postern/policies"
 )
 
@@ -15,18 +18,33 @@ func (r *run) connection(g *Group, h *Host, a netip.Addr, i int, tr *policies.Tr
 	set := r.s.set
 	env := r.env()
 	c := &Connect{RemoteIP: a}
-	var fam []netip.Addr
+	n := 0 // source addresses of a's family
 	for _, s := range h.SourceIPs {
 		if s.Is4() == a.Is4() {
-			fam = append(fam, s)
+			n++
 		}
 	}
-	if len(fam) > 0 {
-		pick := fam[0]
-		if len(fam) > 1 {
-			pick = fam[int(r.cfg.rand()%uint64(len(fam)))]
+	if n > 0 {
+		k := 0
+		if n > 1 {
+			k = int(r.cfg.rand() % uint64(n))
 		}
-		c.SourceIP = &pick
+		for _, s := range h.SourceIPs {
+			if s.Is4() == a.Is4() {
+				if k == 0 {
+					c.source = s
+					break
+				}
+				k--
+			}
+		}
+		c.SourceIP = &c.source
+	}
+	if k := r.s.conn; k != nil && tr == nil {
+		// Nothing to evaluate: no need to write the addresses out for
+		// the environment.
+		c.EHLOHostname, c.Timeouts = cmp.Or(k.ehlo, h.EHLOHostname), k.timeouts
+		return c
 	}
 	env.RemoteIP = a.String()
 	if c.SourceIP != nil {
@@ -52,4 +70,40 @@ func (r *run) connection(g *Group, h *Host, a netip.Addr, i int, tr *policies.Tr
 	r.connThrottles(g, c, i == 0, tr)
 	flush(g, tr, label)
 	return c
+}
+
+// connConst are the connection-phase settings of a policy in which none
+// depends on the connection: each is a literal or not set, and no
+// throttle is counted per connection.
+type connConst struct {
+	ehlo     string // "" means the host's hostname
+	timeouts Timeouts
+}
+
+// constConnection returns the policy's connection-phase settings when they
+// are all constant, nil otherwise.
+func constConnection(set *policies.Set) *connConst {
+	for _, t := range set.Limits.Throttles {
+		if t.Phase == expr.Connection {
+			return nil
+		}
+	}
+	ehlo, ok := set.IPStrategy.EHLOHostname.Literal()
+	if !ok {
+		return nil
+	}
+	k := &connConst{ehlo: ehlo}
+	t := &set.Limits.Timeouts
+	for _, f := range []struct {
+		v   *policies.Value[time.Duration]
+		out *Duration
+	}{{t.Connect, &k.timeouts.Connect}, {t.Greeting, &k.timeouts.Greeting}, {t.EHLO, &k.timeouts.EHLO},
+		{t.MailFrom, &k.timeouts.MailFrom}, {t.RcptTo, &k.timeouts.RcptTo}, {t.Data, &k.timeouts.Data}} {
+		d, ok := f.v.Literal()
+		if !ok {
+			return nil
+		}
+		*f.out = Duration(d)
+	}
+	return k
 }

@@ -172,6 +172,7 @@ type Connect struct {
 	Timeouts     Timeouts    `json:"timeouts"`
 
 	throttles []throttleRef // connection-level throttles delivery acquires first
+	source    netip.Addr    // where SourceIP points (one allocation for both)
 }
 
 // Timeouts are the per-command timeouts of a connection, as durations in
@@ -197,12 +198,12 @@ func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil
 
 // ThrottleInfo is a throttle that applies to the group.
 type ThrottleInfo struct {
-	Name        string   `json:"name"`
-	Key         string   `json:"key"`
-	Concurrency int      `json:"concurrency,omitempty"`
-	Rate        string   `json:"rate,omitempty"`
-	InUse       int      `json:"in_use"`
-	WouldWait   Duration `json:"would_wait"`
+	Name        string        `json:"name"`
+	Key         string        `json:"key"`
+	Concurrency int           `json:"concurrency,omitempty"`
+	Rate        policies.Rate `json:"rate,omitzero"`
+	InUse       int           `json:"in_use"`
+	WouldWait   Duration      `json:"would_wait"`
 	// Phase is "recipient" (checked per group before DNS) or
 	// "connection" (checked per connection; Key is then shown for the
 	// first address).

@@ -72,6 +72,9 @@ type state struct {
 	resolver dns.Resolver
 	funcs    expr.Funcs
 	pool     sync.Pool // *evaluator
+	// conn holds the connection-phase settings when none depends on the
+	// connection (see constConnection); nil otherwise.
+	conn *connConst
 }
 
 // evaluator is what one goroutine needs to evaluate settings: a VM and an
@@ -83,6 +86,8 @@ type evaluator struct {
 	// each (rand is its Uint64).
 	pcg  rand.PCG
 	rand func() uint64
+	// plans is scratch space for the hosts of the group being decided.
+	plans []hostPlan
 }
 
 // LoadFile loads the policy at path and returns an engine for it. Policy
@@ -135,6 +140,7 @@ func (e *Engine) Reload(set *policies.Set) error {
 		}
 		s.resolver = r
 	}
+	s.conn = constConnection(set)
 	s.funcs = set.Library().Funcs(expr.Hooks{IsLocalDomain: e.opts.IsLocalDomain, IsLocalAddress: e.opts.IsLocalAddress})
 	s.pool.New = func() any {
 		ev := &evaluator{env: expr.Env{Funcs: s.funcs}}

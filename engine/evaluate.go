@@ -75,7 +75,8 @@ func (r *run) decide() *Decision {
 
 	// Recipient phase: the route of every recipient, grouped by (domain,
 	// route) in the order recipients first appear.
-	index := map[groupKey]*Group{}
+	var index map[groupKey]*Group // made once there are many groups
+	keys := make([]groupKey, 0, 8)
 	for i, rcpt := range r.msg.To {
 		addr, aerr := parsed[i].addr, parsed[i].err
 		env.Rcpt, env.RcptDomain = r.rcpts[i], addr.Domain
@@ -93,7 +94,7 @@ func (r *run) decide() *Decision {
 		} else {
 			k.route = name
 		}
-		g := index[k]
+		g := findGroup(d.Groups, keys, index, k)
 		if g == nil {
 			g = &Group{Domain: addr.Domain, Hosts: []*Host{}, Throttles: []ThrottleInfo{}, Trace: []policies.TraceEntry{}, literal: addr.Literal}
 			switch {
@@ -107,8 +108,16 @@ func (r *run) decide() *Decision {
 				g.route = set.Routes[name]
 				g.Route = r.routeInfo(g.route)
 			}
-			index[k] = g
-			d.Groups = append(d.Groups, g)
+			d.Groups, keys = append(d.Groups, g), append(keys, k)
+			switch {
+			case index != nil:
+				index[k] = g
+			case len(keys) > 8:
+				index = make(map[groupKey]*Group, 2*len(keys))
+				for j, key := range keys {
+					index[key] = d.Groups[j]
+				}
+			}
 		}
 		g.Recipients = append(g.Recipients, rcpt)
 		g.wire = append(g.wire, r.rcpts[i])
@@ -123,7 +132,14 @@ func (r *run) decide() *Decision {
 	// Decide each group (their DNS lookups run in parallel), then split
 	// the groups larger than limits.recipients.
 	decided := r.groups(d.Groups)
-	var out []*Group
+	n := len(d.Groups)
+	for _, chunks := range decided {
+		n += max(len(chunks)-1, 0)
+	}
+	if n == len(d.Groups) {
+		return d // nothing split
+	}
+	out := make([]*Group, 0, n)
 	for i, g := range d.Groups {
 		if decided[i] == nil {
 			out = append(out, g)
@@ -133,6 +149,21 @@ func (r *run) decide() *Decision {
 	}
 	d.Groups = out
 	return d
+}
+
+// findGroup returns the group of key k: keys[i] is the key of groups[i],
+// and index, when made, maps keys to groups (a few groups are searched
+// faster than a map is made).
+func findGroup(groups []*Group, keys []groupKey, index map[groupKey]*Group, k groupKey) *Group {
+	if index != nil {
+		return index[k]
+	}
+	for i, key := range keys {
+		if key == k {
+			return groups[i]
+		}
+	}
+	return nil
 }
 
 // evalRoute evaluates routing.route for the recipient in the environment.

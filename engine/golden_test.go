@@ -222,6 +222,12 @@ func loadGolden(t testing.TB, path string) *goldenCase {
 // and evaluates the message as `postern dry-run` does.
 func (c *goldenCase) evaluate(t *testing.T) *engine.Decision {
 	t.Helper()
+	return c.evaluateWith(t, true)
+}
+
+// evaluateWith evaluates the case, with or without the trace.
+func (c *goldenCase) evaluateWith(t *testing.T, trace bool) *engine.Decision {
+	t.Helper()
 	dir := t.TempDir()
 	for _, f := range c.archive.Files {
 		if strings.HasPrefix(f.Name, "want.") {
@@ -248,7 +254,10 @@ func (c *goldenCase) evaluate(t *testing.T) *engine.Decision {
 	if err != nil {
 		t.Fatalf("policy.yaml does not load:\n%v", err)
 	}
-	opts := []engine.EvalOption{engine.WithTrace(), engine.WithRand(seeded(c.run.seed))}
+	opts := []engine.EvalOption{engine.WithRand(seeded(c.run.seed))}
+	if trace {
+		opts = append(opts, engine.WithTrace())
+	}
 	if c.run.noDNS {
 		opts = append(opts, engine.WithoutDNS())
 	}
@@ -313,6 +322,42 @@ func TestGolden(t *testing.T) {
 					t.Errorf("%s: %s differs (go test ./engine -run TestGolden -update rewrites it; review the diff):\n%s",
 						path, out.name, lineDiff(string(want), string(out.got)))
 				}
+			}
+		})
+	}
+}
+
+// TestGoldenWithoutTrace: what delivery decides (no trace) is what the
+// dry-run shows, for every golden case: the decisions are the same once
+// the trace-only parts (trace, DNS questions, throttle use) are left out.
+// Shortcuts taken without a trace must not change a decision.
+func TestGoldenWithoutTrace(t *testing.T) {
+	for _, path := range goldenFiles(t) {
+		abs, err := filepath.Abs(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := loadGolden(t, abs)
+		t.Run(c.name, func(t *testing.T) {
+			shown, decided := c.evaluateWith(t, true), c.evaluateWith(t, false)
+			for _, g := range shown.Groups {
+				g.Trace, g.Lookups = nil, nil
+				for i := range g.Throttles {
+					g.Throttles[i].InUse, g.Throttles[i].WouldWait = 0, 0
+				}
+			}
+			for _, g := range decided.Groups {
+				g.Trace = nil
+			}
+			var a, b bytes.Buffer
+			if err := shown.WriteJSON(&a); err != nil {
+				t.Fatal(err)
+			}
+			if err := decided.WriteJSON(&b); err != nil {
+				t.Fatal(err)
+			}
+			if a.String() != b.String() {
+				t.Errorf("the decision without a trace differs from the dry-run's:\n%s", lineDiff(a.String(), b.String()))
 			}
 		})
 	}

@@ -11,14 +11,15 @@ import (
 
 // groups decides every group that routing left undecided, at most
 // parallel() at a time, each with an evaluator of its own. The result at
-// i is nil for a group already decided (a routing failure).
+// i is the chunks group i was split into, or nil when it was not split (or
+// was already decided: a routing failure).
 //
 // Each group gets a random source of its own, seeded in group order from
 // the evaluation's: a dry-run with --seed gives the same answer every
 // time, whatever order the groups finish in.
 func (r *run) groups(gs []*Group) [][]*Group {
 	out := make([][]*Group, len(gs))
-	var todo []int
+	todo := make([]int, 0, len(gs))
 	for i, g := range gs {
 		if g.Outcome == "" {
 			todo = append(todo, i)
@@ -102,7 +103,7 @@ func (r *run) safeGroup(g *Group) (out []*Group) {
 			r.e.opts.Logger.Error("evaluation panicked", "domain", g.Domain, "panic", fmt.Sprint(p))
 			g.Outcome = OutcomeDefer
 			g.Error = &GroupError{Temporary: true, Class: ClassPolicy, Message: fmt.Sprintf("engine: internal error while deciding this group: %v", p)}
-			out = []*Group{g}
+			out = nil
 		}
 	}()
 	return r.group(g)
@@ -160,12 +161,13 @@ func (r *run) group(g *Group) []*Group {
 	return split(g, maxRcpt)
 }
 
-// split cuts g into groups of at most n recipients that share its decision.
+// split cuts g into groups of at most n recipients that share its decision;
+// nil when g is not larger than n.
 func split(g *Group, n int) []*Group {
 	if n <= 0 || len(g.Recipients) <= n {
-		return []*Group{g}
+		return nil
 	}
-	var out []*Group
+	out := make([]*Group, 0, (len(g.Recipients)+n-1)/n)
 	for i := 0; i < len(g.Recipients); i += n {
 		c := *g
 		end := min(i+n, len(g.Recipients))

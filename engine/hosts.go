@@ -40,6 +40,18 @@ type hostPlan struct {
 	tlsaErr  error
 }
 
+// hostPlans returns n zeroed plans from the evaluator's scratch space,
+// valid until the next call. The caller clears them when done, so that
+// the pool does not keep a decision alive.
+func (ev *evaluator) hostPlans(n int) []hostPlan {
+	if cap(ev.plans) < n {
+		ev.plans = make([]hostPlan, n)
+	}
+	plans := ev.plans[:n]
+	clear(plans)
+	return plans
+}
+
 type addrResult struct {
 	res dns.AddrResult
 	err error
@@ -196,14 +208,28 @@ func (r *run) finishHost(g *Group, p *hostPlan) {
 // refusedTarget), and listed in h.Dropped.
 func (r *run) addresses(g *Group, p *hostPlan) []netip.Addr {
 	h := p.h
-	var cands []netip.Addr
 	var (
 		tempErr, permErrs int
 		lastErr           error
 		families          []string
+		out               []netip.Addr
 	)
+	keep := func(addrs []netip.Addr) {
+		if out == nil {
+			out = make([]netip.Addr, 0, len(p.addrs[0].res.Addrs)+len(p.addrs[1].res.Addrs)+1)
+		}
+		for _, a := range addrs {
+			if !p.relay {
+				if why := refusedTarget(a, p.refusePrivate); why != "" {
+					h.Dropped = append(h.Dropped, a.String()+" ("+why+")")
+					continue
+				}
+			}
+			out = append(out, a.Unmap())
+		}
+	}
 	if p.literal.IsValid() {
-		cands = []netip.Addr{p.literal}
+		keep([]netip.Addr{p.literal})
 	} else {
 		families = p.families
 		for i, typ := range p.families {
@@ -218,18 +244,8 @@ func (r *run) addresses(g *Group, p *hostPlan) []netip.Addr {
 				}
 				continue
 			}
-			cands = append(cands, a.res.Addrs...)
+			keep(a.res.Addrs)
 		}
-	}
-	var out []netip.Addr
-	for _, a := range cands {
-		if !p.relay {
-			if why := refusedTarget(a, p.refusePrivate); why != "" {
-				h.Dropped = append(h.Dropped, a.String()+" ("+why+")")
-				continue
-			}
-		}
-		out = append(out, a.Unmap())
 	}
 	if len(out) > 0 {
 		return out // one family failing is tolerated when the other answers

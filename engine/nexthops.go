@@ -13,7 +13,10 @@ import (
 func (r *run) relay(g *Group, rt *policies.Route, tr *policies.Trace) {
 	h := &Host{Name: rt.Address}
 	g.Hosts = append(g.Hosts, h)
-	r.resolveHosts(g, []hostPlan{{h: h, relay: true, literal: rt.AddressIP}})
+	plans := r.ev.hostPlans(1)
+	defer clear(plans)
+	plans[0] = hostPlan{h: h, relay: true, literal: rt.AddressIP}
+	r.resolveHosts(g, plans)
 	r.settle(g)
 }
 
@@ -106,7 +109,8 @@ func (r *run) mx(g *Group, mode policies.TLSMode, modeErr error, tr *policies.Tr
 	if len(hosts) > g.Limits.MX {
 		hosts = hosts[:g.Limits.MX]
 	}
-	plans := make([]hostPlan, len(hosts))
+	plans := r.ev.hostPlans(len(hosts))
+	defer clear(plans)
 	for i, m := range hosts {
 		h := &Host{Name: m.Host, Preference: int(m.Preference), Secure: res.Secure && err == nil}
 		g.Hosts = append(g.Hosts, h)
@@ -132,7 +136,10 @@ func (r *run) literal(g *Group, mode policies.TLSMode, modeErr error) {
 	}
 	h := &Host{Name: g.literal.String()}
 	g.Hosts = append(g.Hosts, h)
-	r.resolveHosts(g, []hostPlan{{h: h, literal: g.literal}})
+	plans := r.ev.hostPlans(1)
+	defer clear(plans)
+	plans[0] = hostPlan{h: h, literal: g.literal}
+	r.resolveHosts(g, plans)
 	r.settle(g)
 }
 

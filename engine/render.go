@@ -138,8 +138,8 @@ func (p *printer) group(n int, g *Group) {
 			if t.Concurrency > 0 {
 				limits = append(limits, fmt.Sprintf("concurrency %d", t.Concurrency))
 			}
-			if t.Rate != "" {
-				limits = append(limits, "rate "+escText(t.Rate))
+			if t.Rate.Count > 0 {
+				limits = append(limits, "rate "+t.Rate.String())
 			}
 			// %q escapes the key (strconv.Quote escapes every rune
 			// that is not printable, bidirectional controls included).

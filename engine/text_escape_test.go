@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/postern-mta/postern/engine"
@@ -59,7 +60,7 @@ func escapeDecision(s string) *engine.Decision {
 							{RemoteIP: netip.MustParseAddr("192.0.2.1"), EHLOHostname: s},
 						}},
 				},
-				Throttles: []engine.ThrottleInfo{{Name: s, Key: s, Concurrency: 2, Rate: s, Phase: s}},
+				Throttles: []engine.ThrottleInfo{{Name: s, Key: s, Concurrency: 2, Rate: policies.Rate{Count: 5, Period: time.Minute}, Phase: s}},
 				Lookups: []engine.DNSQuery{
 					{Name: s, Type: "MX", Answer: []string{s, "10 " + s}, TTL: s, Cached: true},
 					{Name: s, Type: s, Error: "dns: " + s},
@@ -124,7 +125,7 @@ func TestWriteTextEscapes(t *testing.T) {
 		"    1. " + forgedEscaped + " (preference 10) lookup " + forgedEscaped + "\n       SKIPPED (permanent): no address: " + forgedEscaped + "\n",
 		"       tls: starttls " + forgedEscaped + ", dane " + forgedEscaped + " (0 records), min " + forgedEscaped + ",",
 		"       -> 192.0.2.2 from 192.0.2.10, ehlo " + forgedEscaped + "\n",
-		"    " + forgedEscaped + " key \"a\\nb@z DELIVERED 250\\r\\x1b[2J\\u202e\\u2028\\u0085\\xff\" (" + forgedEscaped + "): concurrency 2, rate " + forgedEscaped + ",",
+		"    " + forgedEscaped + " key \"a\\nb@z DELIVERED 250\\r\\x1b[2J\\u202e\\u2028\\u0085\\xff\" (" + forgedEscaped + "): concurrency 2, rate 5/1m0s,",
 		"    MX   " + forgedEscaped + ": " + forgedEscaped + ", 10 " + forgedEscaped + " [cached, ttl " + forgedEscaped + "]\n",
 		"    " + forgedEscaped + " " + forgedEscaped + ": dns: " + forgedEscaped + "\n",
 		"    rcpt " + forgedEscaped + "\n",

@@ -72,10 +72,7 @@ func (r *run) connThrottles(g *Group, c *Connect, first bool, tr *policies.Trace
 // counter's current use, delivery acquires instead.
 func (r *run) throttleInfo(ref throttleRef, rcpt string) ThrottleInfo {
 	t := ref.t
-	info := ThrottleInfo{Name: t.Name, Key: ref.key, Concurrency: t.Concurrency, Phase: t.Phase.String(), Recipient: rcpt, ref: ref}
-	if t.Rate.Count > 0 {
-		info.Rate = t.Rate.String()
-	}
+	info := ThrottleInfo{Name: t.Name, Key: ref.key, Concurrency: t.Concurrency, Rate: t.Rate, Phase: t.Phase.String(), Recipient: rcpt, ref: ref}
 	if r.cfg.trace {
 		inUse, wait := r.e.throttles.Peek(ref.storeKey(), t.Concurrency, t.Rate, r.e.opts.Clock())
 		info.InUse, info.WouldWait = inUse, Duration(wait)
@@ -109,39 +106,47 @@ func (r *run) throttleMatches(t *policies.Throttle, p expr.Phase, tr *policies.T
 // two different tuples never give the same key: ("a|b", "c") gives a\|b|c
 // and ("a", "b|c") gives a|b\|c. Ordinary values read as they are.
 func throttleKey(keys []string, env *expr.Env) string {
-	if len(keys) == 0 {
+	switch len(keys) {
+	case 0:
 		return "*"
+	case 1: // the usual case: no builder
+		return keyPart(keys[0], env)
 	}
 	var b strings.Builder
 	for i, k := range keys {
 		if i > 0 {
 			b.WriteByte('|')
 		}
-		var v string
-		switch k {
-		case "sender":
-			v = env.Sender
-		case "sender_domain":
-			v = env.SenderDomain
-		case "rcpt":
-			v = env.Rcpt
-		case "rcpt_domain":
-			v = env.RcptDomain
-		case "route":
-			v = env.Route
-		case "mx":
-			v = env.MX
-		case "remote_ip":
-			v = env.RemoteIP
-		case "local_ip":
-			v = env.LocalIP
-		}
-		if strings.ContainsAny(v, "|\\") {
-			v = keyEscaper.Replace(v)
-		}
-		b.WriteString(v)
+		b.WriteString(keyPart(k, env))
 	}
 	return b.String()
+}
+
+// keyPart is the value of one key variable, escaped for throttleKey.
+func keyPart(k string, env *expr.Env) string {
+	var v string
+	switch k {
+	case "sender":
+		v = env.Sender
+	case "sender_domain":
+		v = env.SenderDomain
+	case "rcpt":
+		v = env.Rcpt
+	case "rcpt_domain":
+		v = env.RcptDomain
+	case "route":
+		v = env.Route
+	case "mx":
+		v = env.MX
+	case "remote_ip":
+		v = env.RemoteIP
+	case "local_ip":
+		v = env.LocalIP
+	}
+	if strings.ContainsAny(v, "|\\") {
+		v = keyEscaper.Replace(v)
+	}
+	return v
 }
 
 var keyEscaper = strings.NewReplacer("\\", "\\\\", "|", "\\|")

@@ -73,6 +73,10 @@ func (r Rate) String() string {
 	return strconv.Itoa(r.Count) + "/" + r.Period.String()
 }
 
+// MarshalText writes r as String does ("600/1m0s"), so that a Rate in
+// JSON reads as the policy wrote it.
+func (r Rate) MarshalText() ([]byte, error) { return []byte(r.String()), nil }
+
 // ParseRate parses "COUNT/DURATION" ("100/1m", "5/1s", "1000/1d"). A missing
 // number before the unit means 1 ("10/m" is "10/1m").
 func ParseRate(s string) (Rate, error) {
