@@ -280,51 +280,57 @@ func goldenFiles(t testing.TB) []string {
 	return files
 }
 
-func TestGolden(t *testing.T) {
+// eachGolden runs f as a subtest for every golden case; path is the
+// archive's path as listed, abs its absolute path.
+func eachGolden(t *testing.T, f func(t *testing.T, c *goldenCase, path, abs string)) {
 	for _, path := range goldenFiles(t) {
 		abs, err := filepath.Abs(path)
 		if err != nil {
 			t.Fatal(err)
 		}
 		c := loadGolden(t, abs)
-		t.Run(c.name, func(t *testing.T) {
-			d := c.evaluate(t)
-			var text, js bytes.Buffer
-			if err := d.WriteText(&text); err != nil {
-				t.Fatal(err)
-			}
-			if err := d.WriteJSON(&js); err != nil {
-				t.Fatal(err)
-			}
-			if *update && c.knownBug() {
-				t.Logf("%s has BUG: notes; not rewritten", path)
-			} else if *update {
-				c.setFile("want.txt", text.Bytes())
-				c.setFile("want.json", js.Bytes())
-				if err := os.WriteFile(abs, txtar.Format(c.archive), 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			if c.knownBug() {
-				t.Logf("known engine bug, see the BUG: notes in %s", path)
-			}
-			for _, out := range []struct {
-				name string
-				got  []byte
-			}{{"want.txt", text.Bytes()}, {"want.json", js.Bytes()}} {
-				want, ok := c.file(out.name)
-				if !ok {
-					t.Errorf("%s: no %s (run go test ./engine -run TestGolden -update)", path, out.name)
-					continue
-				}
-				if !bytes.Equal(out.got, want) {
-					t.Errorf("%s: %s differs (go test ./engine -run TestGolden -update rewrites it; review the diff):\n%s",
-						path, out.name, lineDiff(string(want), string(out.got)))
-				}
-			}
-		})
+		t.Run(c.name, func(t *testing.T) { f(t, c, path, abs) })
 	}
+}
+
+func TestGolden(t *testing.T) {
+	eachGolden(t, func(t *testing.T, c *goldenCase, path, abs string) {
+		d := c.evaluate(t)
+		var text, js bytes.Buffer
+		if err := d.WriteText(&text); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.WriteJSON(&js); err != nil {
+			t.Fatal(err)
+		}
+		if *update && c.knownBug() {
+			t.Logf("%s has BUG: notes; not rewritten", path)
+		} else if *update {
+			c.setFile("want.txt", text.Bytes())
+			c.setFile("want.json", js.Bytes())
+			if err := os.WriteFile(abs, txtar.Format(c.archive), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			return
+		}
+		if c.knownBug() {
+			t.Logf("known engine bug, see the BUG: notes in %s", path)
+		}
+		for _, out := range []struct {
+			name string
+			got  []byte
+		}{{"want.txt", text.Bytes()}, {"want.json", js.Bytes()}} {
+			want, ok := c.file(out.name)
+			if !ok {
+				t.Errorf("%s: no %s (run go test ./engine -run TestGolden -update)", path, out.name)
+				continue
+			}
+			if !bytes.Equal(out.got, want) {
+				t.Errorf("%s: %s differs (go test ./engine -run TestGolden -update rewrites it; review the diff):\n%s",
+					path, out.name, lineDiff(string(want), string(out.got)))
+			}
+		}
+	})
 }
 
 // TestGoldenWithoutTrace: what delivery decides (no trace) is what the
@@ -332,35 +338,28 @@ func TestGolden(t *testing.T) {
 // the trace-only parts (trace, DNS questions, throttle use) are left out.
 // Shortcuts taken without a trace must not change a decision.
 func TestGoldenWithoutTrace(t *testing.T) {
-	for _, path := range goldenFiles(t) {
-		abs, err := filepath.Abs(path)
-		if err != nil {
+	eachGolden(t, func(t *testing.T, c *goldenCase, _, _ string) {
+		shown, decided := c.evaluateWith(t, true), c.evaluateWith(t, false)
+		for _, g := range shown.Groups {
+			g.Trace, g.Lookups = nil, nil
+			for i := range g.Throttles {
+				g.Throttles[i].InUse, g.Throttles[i].WouldWait = 0, 0
+			}
+		}
+		for _, g := range decided.Groups {
+			g.Trace = nil
+		}
+		var a, b bytes.Buffer
+		if err := shown.WriteJSON(&a); err != nil {
 			t.Fatal(err)
 		}
-		c := loadGolden(t, abs)
-		t.Run(c.name, func(t *testing.T) {
-			shown, decided := c.evaluateWith(t, true), c.evaluateWith(t, false)
-			for _, g := range shown.Groups {
-				g.Trace, g.Lookups = nil, nil
-				for i := range g.Throttles {
-					g.Throttles[i].InUse, g.Throttles[i].WouldWait = 0, 0
-				}
-			}
-			for _, g := range decided.Groups {
-				g.Trace = nil
-			}
-			var a, b bytes.Buffer
-			if err := shown.WriteJSON(&a); err != nil {
-				t.Fatal(err)
-			}
-			if err := decided.WriteJSON(&b); err != nil {
-				t.Fatal(err)
-			}
-			if a.String() != b.String() {
-				t.Errorf("the decision without a trace differs from the dry-run's:\n%s", lineDiff(a.String(), b.String()))
-			}
-		})
-	}
+		if err := decided.WriteJSON(&b); err != nil {
+			t.Fatal(err)
+		}
+		if a.String() != b.String() {
+			t.Errorf("the decision without a trace differs from the dry-run's:\n%s", lineDiff(a.String(), b.String()))
+		}
+	})
 }
 
 // lineDiff returns a small line diff of want and got ("-" want, "+" got,

@@ -1,12 +1,12 @@
 package engine
 
 import (
-	"bytes"
 	"crypto/tls"
 	"encoding/json"
 	"io"
 	"time"
 
+	"github.com/postern-mta/postern/internal/jsonout"
 	"github.com/postern-mta/postern/transport"
 )
 
@@ -80,7 +80,7 @@ func (r Result) MarshalJSON() ([]byte, error) {
 	if !r.RetryAfter.IsZero() {
 		j.RetryAt = r.RetryAfter.UTC().Format(time.RFC3339)
 	}
-	return marshalReadable(j)
+	return jsonout.Marshal(j)
 }
 
 // WriteResultsJSON writes results as the send JSON contract: one indented
@@ -94,19 +94,4 @@ func WriteResultsJSON(w io.Writer, results []Result) error {
 	enc.SetIndent("", "  ")
 	enc.SetEscapeHTML(false) // SMTP replies quote <addresses>
 	return enc.Encode(results)
-}
-
-// marshalReadable is json.Marshal without HTML escaping. Dry-run and send
-// output is read by people, and "<", ">" and "&" are common in it
-// (conditions, SMTP replies, "<from env X>"); an encoder's SetEscapeHTML
-// does not reach into what a MarshalJSON method returns, so the methods
-// use this.
-func marshalReadable(v any) ([]byte, error) {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, err
-	}
-	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
 }

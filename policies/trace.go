@@ -1,10 +1,8 @@
 package policies
 
 import (
-	"bytes"
-	"encoding/json"
-
 	"github.com/postern-mta/postern/expr"
+	"github.com/postern-mta/postern/internal/jsonout"
 )
 
 // Trace collects what a dry-run shows: every rule evaluated, in order.
@@ -67,13 +65,7 @@ func (e TraceEntry) MarshalJSON() ([]byte, error) {
 	if e.Value != "" && (e.Kind != KindRule || e.Matched || e.Error != "") {
 		j.Value = e.Value
 	}
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(j); err != nil {
-		return nil, err
-	}
-	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
+	return jsonout.Marshal(j)
 }
 
 // traceEntryJSON is the JSON object of a TraceEntry; the fields are in

@@ -3,12 +3,12 @@
 # (tests aside; README.md, section Layout, draws the same graph):
 #
 #   cmd/postern       -> engine policies expr transport internal/textsafe internal/safefile
-#   engine            -> policies expr transport transport/dns transport/mailbox internal/textsafe
-#   policies          -> expr internal/safefile
+#   engine            -> policies expr transport transport/dns transport/mailbox internal/textsafe internal/jsonout
+#   policies          -> expr internal/safefile internal/jsonout
 #   expr              -> internal/textsafe
 #   transport         -> transport/mailbox
 #   transport/dns     -> internal/safefile
-#   transport/mailbox, internal/textsafe, internal/safefile: leaves (nothing of the module)
+#   transport/mailbox, internal/textsafe, internal/safefile, internal/jsonout: leaves (nothing of the module)
 #
 # transport and transport/dns do not know each other: the engine resolves,
 # the transport dials the addresses it is handed. Tools and tests sit on
@@ -58,4 +58,5 @@ check transport transport/dns
 leaf transport/mailbox
 leaf internal/textsafe
 leaf internal/safefile
+leaf internal/jsonout
 exit $fail
