@@ -139,3 +139,30 @@ func waitInUse(t *testing.T, e *engine.Engine, name, rcpt string) {
 	}
 	t.Fatalf("throttle %s never showed a slot in use", name)
 }
+
+// TestDeliverHeldGroupTakesNoToken: when every recipient of a group is
+// held back by a throttle of its own, nobody goes, so the group's
+// throttles give their tokens back too — also when a recipient is listed
+// twice.
+func TestDeliverHeldGroupTakesNoToken(t *testing.T) {
+	t.Parallel()
+	sink := smtpbed.StartSink(t, smtpbed.SinkOptions{})
+	now := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
+	policy := oneRelayPolicy(sink.Addr, `limits:
+  throttles:
+    - name: per-domain
+      key: [rcpt_domain]
+      rate: 2/1h
+    - name: per-rcpt
+      key: [rcpt]
+      rate: 1/1h
+`)
+	e := newDeliverEngine(t, policy, engine.Options{Clock: func() time.Time { return now }})
+	res := runDeliver(t, e, engine.Message{From: "alice@sender.test", To: []string{"x@a.test"}}, deliverBody)
+	wantResult(t, res, 0, transport.StatusDelivered, transport.ClassNone)
+	res = runDeliver(t, e, engine.Message{From: "alice@sender.test", To: []string{"x@a.test", "x@a.test"}}, deliverBody)
+	wantResult(t, res, 0, transport.StatusTemporary, transport.ClassRate)
+	wantResult(t, res, 1, transport.StatusTemporary, transport.ClassRate)
+	res = runDeliver(t, e, engine.Message{From: "alice@sender.test", To: []string{"y@a.test"}}, deliverBody)
+	wantResult(t, res, 0, transport.StatusDelivered, transport.ClassNone) // the domain's second token of the hour
+}

@@ -220,8 +220,11 @@ func (e *Engine) holdGroup(g *Group, now time.Time) (l leases, held map[string]R
 	for rcpt := range held {
 		l.refund(rcpt)
 	}
-	if len(held) == len(g.Recipients) {
-		l.refund("") // nobody goes: the group's tokens back too
+	for _, rcpt := range g.Recipients {
+		if _, ok := held[rcpt]; !ok {
+			return l, held // someone goes
+		}
 	}
+	l.refund("") // nobody goes: the group's tokens back too
 	return l, held
 }
