@@ -115,9 +115,9 @@ func (q slotQueue) take(rcpts []string) []int {
 
 // failed builds a result for a recipient that was not attempted.
 func failed(rcpt, route string, temporary bool, class transport.Class, text string) Result {
-	code, enh, status := 550, transport.EnhancedCode{5, 0, 0}, transport.StatusPermanent
+	code, enh := 550, transport.EnhancedCode{5, 0, 0}
 	if temporary {
-		code, enh, status = 451, transport.EnhancedCode{4, 0, 0}, transport.StatusTemporary
+		code, enh = 451, transport.EnhancedCode{4, 0, 0}
 	}
 	switch class {
 	case transport.ClassDNS:
@@ -132,9 +132,7 @@ func failed(rcpt, route string, temporary bool, class transport.Class, text stri
 	case ClassInvalidAddress:
 		enh[1], enh[2] = 1, 3 // x.1.3 bad destination mailbox address syntax
 	}
-	err := &transport.Error{Code: code, Enhanced: enh, Message: text, Class: class, Permanent: !temporary}
-	return Result{Route: route, Result: transport.Result{Recipient: rcpt, Status: status, Code: code, Enhanced: enh,
-		Text: text, Class: class, Err: err}}
+	return resultOf(rcpt, route, &transport.Error{Code: code, Enhanced: enh, Message: text, Class: class, Permanent: !temporary})
 }
 
 // deliverGroup delivers one group; it always returns one result per
