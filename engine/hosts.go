@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
-	"sync"
 
 	"github.com/postern-mta/postern/policies"
 	"github.com/postern-mta/postern/transport"
@@ -77,13 +76,14 @@ func (r *run) resolveHosts(g *Group, plans []hostPlan) {
 		p.tr = r.newTrace()
 		r.hostSettings(g, p)
 	}
-	var wg *sync.WaitGroup // made for the first lookup that goes to the network
+	var lookups *netLookups // made for the first lookup that goes to the network
+	defer func() { lookups.drain() }()
 	goNetwork := func(f func(ctx context.Context)) {
-		if wg == nil {
-			wg = new(sync.WaitGroup)
+		if lookups == nil {
+			lookups = &netLookups{}
 		}
 		ctx := r.budget.context()
-		wg.Go(func() { f(ctx) })
+		lookups.start(func() { f(ctx) })
 	}
 	for i := range plans {
 		p := &plans[i]
@@ -108,9 +108,7 @@ func (r *run) resolveHosts(g *Group, plans []hostPlan) {
 			}
 		}
 	}
-	if wg != nil {
-		wg.Wait()
-	}
+	lookups.wait()
 	for i := range plans {
 		r.finishHost(g, &plans[i])
 	}

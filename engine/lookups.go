@@ -57,11 +57,60 @@ func (b *dnsBudget) release() {
 // budget ran out.
 var errDNSBudget = errors.New("the DNS budget of the evaluation (dns.budget) is used up")
 
-// asyncTXT is a TXT lookup running in a goroutine.
+// netLookups are DNS lookups running in goroutines of their own (the
+// questions that go to the network, asked together). A panic in one (a
+// bug in an embedder's Resolver) is caught there and raised again by wait,
+// in the evaluating goroutine, where the group's recovery turns it into a
+// deferred group: it never takes the process down. Callers also wait on
+// their way out of a panic of their own, so that no lookup is left
+// writing into the evaluator's scratch space after it is reused.
+type netLookups struct {
+	wg       sync.WaitGroup
+	mu       sync.Mutex
+	panicked any
+}
+
+// start runs f in a goroutine.
+func (n *netLookups) start(f func()) {
+	n.wg.Go(func() {
+		defer func() {
+			if v := recover(); v != nil {
+				n.mu.Lock()
+				if n.panicked == nil {
+					n.panicked = v
+				}
+				n.mu.Unlock()
+			}
+		}()
+		f()
+	})
+}
+
+// wait waits for every lookup, and panics with the first lookup's panic.
+// A nil *netLookups has nothing to wait for.
+func (n *netLookups) wait() {
+	if n == nil {
+		return
+	}
+	n.wg.Wait()
+	if n.panicked != nil {
+		panic(n.panicked)
+	}
+}
+
+// asyncTXT is a TXT lookup running in a goroutine, and its answer.
 type asyncTXT struct {
-	done chan struct{}
-	res  dns.TXTResult
-	err  error
+	lookups netLookups
+	res     dns.TXTResult
+	err     error
+}
+
+// drain waits for every lookup, ignoring panics: for a caller that is
+// panicking already.
+func (n *netLookups) drain() {
+	if n != nil {
+		n.wg.Wait()
+	}
 }
 
 // immediate reports whether the resolver answers the question from memory

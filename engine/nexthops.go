@@ -37,16 +37,18 @@ func (r *run) mx(g *Group, mode policies.TLSMode, modeErr error, tr *policies.Tr
 		txtErr error
 		async  *asyncTXT // the TXT lookup when it went to the network
 	)
+	defer func() {
+		if async != nil {
+			async.lookups.drain()
+		}
+	}()
 	if mode != policies.TLSDisable {
 		if r.immediate(stsName, "TXT") {
 			txt, txtErr = r.s.resolver.LookupTXT(r.ctx, stsName)
 		} else {
-			async = &asyncTXT{done: make(chan struct{})}
-			ctx := r.budget.context()
-			go func() {
-				defer close(async.done)
-				async.res, async.err = r.s.resolver.LookupTXT(ctx, stsName)
-			}()
+			a, ctx := &asyncTXT{}, r.budget.context()
+			a.lookups.start(func() { a.res, a.err = r.s.resolver.LookupTXT(ctx, stsName) })
+			async = a
 		}
 	}
 	var (
@@ -60,7 +62,7 @@ func (r *run) mx(g *Group, mode policies.TLSMode, modeErr error, tr *policies.Tr
 	}
 	err = r.dnsError(err)
 	if async != nil {
-		<-async.done
+		async.lookups.wait()
 		txt, txtErr = async.res, async.err
 	}
 	txtErr = r.dnsError(txtErr)
