@@ -65,11 +65,9 @@ func (l ErrorList) Unwrap() []error {
 	return out
 }
 
-func sortErrors(l []*Error) {
-	sort.SliceStable(l, func(i, j int) bool { return before(l[i].Position(), l[j].Position()) })
-}
-
-func sortWarnings(l []*Warning) {
+// sortByPos sorts errors or warnings by position, keeping the order of
+// those at the same place.
+func sortByPos[T interface{ Position() Pos }](l []T) {
 	sort.SliceStable(l, func(i, j int) bool { return before(l[i].Position(), l[j].Position()) })
 }
 
@@ -144,8 +142,8 @@ func Parse(name string, data []byte, opts Options) (*Set, error) {
 		// of what the aliases stood for.
 		return nil, ErrorList{d.aliasErr}
 	}
-	sortErrors(d.errs)
-	sortWarnings(d.warns)
+	sortByPos(d.errs)
+	sortByPos(d.warns)
 	if len(d.errs) > 0 {
 		return nil, ErrorList(d.errs)
 	}
