@@ -3,6 +3,7 @@ package transport
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"net/netip"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/postern-mta/postern/transport/mailbox"
@@ -37,8 +39,29 @@ type Client struct {
 	// Logger receives debug records of sessions (never credentials or
 	// message content); nil means no logging.
 	Logger *slog.Logger
+	// TLSSessions is how many TLS sessions are kept for resumption (one
+	// per server name, least recently used first out); zero means 256,
+	// negative disables resumption. A resumed session is checked like a
+	// new one: the certificate checks run on the chain the session
+	// carries.
+	TLSSessions int
 
-	pool pool
+	pool     pool
+	sessOnce sync.Once
+	sessions tls.ClientSessionCache
+}
+
+// sessionCache returns the client's TLS session cache, nil when disabled.
+func (c *Client) sessionCache() tls.ClientSessionCache {
+	c.sessOnce.Do(func() {
+		switch {
+		case c.TLSSessions == 0:
+			c.sessions = tls.NewLRUClientSessionCache(256)
+		case c.TLSSessions > 0:
+			c.sessions = tls.NewLRUClientSessionCache(c.TLSSessions)
+		}
+	})
+	return c.sessions
 }
 
 func (c *Client) dialer() Dialer {
@@ -74,6 +97,8 @@ type delivery struct {
 	eight   bool     // the body has 8-bit bytes
 	utf8    bool     // SMTPUTF8 needed
 	current *session
+	// attempts made so far, given to every result at the end.
+	attempts []Attempt
 }
 
 // Deliver delivers msg to its recipients following plan, and returns one
@@ -108,6 +133,9 @@ func (c *Client) Deliver(ctx context.Context, plan *Plan, msg *Message) (results
 			c.debug("panic", "panic", v, "stack", string(debug.Stack()))
 			d.finish(localError(451, EnhancedCode{4, 3, 0}, ClassIO, "", fmt.Sprintf("internal error in the transport: %v", v)))
 		}
+		for i := range d.results {
+			d.results[i].Attempts = d.attempts
+		}
 		results = d.results
 	}()
 	for i, r := range msg.Recipients {
@@ -115,6 +143,22 @@ func (c *Client) Deliver(ctx context.Context, plan *Plan, msg *Message) (results
 	}
 	d.run(ctx)
 	return d.results
+}
+
+// attempt records one try of target ti of host hi.
+func (d *delivery) attempt(hi, ti int, s *session, f *failure, warnings []Warning) {
+	a := Attempt{Host: hi, Target: ti, Warnings: warnings}
+	if s != nil {
+		a.Address, a.Source, a.TLS = s.remote, s.local, s.tls
+		a.Warnings = append(a.Warnings, s.warnings...)
+	}
+	if f != nil {
+		a.Err = f.err
+		if s == nil && f.err != nil {
+			a.Address = f.err.Address
+		}
+	}
+	d.attempts = append(d.attempts, a)
 }
 
 func (d *delivery) run(ctx context.Context) {
@@ -213,7 +257,7 @@ func (d *delivery) tryTarget(ctx context.Context, hi, ti int) (done bool, f *fai
 		p.max = 1
 	}
 	p.key = poolKey{remote: remote, local: local, host: strings.ToLower(h.Name), proto: h.Protocol, ehlo: p.ehlo,
-		tls: fmt.Sprintf("%d/%t/%t/%t/%t/%t/%d", h.StartTLS, h.ImplicitTLS, p.strict, p.mustPKIX, h.Verifier != nil, h.MTASTSEnforce, h.MinTLSVersion)}
+		tls: fmt.Sprintf("%d/%t/%t/%t/%s/%t/%d/%s", h.StartTLS, h.ImplicitTLS, p.strict, p.mustPKIX, verifierKey(h.Verifier), h.MTASTSEnforce, h.MinTLSVersion, strings.ToLower(h.SNI))}
 	if h.Auth != nil {
 		sum := sha256.Sum256([]byte(h.Auth.Username + "\x00" + string(h.Auth.Secret)))
 		p.key.creds = hex.EncodeToString(sum[:16])
@@ -250,9 +294,11 @@ func (d *delivery) tryTarget(ctx context.Context, hi, ti int) (done bool, f *fai
 					// Optional STARTTLS whose handshake failed: once
 					// more, in plaintext (see StartTLSOptional).
 					p.noTLS = true
+					d.attempt(hi, ti, nil, f, nil)
 					extra = append(extra, Warning{ClassTLS, f.err.Message + "; reconnected and continued without TLS", f.err.TLSResult})
 					continue
 				}
+				d.attempt(hi, ti, nil, f, nil)
 				return false, f
 			}
 			s.warnings = append(s.warnings, extra...)
@@ -260,6 +306,7 @@ func (d *delivery) tryTarget(ctx context.Context, hi, ti int) (done bool, f *fai
 		d.current = s
 		f := d.transact(s)
 		d.current = nil
+		d.attempt(hi, ti, s, f, nil)
 		d.c.release(s)
 		if f != nil {
 			return false, f

@@ -171,3 +171,24 @@ func TestFailover(t *testing.T) {
 		wantAll(t, res, transport.StatusPermanent, transport.ClassDNS)
 	})
 }
+
+// Every target tried is an attempt, in order, shared by the results: the
+// failed host first (with its error), then the one that took the message.
+func TestAttempts(t *testing.T) {
+	bad := newFakeServer(t, script{greeting: "554 5.7.1 go away"})
+	good := newFakeServer(t, script{})
+	res := deliver(t, newClient(t, nil), planFor(bad.Addr, good.Addr), newMsg(body, "a@example.test", "b@example.test"))
+	wantAll(t, res, transport.StatusDelivered, transport.ClassNone)
+	for _, r := range res {
+		if len(r.Attempts) != 2 {
+			t.Fatalf("%s: %d attempts, want 2: %+v", r.Recipient, len(r.Attempts), r.Attempts)
+		}
+		first, second := r.Attempts[0], r.Attempts[1]
+		if first.Host != 0 || first.Err == nil || first.Err.Code != 554 || first.Address != bad.Addr {
+			t.Errorf("first attempt = %+v, want host 0 refused with 554 at %v", first, bad.Addr)
+		}
+		if second.Host != 1 || second.Err != nil || second.Address != good.Addr {
+			t.Errorf("second attempt = %+v, want host 1 accepted at %v", second, good.Addr)
+		}
+	}
+}

@@ -89,6 +89,27 @@ type Verifier interface {
 	VerifyConnection(cs tls.ConnectionState) error
 }
 
+// PoolKeyer may be implemented by a [Verifier] to say which pooled
+// connections it would accept: a connection verified by one Verifier is
+// reused for a later delivery only when that delivery's Verifier has the
+// same key (a DANE verifier's key covers its TLSA records and names).
+// Without it, only the same Verifier value shares connections.
+type PoolKeyer interface {
+	PoolKey() string
+}
+
+// verifierKey is the part of a pool key that a Verifier decides.
+func verifierKey(v Verifier) string {
+	switch v := v.(type) {
+	case nil:
+		return "-"
+	case PoolKeyer:
+		return "k:" + v.PoolKey()
+	default:
+		return fmt.Sprintf("p:%p", v)
+	}
+}
+
 // VerifierFunc adapts a function to the [Verifier] interface.
 type VerifierFunc func(cs tls.ConnectionState) error
 
@@ -139,6 +160,11 @@ type Host struct {
 	// Name is the MX host name (no trailing dot) or the relay's name or IP
 	// literal. It is the name sent in SNI and checked by PKIX verification.
 	Name string
+	// SNI, when set, is sent in the TLS server_name extension instead of
+	// Name: DANE's TLSA base domain when it differs from the MX name after
+	// a secure CNAME expansion (RFC 7672 section 8.1). PKIX still checks
+	// Name.
+	SNI string
 	// Preference is the MX preference, for results and logs only.
 	Preference int
 	// Targets are the host's addresses, dialed in this order, each with the
@@ -203,6 +229,13 @@ type Target struct {
 	// Timeouts bound the phases of the session; zero fields take the
 	// defaults.
 	Timeouts Timeouts
+}
+
+func (h *Host) serverName() string {
+	if h.SNI != "" {
+		return h.SNI
+	}
+	return h.Name
 }
 
 func (h *Host) port() int {

@@ -57,6 +57,9 @@ type TLSInfo struct {
 	Verified Verification
 	// ServerName is the name the certificate was checked against.
 	ServerName string
+	// Resumed is set when the TLS session was resumed from an earlier
+	// handshake with the same server name (no full handshake).
+	Resumed bool
 }
 
 // Enabled reports whether the connection used TLS.
@@ -121,6 +124,30 @@ type Result struct {
 	RetryAfter time.Time
 	// Err is the failure as a *Error (nil when delivered).
 	Err *Error
+	// Attempts are the connection attempts of the Deliver call, in order
+	// (shared by the recipients of the call: read only). The engine turns
+	// them into TLS-RPT result records (RFC 8460).
+	Attempts []Attempt
+}
+
+// Attempt is one try of one target: a connection opened (or taken from
+// the pool) and what became of it. Targets skipped by [Hooks] before
+// connecting are not attempts.
+type Attempt struct {
+	Host   int // index in Plan.Hosts
+	Target int // index in the host's Targets
+	// Address and Source are the remote and local addresses, when a
+	// connection was made (Source may be zero when it was not).
+	Address netip.AddrPort
+	Source  netip.AddrPort
+	// TLS is the session's TLS state once established (zero without).
+	TLS TLSInfo
+	// Err is why the attempt did not carry the transaction, or the
+	// transaction's failure; nil when it did and the server accepted.
+	Err *Error
+	// Warnings are the session's warnings (a plaintext fallback, an
+	// unverified certificate), with their TLS-RPT result types.
+	Warnings []Warning
 }
 
 // CheckResults verifies the transport's promise: exactly one result per

@@ -27,7 +27,8 @@ func (c *Client) handshake(s *session, p *connParams) *failure {
 	verified := VerifiedNone
 	var warn, warnType string
 	cfg := &tls.Config{
-		ServerName:         h.Name,
+		ServerName:         h.serverName(),
+		ClientSessionCache: c.sessionCache(),
 		MinVersion:         h.MinTLSVersion,
 		InsecureSkipVerify: true, // verified below, see the doc comment
 		VerifyConnection: func(cs tls.ConnectionState) error {
@@ -84,7 +85,7 @@ func (c *Client) handshake(s *session, p *connParams) *failure {
 	// From here on the buffers read and write through TLS. The context hook
 	// set by bind still works: it sets the deadline of the TCP conn under tc.
 	s.nc = tc
-	s.tls = TLSInfo{Version: cs.Version, CipherSuite: cs.CipherSuite, Verified: verified, ServerName: h.Name}
+	s.tls = TLSInfo{Version: cs.Version, CipherSuite: cs.CipherSuite, Verified: verified, ServerName: h.Name, Resumed: cs.DidResume}
 	if warn != "" {
 		s.warnings = append(s.warnings, Warning{ClassTLS, warn, warnType})
 	}

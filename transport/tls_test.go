@@ -344,3 +344,37 @@ func TestHandshakeTimeout(t *testing.T) {
 		}
 	})
 }
+
+// TLS sessions are resumed across connections to the same server name,
+// and a resumed session is checked like a full handshake: a verifier
+// that rejects still rejects.
+func TestTLSSessionResumption(t *testing.T) {
+	ca := smtpbed.NewCA(t)
+	srv := &tls.Config{Certificates: []tls.Certificate{ca.Issue(t, "mx.example.test").Cert}}
+	s := newFakeServer(t, script{tls: srv})
+	c := newClient(t, ca.Pool)
+	c.IdleTimeout = -1 // a new connection every time
+	first := deliver(t, c, with(planFor(s.Addr), requireTLS), newMsg(body, "a@example.test"))
+	wantAll(t, first, transport.StatusDelivered, transport.ClassNone)
+	if first[0].TLS.Resumed {
+		t.Error("first connection resumed a session")
+	}
+	second := deliver(t, c, with(planFor(s.Addr), requireTLS), newMsg(body, "b@example.test"))
+	wantAll(t, second, transport.StatusDelivered, transport.ClassNone)
+	if !second[0].TLS.Resumed || second[0].TLS.Verified != transport.VerifiedPKIX {
+		t.Errorf("second connection: resumed=%v verified=%q, want a resumed, PKIX-verified session", second[0].TLS.Resumed, second[0].TLS.Verified)
+	}
+	reject := transport.VerifierFunc(func(tls.ConnectionState) error { return tlsaError{} })
+	third := deliver(t, c, with(planFor(s.Addr), func(h *transport.Host) { h.Verifier = reject }), newMsg(body, "c@example.test"))
+	wantAll(t, third, transport.StatusTemporary, transport.ClassDANE)
+
+	off := newClient(t, ca.Pool)
+	off.IdleTimeout, off.TLSSessions = -1, -1
+	for range 2 {
+		res := deliver(t, off, with(planFor(s.Addr), requireTLS), newMsg(body, "d@example.test"))
+		wantAll(t, res, transport.StatusDelivered, transport.ClassNone)
+		if res[0].TLS.Resumed {
+			t.Error("resumed with TLSSessions < 0")
+		}
+	}
+}

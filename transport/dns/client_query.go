@@ -64,6 +64,9 @@ func (c *Client) query(ctx context.Context, name string, qtype uint16) (*respons
 			col.finish()
 			r := col.resp
 			r.secure, r.ttl, r.server = secure, ttl, srv.name
+			if cur != name {
+				r.canonical = cur
+			}
 			return &r, nil
 		}
 		neg, hasSOA := negativeTTL(msg)

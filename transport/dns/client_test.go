@@ -604,8 +604,14 @@ func TestClientCNAME(t *testing.T) {
 	if err != nil || !reflect.DeepEqual(r.Addrs, addrs("127.0.0.2", "127.0.0.3")) || r.Info.TTL != 100*time.Second {
 		t.Fatalf("re-queried chain: %+v, %v", r, err)
 	}
+	if r.Canonical != "mx1.example.test" {
+		t.Errorf("Canonical through a CNAME = %q, want mx1.example.test", r.Canonical)
+	}
 	if srv.queries() != 2 {
 		t.Errorf("re-queried chain took %d questions, want 2", srv.queries())
+	}
+	if r, _ := c.LookupA(ctx, "mx1.example.test"); r.Canonical != "" {
+		t.Errorf("Canonical without a CNAME = %q, want empty", r.Canonical)
 	}
 	_, err = c.LookupA(ctx, "loop1.example.test")
 	if !errors.Is(err, ErrTemporary) || !strings.Contains(err.Error(), "CNAME chain longer than 8") {

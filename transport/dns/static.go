@@ -129,7 +129,7 @@ func (s *Static) query(_ context.Context, name string, qtype uint16) (*response,
 				return r, nil
 			}
 			out := *r
-			out.ttl = min(out.ttl, ttl)
+			out.ttl, out.canonical = min(out.ttl, ttl), cur
 			return &out, nil
 		}
 		if n.cname == "" || qtype == mdns.TypeCNAME {

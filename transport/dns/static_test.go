@@ -140,6 +140,14 @@ func TestStaticSecureFlagAndTTL(t *testing.T) {
 	if err != nil || r.Info.TTL != 30*time.Second {
 		t.Fatalf("alias2 TTL = %v, %v", r.Info.TTL, err)
 	}
+	// The expanded name is reported, for DANE's TLSA base domain.
+	r, err = loadStatic(t, false).LookupAAAA(ctx, "alias2.example.test")
+	if err != nil || r.Canonical != "mx1.example.test" {
+		t.Errorf("alias2 Canonical = %q, %v; want mx1.example.test (alias2 -> alias -> mx1)", r.Canonical, err)
+	}
+	if r, _ := loadStatic(t, false).LookupA(ctx, "mx1.example.test"); r.Canonical != "" {
+		t.Errorf("Canonical without a CNAME = %q", r.Canonical)
+	}
 }
 
 func TestStaticNegativeTTL(t *testing.T) {

@@ -92,9 +92,15 @@ type MXResult struct {
 
 // AddrResult is the answer to an A or AAAA question.
 type AddrResult struct {
-	Addrs  []netip.Addr
-	Secure bool
-	Info   Info
+	Addrs []netip.Addr
+	// Canonical is the name the addresses were found at when the answer
+	// came through CNAMEs (the fully expanded name, lower-cased, no
+	// trailing dot); empty when the asked name holds them itself. DANE
+	// (RFC 7672 section 2.2.2) takes it as the TLSA base domain when the
+	// answer is Secure: Secure then covers every step of the expansion.
+	Canonical string
+	Secure    bool
+	Info      Info
 }
 
 // TLSA is one TLSA record (RFC 6698).
@@ -127,6 +133,9 @@ type response struct {
 	tlsa   []TLSA
 	txt    []string
 	secure bool
+	// canonical is the CNAME-expanded name holding the records, "" when
+	// the asked name holds them.
+	canonical string
 	// ttl is, for a positive answer, the smallest TTL of the records used
 	// (CNAMEs included); for a negative answer, the RFC 2308 negative TTL
 	// (smaller of the SOA's TTL and MINIMUM), valid only when hasTTL.
@@ -198,7 +207,7 @@ func lookupAddr(ctx context.Context, q querier, host string, qtype uint16) (Addr
 	if err != nil {
 		return AddrResult{Info: info}, err
 	}
-	return AddrResult{Addrs: r.addrs, Secure: r.secure, Info: info}, nil
+	return AddrResult{Addrs: r.addrs, Canonical: r.canonical, Secure: r.secure, Info: info}, nil
 }
 
 func lookupTLSA(ctx context.Context, q querier, name string) (TLSAResult, error) {
