@@ -50,6 +50,24 @@ func FreePort(t testing.TB, host string) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
+// ListenOn settles where a test server listens: host defaults to
+// 127.0.0.1; port 0 means nsPort (the protocol's real port) for a server in
+// a network namespace of its own, else a free port on host.
+func ListenOn(t testing.TB, host string, port int, inNetns bool, nsPort int) (string, int) {
+	t.Helper()
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	if port == 0 {
+		if inNetns {
+			port = nsPort
+		} else {
+			port = FreePort(t, host)
+		}
+	}
+	return host, port
+}
+
 // Process is a server started by [Start]. Its output is kept for failure
 // messages.
 type Process struct {

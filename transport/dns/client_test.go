@@ -848,3 +848,29 @@ func TestClientDoT(t *testing.T) {
 		}
 	}
 }
+
+// Validates: a resolver can prove a zone insecure only when it sets DO
+// and trusts the AD bit of at least one of its servers.
+func TestValidates(t *testing.T) {
+	for _, tc := range []struct {
+		servers []string
+		dnssec  bool
+		want    bool
+	}{
+		{[]string{"udp://127.0.0.1:53"}, true, true},
+		{[]string{"udp://127.0.0.1:53"}, false, false},
+		{[]string{"udp://192.0.2.1:53"}, true, false},
+		{[]string{"udp://192.0.2.1:53", "tls://192.0.2.2:853#dns.example"}, true, true},
+	} {
+		c, err := NewClient(Config{Kind: KindCustom, Servers: tc.servers, DNSSEC: tc.dnssec})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := c.Validates(); got != tc.want {
+			t.Errorf("%v dnssec=%v: Validates = %v, want %v", tc.servers, tc.dnssec, got, tc.want)
+		}
+		if got := NewCache(c, CacheConfig{}).Validates(); got != tc.want {
+			t.Errorf("%v dnssec=%v: Cache.Validates = %v, want %v", tc.servers, tc.dnssec, got, tc.want)
+		}
+	}
+}

@@ -46,6 +46,43 @@ type Immediate interface {
 	Immediate(name, typ string) bool
 }
 
+// Validating is implemented by resolvers that can say whether their
+// answers can ever be DNSSEC-secure: a [*Client] when it sets the DO bit
+// and at least one of its servers is one whose AD bit it trusts (loopback
+// or DNS over TLS), a [*Cache] as its upstream, a [*Static] always (its
+// zone file says what is secure). An answer that is not Secure proves the
+// zone insecure only when Validates is true: otherwise it says nothing,
+// and DANE's require (RFC 7672) must not turn it into a bounce.
+type Validating interface {
+	Validates() bool
+}
+
+// Validates reports whether some answer of c can be Secure: see
+// [Validating].
+func (c *Client) Validates() bool {
+	if !c.dnssec {
+		return false
+	}
+	for _, s := range c.servers {
+		if trustAD(s.Server) {
+			return true
+		}
+	}
+	return false
+}
+
+// Validates is true: a static zone's secure flag is the truth.
+func (s *Static) Validates() bool { return true }
+
+// Validates passes the question to the upstream; an upstream that does
+// not say is trusted.
+func (c *Cache) Validates() bool {
+	if v, ok := c.up.(Validating); ok {
+		return v.Validates()
+	}
+	return true
+}
+
 // qtypeOf maps the record types of [Immediate] to their codes (0 for
 // another word).
 func qtypeOf(typ string) uint16 {

@@ -24,8 +24,16 @@ type AIOOptions struct {
 	LMTP bool
 	// Host to listen on; default 127.0.0.1.
 	Host string
-	// Leaf is the certificate offered on STARTTLS.
+	// Port to listen on; default a free port (inside a Netns: 25).
+	Port int
+	// Netns runs the receiver inside this network namespace.
+	Netns *Netns
+	// Leaf is the certificate offered on STARTTLS; nil: STARTTLS is not
+	// offered.
 	Leaf *Leaf
+	// RequireTLS advertises REQUIRETLS (RFC 8689) and accepts the
+	// REQUIRETLS parameter of MAIL FROM (recorded in MailOptions).
+	RequireTLS bool
 	// LMTPReplies are used in turn for the recipients of each LMTP message
 	// (default: all "250 2.0.0 ok").
 	LMTPReplies []string
@@ -60,11 +68,7 @@ func StartAIOSink(t testing.TB, o AIOOptions) *AIOSink {
 	if _, err := os.Stat("/usr/bin/python3"); err == nil {
 		py = "/usr/bin/python3"
 	}
-	host := o.Host
-	if host == "" {
-		host = "127.0.0.1"
-	}
-	port := testbed.FreePort(t, host)
+	host, port := testbed.ListenOn(t, o.Host, o.Port, o.Netns != nil, 25)
 	dir := t.TempDir()
 	script := filepath.Join(dir, "aiosink.py")
 	if err := os.WriteFile(script, aiosinkPy, 0o644); err != nil {
@@ -79,9 +83,22 @@ func StartAIOSink(t testing.TB, o AIOOptions) *AIOSink {
 		mode = "lmtp"
 	}
 	addr := netip.AddrPortFrom(netip.MustParseAddr(host), uint16(port))
-	p := testbed.Start(t, dir, py, script, mode, host, strconv.Itoa(port), o.Leaf.CertFile, o.Leaf.KeyFile, out,
-		strings.Join(o.LMTPReplies, "|"))
-	testbed.WaitFor(t, p, 15*time.Second, testbed.DialReady(addr.String()))
+	cert, key := "-", "-"
+	if o.Leaf != nil {
+		cert, key = o.Leaf.CertFile, o.Leaf.KeyFile
+	}
+	flags := "-"
+	if o.RequireTLS {
+		flags = "requiretls"
+	}
+	argv := []string{py, script, mode, host, strconv.Itoa(port), cert, key, out, strings.Join(o.LMTPReplies, "|"), flags}
+	ready := testbed.DialReady(addr.String())
+	if o.Netns != nil {
+		argv = append(o.Netns.ExecPrefix(), argv...)
+		ready = o.Netns.DialReady(addr)
+	}
+	p := testbed.Start(t, dir, argv...)
+	testbed.WaitFor(t, p, 15*time.Second, ready)
 	return &AIOSink{Addr: addr, Dir: out, Proc: p}
 }
 

@@ -1,5 +1,7 @@
 # A STARTTLS-capable SMTP/LMTP receiver for the Postern tests (testbed.md 1c).
-# usage: /usr/bin/python3 aiosink.py {smtp|lmtp} HOST PORT CERT KEY DIR [LMTP-REPLIES]
+# usage: /usr/bin/python3 aiosink.py {smtp|lmtp} HOST PORT CERT KEY DIR [LMTP-REPLIES [FLAGS]]
+# CERT and KEY "-": no STARTTLS. FLAGS "requiretls": advertise REQUIRETLS
+# (RFC 8689) and accept it on MAIL FROM.
 # Every message is written to DIR/msg-N.json (envelope, TLS state) and
 # DIR/msg-N.eml (the content as received, dots unstuffed, CRLF kept).
 # LMTP-REPLIES, when given, is a "|"-separated list of replies used in turn
@@ -11,8 +13,12 @@ from aiosmtpd.lmtp import LMTP
 
 mode, host, port, cert, key, outdir = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5], sys.argv[6]
 lmtp_replies = sys.argv[7].split("|") if len(sys.argv) > 7 and sys.argv[7] else []
-ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-ctx.load_cert_chain(cert, key)
+flags = sys.argv[8].split(",") if len(sys.argv) > 8 else []
+requiretls = "requiretls" in flags
+ctx = None
+if cert != "-":
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert, key)
 
 
 class Handler:
@@ -48,9 +54,45 @@ class Handler:
         return "250 2.0.0 queued"
 
 
+class RequireTLSMixin:
+    # REQUIRETLS (RFC 8689): advertised after STARTTLS, and taken off MAIL
+    # FROM's parameters before aiosmtpd sees them (it refuses unknown ones);
+    # the envelope records it in mail_options.
+    async def smtp_EHLO(self, hostname):
+        await super().smtp_EHLO(hostname)
+
+    async def push(self, status):
+        if requiretls and self.session.ssl is not None and status.startswith("250 ") and self._ehlo_pending:
+            self._ehlo_pending = False
+            await super().push("250-REQUIRETLS")
+        await super().push(status)
+
+    async def smtp_MAIL(self, arg):
+        self._requiretls = False
+        if requiretls and arg:
+            parts = arg.split()
+            kept = [p for p in parts if p.upper() != "REQUIRETLS"]
+            self._requiretls = len(kept) != len(parts)
+            arg = " ".join(kept)
+        await super().smtp_MAIL(arg)
+        if self._requiretls and self.envelope.mail_from is not None:
+            self.envelope.mail_options.append("REQUIRETLS")
+
+
+def make_class(base):
+    class S(RequireTLSMixin, base):
+        _ehlo_pending = False
+
+        async def smtp_EHLO(self, hostname):
+            self._ehlo_pending = True
+            await base.smtp_EHLO(self, hostname)
+            self._ehlo_pending = False
+    return S
+
+
 class C(Controller):
     def factory(self):
-        cls = LMTP if mode == "lmtp" else SMTP
+        cls = make_class(LMTP if mode == "lmtp" else SMTP)
         return cls(self.handler, tls_context=ctx, require_starttls=False, hostname="mx1.example.test",
                    enable_SMTPUTF8=True)
 

@@ -44,18 +44,7 @@ type Sink struct {
 func StartSink(t testing.TB, o SinkOptions) *Sink {
 	t.Helper()
 	bin := testbed.Require(t, "smtp-sink")
-	host := o.Host
-	if host == "" {
-		host = "127.0.0.1"
-	}
-	port := o.Port
-	if port == 0 {
-		if o.Netns != nil {
-			port = 25
-		} else {
-			port = testbed.FreePort(t, host)
-		}
-	}
+	host, port := testbed.ListenOn(t, o.Host, o.Port, o.Netns != nil, 25)
 	// smtp-sink drops to nobody (-u) before writing captures, and t.TempDir
 	// is inside a directory only root may enter: use a directory of our own.
 	dir, err := os.MkdirTemp("", "postern-sink-")
