@@ -288,13 +288,18 @@ func (hw *handwritten) host(ctx context.Context, m *engine.Message, name string,
 	if m.RetryNum > 2 && m.LastError == "tls" {
 		starttls = policies.TLSOptional
 	}
-	dane := policies.TLSOptional
+	tlsIn := engine.HostTLS{STARTTLS: starttls, DANE: policies.TLSOptional, MinVersion: "1.2", HandshakeTimeout: engine.Duration(3 * time.Minute)}
+	tlsIn.Required, tlsIn.Verify = starttls == policies.TLSRequire, "pkix"
+	if !tlsIn.Required {
+		tlsIn.Verify = "opportunistic"
+	}
+	// DANE optional and no secure zone in the quickstart: no TLSA lookup.
+	tlsIn.DANEState.Reason = "the MX answer is not DNSSEC-secure"
 	if relay {
-		dane = policies.TLSDisable
+		tlsIn.DANEState.Reason = "the address records of " + name + " are not DNSSEC-secure"
 	}
 	h := &engine.Host{Name: name, Preference: pref, IPLookup: "ipv4_then_ipv6", EHLOHostname: hwHostname,
-		TLS:                   engine.HostTLS{STARTTLS: starttls, DANE: dane, MinVersion: "1.2", HandshakeTimeout: engine.Duration(3 * time.Minute)},
-		MessagesPerConnection: 20}
+		TLS: tlsIn, MessagesPerConnection: 20}
 	var addrs []netip.Addr
 	for _, lookup := range []func(context.Context, string) (dns.AddrResult, error){hw.resolver.LookupA, hw.resolver.LookupAAAA} {
 		res, err := lookup(ctx, name)
@@ -317,7 +322,6 @@ func (hw *handwritten) host(ctx context.Context, m *engine.Message, name string,
 	if len(addrs) > hwMultihomed {
 		addrs = addrs[:hwMultihomed]
 	}
-	// DANE optional and no secure zone in the quickstart: no TLSA lookup.
 	h.Addresses = addrs
 	for _, a := range addrs {
 		h.Connections = append(h.Connections, &engine.Connect{RemoteIP: a, EHLOHostname: hwHostname, Timeouts: hwTimeouts})

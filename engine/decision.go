@@ -6,6 +6,8 @@ import (
 
 	"github.com/postern-mta/postern/policies"
 	"github.com/postern-mta/postern/transport"
+	"github.com/postern-mta/postern/transport/dane"
+	"github.com/postern-mta/postern/transport/mtasts"
 )
 
 // Message is what the engine needs to know about a message: its envelope
@@ -35,6 +37,13 @@ type Message struct {
 	Ret        transport.DSNReturn   // DSN RET: full message or headers (RFC 3461)
 	EnvID      string                // DSN ENVID
 	Notify     transport.NotifyFlags // DSN NOTIFY for every recipient
+	// TLSRequiredNo says the message's header has "TLS-Required: No"
+	// (RFC 8689 section 5): the sender asks that the recipient domain's
+	// TLS policies (DANE, MTA-STS) not stop delivery; TLS is still used
+	// when offered, and the policy's own tls.starttls still applies.
+	// REQUIRETLS wins over it. [Engine.Deliver] sets it from the body's
+	// header.
+	TLSRequiredNo bool
 }
 
 // Outcome is what happens to a group.
@@ -112,14 +121,33 @@ type AuthInfo struct {
 	Secret   string `json:"secret"` // "<from env NAME>", never the value
 }
 
-// MTASTSInfo is the MTA-STS setting and what was found.
+// MTASTSInfo is the MTA-STS setting and what was found (RFC 8461).
 type MTASTSInfo struct {
 	Setting string `json:"setting"`
 	// Record is the _mta-sts TXT record when one was looked up and found.
 	Record string `json:"record,omitempty"`
-	// Policy is the fetched policy; fetching is done at delivery time and
-	// is not part of a dry-run yet, so it is always null here.
-	Policy any `json:"policy"`
+	// Policy is the policy in force for the domain: fetched, or from the
+	// cache; null when there is none.
+	Policy *MTASTSPolicy `json:"policy"`
+	// Error says why there is no policy, or, next to a cached policy,
+	// why it could not be refreshed.
+	Error string `json:"error,omitempty"`
+
+	policy *mtasts.Policy // Policy, for matching hosts
+	failed string         // the TLS-RPT result type of Error
+}
+
+// MTASTSPolicy is an MTA-STS policy as the dry-run shows it.
+type MTASTSPolicy struct {
+	ID     string   `json:"id"`
+	Mode   string   `json:"mode"`
+	MX     []string `json:"mx"`
+	MaxAge Duration `json:"max_age"`
+	// Source is "network" (fetched for this decision), "cache" (a cached
+	// copy, fetched earlier) or "file" (resolver: static's policy files).
+	Source string `json:"source"`
+	// Age is how long ago the policy was fetched.
+	Age Duration `json:"age"`
 }
 
 // GroupLimits are the per-group limits.
@@ -151,16 +179,58 @@ type Host struct {
 	Connections           []*Connect   `json:"connections"`
 
 	skipClass transport.Class // last_error class of the reason in Skipped
+	// skipTLSRPT is the TLS-RPT result type of an engine-side skip
+	// (dane-required, dnssec-invalid, ...), "" for other skips.
+	skipTLSRPT string
+	verifier   *dane.Verifier // DANE is active
+	stsEnforce bool           // an MTA-STS enforce policy lists the host
+	anyCert    bool           // TLS required without authentication (unusable TLSA records)
 }
 
-// HostTLS are the TLS settings of a host.
+// HostTLS are the TLS settings of a host, and what delivery will do.
 type HostTLS struct {
 	STARTTLS          policies.TLSMode    `json:"starttls"`
 	DANE              policies.TLSMode    `json:"dane"`
 	AllowInvalidCerts bool                `json:"allow_invalid_certs"`
 	MinVersion        policies.TLSVersion `json:"min_version"`
 	HandshakeTimeout  Duration            `json:"handshake_timeout"`
-	DANERecords       int                 `json:"dane_records"`
+	// Required says TLS is mandatory for this host (no byte of the
+	// message in plaintext): tls.starttls require, DANE, an MTA-STS
+	// enforce policy, TLSA records that are all unusable, or REQUIRETLS.
+	Required bool `json:"required"`
+	// Verify is how the certificate is checked: "dane" (TLSA records, in
+	// place of PKIX), "mta-sts" (PKIX, mandatory by an enforce policy),
+	// "pkix", "none" (TLS without authentication) or "opportunistic"
+	// (PKIX tried; a failure is kept as a warning).
+	Verify string `json:"verify"`
+	// DANEState says whether DANE is active for the host, and why.
+	DANEState DANEInfo `json:"dane_state"`
+	// MTASTS is how the domain's MTA-STS policy treats the host: "" (no
+	// policy, or DANE takes precedence), "enforce", "testing",
+	// "testing, not listed".
+	MTASTS string `json:"mta_sts,omitempty"`
+}
+
+// DANEInfo is the DANE decision for a host (RFC 7672 section 2.2).
+type DANEInfo struct {
+	Active bool `json:"active"`
+	// Reason says why DANE is, or is not, active.
+	Reason string `json:"reason"`
+	// Base is the TLSA base domain (also the name sent in SNI) when TLSA
+	// records were used; Names are the names a DANE-TA certificate may
+	// carry.
+	Base  string   `json:"tlsa_base,omitempty"`
+	Names []string `json:"names,omitempty"`
+	// Records are the TLSA records found, each with its usability.
+	Records []TLSARecord `json:"records,omitempty"`
+}
+
+// TLSARecord is one TLSA record in presentation form, and whether DANE
+// can use it (RFC 7672 section 3.1.3).
+type TLSARecord struct {
+	Record   string `json:"record"`
+	Usable   bool   `json:"usable"`
+	Unusable string `json:"unusable,omitempty"` // why not
 }
 
 // Connect is one address of a host, with its connection-phase settings.

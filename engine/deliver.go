@@ -1,13 +1,17 @@
 package engine
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 
 	"github.com/postern-mta/postern/transport"
+	"github.com/postern-mta/postern/transport/tlsrpt"
 )
 
 // Body is a message body the transport can read as many times as it needs
@@ -27,6 +31,12 @@ type Result struct {
 	// Local is set for recipients whose route is local: the engine did not
 	// deliver them, the embedding MTA must (Status is StatusUnknown).
 	Local bool
+	// TLSRPT are the TLS-RPT result records (RFC 8460) of the attempt
+	// that gave this result: one per TLS session tried (success or
+	// failure) and one per host a TLS policy made the engine pass over.
+	// Shared by the recipients of one group: read only. Feed them to a
+	// tlsrpt.Aggregator to build the daily reports.
+	TLSRPT []tlsrpt.Result
 }
 
 // StatusText is "delivered", "temporary", "permanent" or "local".
@@ -54,6 +64,9 @@ func (e *Engine) Deliver(ctx context.Context, msg Message, body Body) ([]Result,
 		return nil, fmt.Errorf("engine: %w", err)
 	}
 	msg.Size = int(body.Size())
+	if !msg.TLSRequiredNo {
+		msg.TLSRequiredNo = tlsRequiredNo(body)
+	}
 	s := e.state.Load()
 	dec := e.evaluate(ctx, s, &msg, evalConfig{rand: e.opts.Rand})
 
@@ -83,6 +96,45 @@ func (e *Engine) Deliver(ctx context.Context, msg Message, body Body) ([]Result,
 		}
 	}
 	return results, nil
+}
+
+// maxHeaderScan bounds how much of a body is read looking for the
+// TLS-Required header field.
+const maxHeaderScan = 1 << 20
+
+// tlsRequiredNo reports whether the message's header section (RFC 5322)
+// has the field "TLS-Required: No" (RFC 8689 section 5; the value is
+// case-insensitive, and folded lines are unfolded). It reads at most
+// maxHeaderScan bytes: a header that long is not looked at further.
+func tlsRequiredNo(body Body) bool {
+	r := bufio.NewReader(io.NewSectionReader(body, 0, min(body.Size(), maxHeaderScan)))
+	var field []byte // the current field, unfolded
+	check := func() bool {
+		name, value, ok := bytes.Cut(field, []byte(":"))
+		return ok && strings.EqualFold(string(bytes.TrimSpace(name)), "TLS-Required") &&
+			strings.EqualFold(string(bytes.TrimSpace(value)), "No")
+	}
+	for {
+		line, err := r.ReadSlice('\n')
+		if err == bufio.ErrBufferFull {
+			return false // a line too long for a header
+		}
+		trimmed := bytes.TrimRight(line, "\r\n")
+		if len(trimmed) > 0 && (trimmed[0] == ' ' || trimmed[0] == '\t') {
+			field = append(field, trimmed...)
+		} else {
+			if check() {
+				return true
+			}
+			if len(trimmed) == 0 { // the end of the header section
+				return false
+			}
+			field = append(field[:0], trimmed...)
+		}
+		if err != nil {
+			return check()
+		}
+	}
 }
 
 func (e *Engine) parallel() int {
@@ -152,6 +204,7 @@ func (e *Engine) deliverGroup(ctx context.Context, msg *Message, body Body, g *G
 		if g.badSender { // 5.1.7: bad sender's mailbox address syntax (RFC 3463)
 			res.Enhanced, res.Err.Enhanced = transport.EnhancedCode{5, 1, 7}, transport.EnhancedCode{5, 1, 7}
 		}
+		res.TLSRPT = g.tlsReports(nil, nil, e.opts.Clock())
 		return g.all(res)
 	}
 
@@ -179,9 +232,15 @@ func (e *Engine) deliverGroup(ctx context.Context, msg *Message, body Body, g *G
 			tm.Recipients = append(tm.Recipients, transport.Recipient{Address: g.wire[i], Notify: msg.Notify})
 		}
 	}
-	var sent []transport.Result
+	var (
+		sent    []transport.Result
+		reports []tlsrpt.Result
+	)
 	if len(tm.Recipients) > 0 {
 		sent = e.client.Deliver(ctx, p, tm)
+		reports = g.tlsReports(hooks.hosts, sent[0].Attempts, e.opts.Clock())
+	} else {
+		reports = g.tlsReports(nil, nil, now)
 	}
 	out = make([]Result, len(g.Recipients))
 	for i, r := range g.Recipients {
@@ -189,7 +248,7 @@ func (e *Engine) deliverGroup(ctx context.Context, msg *Message, body Body, g *G
 			out[i] = res
 			continue
 		}
-		out[i] = Result{Result: sent[0], Route: g.Route.Name}
+		out[i] = Result{Result: sent[0], Route: g.Route.Name, TLSRPT: reports}
 		out[i].Recipient = r // as the embedder wrote it
 		sent = sent[1:]
 		// A connection-level throttle was full: say when to come back.

@@ -15,6 +15,7 @@ import (
 	"github.com/postern-mta/postern/policies"
 	"github.com/postern-mta/postern/transport"
 	"github.com/postern-mta/postern/transport/dns"
+	"github.com/postern-mta/postern/transport/mtasts"
 )
 
 // Options are the seams an embedding MTA (or a test) sets. The zero value
@@ -54,6 +55,11 @@ type Options struct {
 	// Parallel bounds the groups of one message delivered at once; zero
 	// means 8.
 	Parallel int
+	// MTASTSCache is the directory where fetched MTA-STS policies are
+	// kept across restarts (RFC 8461 section 5.1); empty means the
+	// policy's tls.mta-sts-cache, and when that is empty too, policies
+	// are kept in memory only.
+	MTASTSCache string
 }
 
 // Engine makes delivery decisions from a compiled policy. It is safe for
@@ -64,6 +70,9 @@ type Engine struct {
 	state     atomic.Pointer[state]
 	throttles ThrottleStore
 	client    *transport.Client
+
+	stsMu     sync.Mutex
+	stsCaches map[string]*mtasts.Cache // by directory ("" in memory), kept across reloads
 }
 
 // state is one loaded policy with what evaluating it needs.
@@ -75,6 +84,13 @@ type state struct {
 	// conn holds the connection-phase settings when none depends on the
 	// connection (see constConnection); nil otherwise.
 	conn *connConst
+	// sts decides MTA-STS policies (RFC 8461); stsFromFiles is set when
+	// they come from resolver: static's policy files.
+	sts          *mtasts.Source
+	stsFromFiles bool
+	// warnings are the engine's own warnings about the policy (see
+	// Engine.Warnings).
+	warnings []*policies.Warning
 }
 
 // evaluator is what one goroutine needs to evaluate settings: a VM and an
@@ -141,6 +157,10 @@ func (e *Engine) Reload(set *policies.Set) error {
 		s.resolver = r
 	}
 	s.conn = constConnection(set)
+	if err := e.mtaSTSSource(s); err != nil {
+		return err
+	}
+	s.warnings = resolverWarnings(set, s.resolver)
 	s.funcs = set.Library().Funcs(expr.Hooks{IsLocalDomain: e.opts.IsLocalDomain, IsLocalAddress: e.opts.IsLocalAddress})
 	s.pool.New = func() any {
 		ev := &evaluator{env: expr.Env{Funcs: s.funcs}}
@@ -151,6 +171,12 @@ func (e *Engine) Reload(set *policies.Set) error {
 	e.opts.Logger.Info("policy loaded", "file", set.File, "warnings", len(set.Warnings))
 	return nil
 }
+
+// Warnings returns the engine's warnings about the policy in force, beside
+// the policy's own (policies.Set.Warnings): what the policy asks that the
+// machine's setup cannot give, such as tls.dane require with a resolver
+// that does not validate DNSSEC.
+func (e *Engine) Warnings() []*policies.Warning { return e.state.Load().warnings }
 
 // Close closes the idle delivery connections the engine keeps for reuse.
 func (e *Engine) Close() error { return e.client.Close() }

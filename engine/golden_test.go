@@ -75,6 +75,8 @@ type dryRun struct {
 //	meta: K=V          --meta K=V
 //	no-dns: true       --no-dns
 //	secure: true       the static zone's answers are DNSSEC-secure
+//	requiretls: true   the message carries REQUIRETLS (RFC 8689)
+//	tls-required-no: true  the message has "TLS-Required: No" (RFC 8689 section 5)
 func parseMessage(data []byte) (dryRun, error) {
 	d := dryRun{seed: 1}
 	for i, line := range strings.Split(string(data), "\n") {
@@ -118,6 +120,10 @@ func parseMessage(data []byte) (dryRun, error) {
 			d.noDNS, err = strconv.ParseBool(value)
 		case "secure":
 			d.secure, err = strconv.ParseBool(value)
+		case "requiretls":
+			d.msg.RequireTLS, err = strconv.ParseBool(value)
+		case "tls-required-no":
+			d.msg.TLSRequiredNo, err = strconv.ParseBool(value)
 		default:
 			return d, fmt.Errorf("message:%d: unknown key %q", i+1, key)
 		}

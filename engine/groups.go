@@ -147,10 +147,10 @@ func (r *run) group(g *Group) []*Group {
 	default:
 		mode, err := evalErr(r, set.TLS.MTASTS, tr)
 		g.MTASTS.Setting = string(mode)
-		eval(r, set.TLS.MTASTSTimeout, tr)
+		timeout := eval(r, set.TLS.MTASTSTimeout, tr)
 		flush(g, tr, ctx)
 		if !r.cfg.noDNS {
-			r.mx(g, mode, err, tr)
+			r.mx(g, mode, err, timeout)
 		} else {
 			g.Outcome = OutcomeDeliver
 		}

@@ -193,7 +193,7 @@ func TestAddressLiterals(t *testing.T) {
 	if lo.Outcome != OutcomeFail || !strings.Contains(lo.Error.Message, "127.0.0.1 (loopback)") {
 		t.Errorf("loopback literal: %s %+v", lo.Outcome, lo.Error)
 	}
-	if dane.Outcome != OutcomeFail || !strings.Contains(dane.Error.Message, "address literal: there is no name to hold TLSA records") {
+	if dane.Outcome != OutcomeFail || !strings.Contains(dane.Error.Message, "an address literal has no name to hold TLSA records") {
 		t.Errorf("DANE require on a literal: %s %+v", dane.Outcome, dane.Error)
 	}
 	if general.Outcome != OutcomeFail || general.Error.Class != ClassInvalidAddress || !strings.Contains(general.Error.Message, "general address literals are not supported") {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strconv"
 	"strings"
 
 	"github.com/postern-mta/postern/policies"
@@ -33,10 +34,24 @@ type hostPlan struct {
 	dane          policies.TLSMode
 	refusePrivate bool
 
-	addrs    [2]addrResult // per family, in families order
-	tlsaName string        // "" when no TLSA lookup is made
-	tlsa     dns.TLSAResult
-	tlsaErr  error
+	addrs [2]addrResult // per family, in families order
+	// port is the port TLSA records are asked for: 25, or a relay's.
+	port int
+	// implicit marks the implicit MX of a domain without MX records
+	// (RFC 5321 section 5.1): for DANE, a non-MX destination, like a
+	// relay (RFC 7672 section 2.2.2).
+	implicit bool
+	// tlsa are the TLSA answers: [0] at the host's own name (asked with
+	// the addresses), [1] at its CNAME-expanded name (asked once the
+	// addresses show a secure expansion). name is "" when not asked.
+	tlsa [2]tlsaQuestion
+}
+
+// tlsaQuestion is one TLSA question and its answer.
+type tlsaQuestion struct {
+	name string
+	res  dns.TLSAResult
+	err  error
 }
 
 // hostPlans returns n zeroed plans from the evaluator's scratch space,
@@ -70,6 +85,11 @@ var (
 // host in order, filters the addresses, decides DANE and evaluates the
 // connection-phase settings. The trace and the DNS answers come out in
 // host order, as if the hosts had been resolved one after the other.
+//
+// TLSA records are asked at the host's name along with its addresses
+// when DANE may apply; when the addresses come through a secure CNAME
+// expansion, the expanded name is asked too, in a second round (RFC 7672
+// section 2.2.2: it is the preferred TLSA base domain).
 func (r *run) resolveHosts(g *Group, plans []hostPlan) {
 	for i := range plans {
 		p := &plans[i]
@@ -85,6 +105,14 @@ func (r *run) resolveHosts(g *Group, plans []hostPlan) {
 		ctx := r.budget.context()
 		lookups.start(func() { f(ctx) })
 	}
+	askTLSA := func(p *hostPlan, k int, name string) {
+		p.tlsa[k].name = "_" + strconv.Itoa(p.port) + "._tcp." + name
+		if r.immediate(p.tlsa[k].name, "TLSA") {
+			r.lookupTLSA(r.ctx, p, k)
+		} else {
+			goNetwork(func(ctx context.Context) { r.lookupTLSA(ctx, p, k) })
+		}
+	}
 	for i := range plans {
 		p := &plans[i]
 		if p.literal.IsValid() {
@@ -97,21 +125,59 @@ func (r *run) resolveHosts(g *Group, plans []hostPlan) {
 				goNetwork(func(ctx context.Context) { r.lookupAddr(ctx, p, k) })
 			}
 		}
-		// DANE (RFC 7672 section 2.2): TLSA only over a DNSSEC-secure MX
-		// answer; asked along with the addresses.
-		if !p.relay && p.dane != policies.TLSDisable && p.h.Secure {
-			p.tlsaName = "_25._tcp." + p.h.Name
-			if r.immediate(p.tlsaName, "TLSA") {
-				r.lookupTLSA(r.ctx, p)
-			} else {
-				goNetwork(func(ctx context.Context) { r.lookupTLSA(ctx, p) })
-			}
+		if r.daneMayApply(p) {
+			askTLSA(p, 0, p.h.Name)
 		}
 	}
 	lookups.wait()
+	second := false
+	for i := range plans {
+		p := &plans[i]
+		if p.tlsa[0].name == "" {
+			continue
+		}
+		if canon, secure := p.addrSecurity(); secure && canon != "" && canon != p.h.Name {
+			askTLSA(p, 1, canon)
+			second = true
+		}
+	}
+	if second {
+		lookups.wait()
+	}
 	for i := range plans {
 		r.finishHost(g, &plans[i])
 	}
+}
+
+// daneMayApply reports whether p's TLSA records are worth asking for:
+// DANE is not disabled, the host has a name, and, for an MX host, the MX
+// answer is secure (RFC 7672 section 2.2.1). The security of the address
+// records is known only once they are in.
+func (r *run) daneMayApply(p *hostPlan) bool {
+	if p.dane == policies.TLSDisable || p.literal.IsValid() || r.ignoreTLSPolicy() {
+		return false
+	}
+	return p.relay || p.implicit || p.h.Secure
+}
+
+// addrSecurity reports whether the host's address records are all
+// DNSSEC-secure (every family that gave addresses, at least one), and the
+// CNAME-expanded name they were found at ("" when none).
+func (p *hostPlan) addrSecurity() (canonical string, secure bool) {
+	for i := range p.families {
+		a := &p.addrs[i]
+		if a.err != nil || len(a.res.Addrs) == 0 {
+			continue
+		}
+		if !a.res.Secure {
+			return "", false
+		}
+		if canonical == "" {
+			canonical = a.res.Canonical
+		}
+		secure = true
+	}
+	return canonical, secure
 }
 
 // hostSettings evaluates the host-phase settings of p's host.
@@ -123,10 +189,7 @@ func (r *run) hostSettings(g *Group, p *hostPlan) {
 	tr := p.tr
 
 	hostname := eval(r, set.Hostname, tr)
-	dane := policies.TLSDisable // DANE is for MX hosts (RFC 7672), not relays
-	if !p.relay {
-		dane = eval(r, set.TLS.DANE, tr)
-	}
+	dane := eval(r, set.TLS.DANE, tr)
 	starttls := eval(r, set.TLS.STARTTLS, tr)
 	invalid := eval(r, set.TLS.AllowInvalidCerts, tr)
 	minV := eval(r, set.TLS.MinVersion, tr)
@@ -149,6 +212,10 @@ func (r *run) hostSettings(g *Group, p *hostPlan) {
 	h.SourceIPs = sources
 	h.Addresses, h.Connections = []netip.Addr{}, []*Connect{}
 	p.lookup, p.multi, p.dane, p.refusePrivate = lookup, multi, dane, refusePrivate
+	p.port = 25
+	if p.relay {
+		p.port = g.route.Port
+	}
 	switch lookup {
 	case policies.IPv4Only:
 		p.families = familiesA
@@ -180,6 +247,7 @@ func (r *run) finishHost(g *Group, p *hostPlan) {
 	flush(g, p.tr, hostLabel)
 	r.setHostEnv(h)
 	defer r.clearHostEnv()
+	defer r.effectiveTLS(h)
 
 	addrs := r.addresses(g, p)
 	if h.Skipped != nil {
@@ -188,11 +256,15 @@ func (r *run) finishHost(g *Group, p *hostPlan) {
 	if len(addrs) > p.multi {
 		addrs = addrs[:p.multi]
 	}
-	if p.tlsaName != "" || (!p.relay && p.dane == policies.TLSRequire) {
-		r.dane(g, p)
-		if h.Skipped != nil {
-			return
-		}
+	r.dane(g, p)
+	if h.Skipped == nil {
+		r.mtaSTSHost(g, p)
+	}
+	if h.Skipped == nil {
+		r.requireTLSHost(g, p)
+	}
+	if h.Skipped != nil {
+		return
 	}
 	h.Addresses = addrs
 	for i, a := range addrs {
@@ -259,46 +331,4 @@ func (r *run) addresses(g *Group, p *hostPlan) []netip.Addr {
 		skip(h, false, "dns", "no address")
 	}
 	return nil
-}
-
-// dane decides DANE for the host from its TLSA answer (RFC 7672 section
-// 2.2).
-func (r *run) dane(g *Group, p *hostPlan) {
-	h, mode := p.h, p.dane
-	if p.tlsaName == "" {
-		// No TLSA lookup: the MX answer is not secure, or there is no
-		// name to look up.
-		switch {
-		case mode != policies.TLSRequire:
-		case p.literal.IsValid():
-			skip(h, false, "dane", "tls.dane is require but %s is an address literal: there is no name to hold TLSA records", g.Domain)
-		default:
-			skip(h, false, "dane", "tls.dane is require but the MX answer is not DNSSEC-secure")
-		}
-		return
-	}
-	res, err := p.tlsa, p.tlsaErr
-	r.lookup(g, p.tlsaName, "TLSA", func() []string { return tlsaAnswer(res.Records) }, res.Secure, res.Info, err)
-	switch {
-	case errors.Is(err, dns.ErrNotFound) || errors.Is(err, dns.ErrNoData) || (err == nil && len(res.Records) == 0):
-		if mode == policies.TLSRequire {
-			skip(h, false, "dane", "tls.dane is require but %s has no TLSA records", h.Name)
-		}
-	case err != nil:
-		// Bogus, SERVFAIL or timeout: never downgrade, even with optional.
-		skip(h, true, "dane", "TLSA lookup failed, DANE state unknown (no downgrade): %v", err)
-	case !res.Secure:
-		if mode == policies.TLSRequire {
-			skip(h, false, "dane", "tls.dane is require but the TLSA answer is not DNSSEC-secure")
-		}
-	default:
-		for _, t := range res.Records {
-			if t.Usage == 2 || t.Usage == 3 { // DANE-TA, DANE-EE
-				h.TLS.DANERecords++
-			}
-		}
-		if h.TLS.DANERecords == 0 && mode == policies.TLSRequire {
-			skip(h, false, "dane", "tls.dane is require but %s has no usable (DANE-TA or DANE-EE) TLSA records", h.Name)
-		}
-	}
 }

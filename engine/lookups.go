@@ -98,13 +98,6 @@ func (n *netLookups) wait() {
 	}
 }
 
-// asyncTXT is a TXT lookup running in a goroutine, and its answer.
-type asyncTXT struct {
-	lookups netLookups
-	res     dns.TXTResult
-	err     error
-}
-
 // drain waits for every lookup, ignoring panics: for a caller that is
 // panicking already.
 func (n *netLookups) drain() {
@@ -145,8 +138,9 @@ func (r *run) lookupAddr(ctx context.Context, p *hostPlan, k int) {
 	p.addrs[k] = addrResult{res, r.dnsError(err)}
 }
 
-// lookupTLSA asks for the TLSA records of p's host.
-func (r *run) lookupTLSA(ctx context.Context, p *hostPlan) {
-	p.tlsa, p.tlsaErr = r.s.resolver.LookupTLSA(ctx, p.tlsaName)
-	p.tlsaErr = r.dnsError(p.tlsaErr)
+// lookupTLSA asks p's k-th TLSA question.
+func (r *run) lookupTLSA(ctx context.Context, p *hostPlan, k int) {
+	t := &p.tlsa[k]
+	t.res, t.err = r.s.resolver.LookupTLSA(ctx, t.name)
+	t.err = r.dnsError(t.err)
 }

@@ -3,7 +3,7 @@ package engine
 import (
 	"errors"
 	"slices"
-	"strings"
+	"time"
 
 	"github.com/postern-mta/postern/policies"
 	"github.com/postern-mta/postern/transport/dns"
@@ -20,36 +20,21 @@ func (r *run) relay(g *Group, rt *policies.Route, tr *policies.Trace) {
 	r.settle(g)
 }
 
-// mx decides an mx group: MTA-STS record and MX lookup (asked together),
-// then every host.
+// mx decides an mx group: the MTA-STS record and policy and the MX
+// lookup (asked together), then every host.
 //
 // modeErr is the run-time error of tls.mta-sts, if any: mode is then its
 // strictest value, and a missing policy defers instead of failing, so that
 // a broken expression never bounces mail for good.
-func (r *run) mx(g *Group, mode policies.TLSMode, modeErr error, tr *policies.Trace) {
+func (r *run) mx(g *Group, mode policies.TLSMode, modeErr error, stsTimeout time.Duration) {
 	if g.literal.IsValid() {
 		r.literal(g, mode, modeErr)
 		return
 	}
-	stsName := "_mta-sts." + g.Domain
-	var (
-		txt    dns.TXTResult
-		txtErr error
-		async  *asyncTXT // the TXT lookup when it went to the network
-	)
-	defer func() {
-		if async != nil {
-			async.lookups.drain()
-		}
-	}()
-	if mode != policies.TLSDisable {
-		if r.immediate(stsName, "TXT") {
-			txt, txtErr = r.s.resolver.LookupTXT(r.ctx, stsName)
-		} else {
-			a, ctx := &asyncTXT{}, r.budget.context()
-			a.lookups.start(func() { a.res, a.err = r.s.resolver.LookupTXT(ctx, stsName) })
-			async = a
-		}
+	var sts *stsLookup
+	if mode != policies.TLSDisable && !r.ignoreTLSPolicy() {
+		sts = r.startMTASTS(g.Domain, stsTimeout)
+		defer sts.lookups.drain()
 	}
 	var (
 		res dns.MXResult
@@ -61,44 +46,22 @@ func (r *run) mx(g *Group, mode policies.TLSMode, modeErr error, tr *policies.Tr
 		res, err = r.s.resolver.LookupMX(r.budget.context(), g.Domain)
 	}
 	err = r.dnsError(err)
-	if async != nil {
-		async.lookups.wait()
-		txt, txtErr = async.res, async.err
-	}
-	txtErr = r.dnsError(txtErr)
-	if mode != policies.TLSDisable {
-		r.lookup(g, stsName, "TXT", func() []string { return txtAnswer(txt.Records) }, txt.Secure, txt.Info, txtErr)
-		// RFC 8461 section 3.1: exactly one record starting with
-		// v=STSv1, or the domain has no usable MTA-STS policy.
-		var recs []string
-		for _, rec := range txt.Records {
-			if strings.HasPrefix(rec, "v=STSv1;") || rec == "v=STSv1" {
-				recs = append(recs, rec)
-			}
-		}
-		if len(recs) == 1 {
-			g.MTASTS.Record = recs[0]
-		}
-		if mode == policies.TLSRequire && g.MTASTS.Record == "" {
-			switch {
-			case modeErr != nil:
-				r.failGroup(g, OutcomeDefer, ClassPolicy, "tls.mta-sts failed to evaluate, so MTA-STS is required, and "+g.Domain+" has no usable MTA-STS record: "+modeErr.Error())
-			case txtErr == nil || errors.Is(txtErr, dns.ErrNotFound) || errors.Is(txtErr, dns.ErrNoData):
-				r.failGroup(g, OutcomeFail, "mta-sts", "tls.mta-sts is require but "+g.Domain+" publishes no MTA-STS policy (not exactly one v=STSv1 TXT record at "+stsName+")")
-			default:
-				r.failGroup(g, OutcomeDefer, "mta-sts", "tls.mta-sts is require and the MTA-STS record could not be looked up: "+txtErr.Error())
-			}
+	if sts != nil {
+		sts.lookups.wait()
+		if !r.mtaSTS(g, sts, mode, modeErr) {
 			return
 		}
 	}
 	r.lookup(g, g.Domain, "MX", func() []string { return mxAnswer(res) }, res.Secure, res.Info, err)
 	var hosts []dns.MX
+	implicit := false
 	switch {
 	case errors.Is(err, dns.ErrNotFound):
 		r.failGroup(g, OutcomeFail, "dns", "domain "+g.Domain+" does not exist (NXDOMAIN)")
 		return
 	case errors.Is(err, dns.ErrNoData):
 		hosts = []dns.MX{{Host: g.Domain}} // RFC 5321 5.1: implicit MX
+		implicit = true
 	case err != nil:
 		r.failGroup(g, OutcomeDefer, "dns", "MX lookup for "+g.Domain+" failed: "+err.Error())
 		return
@@ -116,7 +79,7 @@ func (r *run) mx(g *Group, mode policies.TLSMode, modeErr error, tr *policies.Tr
 	for i, m := range hosts {
 		h := &Host{Name: m.Host, Preference: int(m.Preference), Secure: res.Secure && err == nil}
 		g.Hosts = append(g.Hosts, h)
-		plans[i].h = h
+		plans[i].h, plans[i].implicit = h, implicit
 	}
 	r.resolveHosts(g, plans)
 	r.settle(g)

@@ -23,12 +23,22 @@ func plan(g *Group, hooks *connHooks) (*transport.Plan, error) {
 			StartTLS: startTLS(h.TLS.STARTTLS), AllowInvalidCerts: h.TLS.AllowInvalidCerts,
 			MinTLSVersion: h.TLS.MinVersion.Uint16(), MessagesPerConnection: h.MessagesPerConnection,
 			HandshakeTimeout: time.Duration(h.TLS.HandshakeTimeout)}
-		if h.TLS.DANERecords > 0 {
-			// DANE is active for this host (RFC 7672 section 2.2) but
-			// TLSA matching is not implemented yet: require TLS with PKIX
-			// verification instead, which is never weaker than DANE
-			// (it may refuse a DANE-only, self-signed certificate).
-			th.StartTLS, th.AllowInvalidCerts = transport.StartTLSRequire, false
+		switch {
+		case h.verifier != nil:
+			// DANE (RFC 7672): the TLSA records replace PKIX, and the
+			// name sent in SNI is the TLSA base domain (section 8.1).
+			th.Verifier = h.verifier
+			if base := h.TLS.DANEState.Base; base != "" && base != h.Name {
+				th.SNI = base
+			}
+		case h.stsEnforce:
+			th.MTASTSEnforce = true
+		case h.anyCert && h.TLS.Verify == "none":
+			// Unusable TLSA records only: TLS without authentication.
+			th.AllowInvalidCerts = true
+		}
+		if h.TLS.Required {
+			th.StartTLS = transport.StartTLSRequire
 		}
 		if th.IsRelay {
 			th.Port, th.ImplicitTLS, th.AllowPlaintextAuth = rt.Port, rt.ImplicitTLS, rt.AllowPlaintextAuth

@@ -121,6 +121,17 @@ func (p *printer) group(n int, g *Group) {
 			rec = "record " + escText(g.MTASTS.Record)
 		}
 		p.f("  mta-sts:    %s (%s)\n", escText(g.MTASTS.Setting), rec)
+		if pol := g.MTASTS.Policy; pol != nil {
+			mx := "(none)"
+			if len(pol.MX) > 0 {
+				mx = escTextJoin(pol.MX, ", ")
+			}
+			p.f("              policy %s: mode %s, mx %s, max_age %s; from the %s, fetched %s ago\n", escText(pol.ID), escText(pol.Mode),
+				mx, pol.MaxAge, pol.Source, pol.Age)
+		}
+		if g.MTASTS.Error != "" {
+			p.f("              %s\n", escText(g.MTASTS.Error))
+		}
 	}
 	if g.Limits.MX > 0 {
 		p.f("  limits:     mx %d, recipients %d\n", g.Limits.MX, g.Limits.Recipients)
@@ -211,8 +222,36 @@ func (p *printer) host(n int, h *Host) {
 	if t.AllowInvalidCerts {
 		invalid = "ALLOWED"
 	}
-	p.f("       tls: starttls %s, dane %s (%d records), min %s, invalid certs %s, handshake %s\n",
-		escText(t.STARTTLS), escText(t.DANE), t.DANERecords, escText(t.MinVersion), invalid, t.HandshakeTimeout)
+	p.f("       tls: starttls %s, dane %s, min %s, invalid certs %s, handshake %s\n",
+		escText(t.STARTTLS), escText(t.DANE), escText(t.MinVersion), invalid, t.HandshakeTimeout)
+	switch {
+	case t.Required:
+		p.f("       tls in effect: required, verify %s", escText(t.Verify))
+	case t.STARTTLS == policies.TLSDisable:
+		p.f("       tls in effect: off")
+	default:
+		p.f("       tls in effect: opportunistic")
+	}
+	if t.MTASTS != "" {
+		p.f(", mta-sts %s", escText(t.MTASTS))
+	}
+	p.f("\n")
+	d := t.DANEState
+	state := "inactive"
+	if d.Active {
+		state = "ACTIVE"
+	}
+	p.f("       dane %s: %s\n", state, escText(d.Reason))
+	if d.Active && len(d.Names) > 0 {
+		p.f("         names: %s\n", escTextJoin(d.Names, ", "))
+	}
+	for _, rec := range d.Records {
+		if rec.Usable {
+			p.f("         tlsa %s (usable)\n", escText(rec.Record))
+		} else {
+			p.f("         tlsa %s (unusable: %s)\n", escText(rec.Record), escText(rec.Unusable))
+		}
+	}
 	p.f("       messages per connection %d\n", h.MessagesPerConnection)
 	if len(h.Dropped) > 0 {
 		p.f("       dropped (never connected to): %s\n", escText(strings.Join(h.Dropped, ", ")))

@@ -8,26 +8,28 @@ import (
 
 	"github.com/postern-mta/postern/internal/jsonout"
 	"github.com/postern-mta/postern/transport"
+	"github.com/postern-mta/postern/transport/tlsrpt"
 )
 
 // resultJSON is the JSON object of one [Result], the contract of
 // `postern send --format json`. The field order is the output's.
 type resultJSON struct {
-	Recipient string         `json:"recipient"`
-	Status    string         `json:"status"`
-	Route     string         `json:"route"`
-	Code      int            `json:"code,omitempty"`
-	Enhanced  string         `json:"enhanced_code,omitempty"`
-	Text      string         `json:"text,omitempty"`
-	Class     string         `json:"class,omitempty"`
-	Host      string         `json:"host,omitempty"`
-	Address   string         `json:"address,omitempty"`
-	Source    string         `json:"source,omitempty"`
-	Protocol  string         `json:"protocol,omitempty"`
-	TLS       *resultTLSJSON `json:"tls,omitempty"`
-	Warnings  []string       `json:"warnings,omitempty"`
-	Duration  string         `json:"duration"`
-	RetryAt   string         `json:"retry_after,omitempty"`
+	Recipient string          `json:"recipient"`
+	Status    string          `json:"status"`
+	Route     string          `json:"route"`
+	Code      int             `json:"code,omitempty"`
+	Enhanced  string          `json:"enhanced_code,omitempty"`
+	Text      string          `json:"text,omitempty"`
+	Class     string          `json:"class,omitempty"`
+	Host      string          `json:"host,omitempty"`
+	Address   string          `json:"address,omitempty"`
+	Source    string          `json:"source,omitempty"`
+	Protocol  string          `json:"protocol,omitempty"`
+	TLS       *resultTLSJSON  `json:"tls,omitempty"`
+	Warnings  []string        `json:"warnings,omitempty"`
+	Duration  string          `json:"duration"`
+	RetryAt   string          `json:"retry_after,omitempty"`
+	TLSRPT    []tlsrpt.Result `json:"tlsrpt,omitempty"`
 }
 
 // resultTLSJSON is the "tls" object of a result, present when the
@@ -43,7 +45,8 @@ type resultTLSJSON struct {
 // enhanced_code, text, class (left out when "none"), host, address, source,
 // protocol (with host), tls (version and cipher by name, and how the
 // certificate was verified) and warnings when set; duration rounded to the
-// millisecond ("1.235s"); retry_after in RFC 3339, UTC, when set.
+// millisecond ("1.235s"); retry_after in RFC 3339, UTC, when set; tlsrpt,
+// the TLS-RPT result records (tlsrpt.Result's JSON), when there are any.
 func (r Result) MarshalJSON() ([]byte, error) {
 	j := resultJSON{
 		Recipient: r.Recipient,
@@ -80,6 +83,7 @@ func (r Result) MarshalJSON() ([]byte, error) {
 	if !r.RetryAfter.IsZero() {
 		j.RetryAt = r.RetryAfter.UTC().Format(time.RFC3339)
 	}
+	j.TLSRPT = r.TLSRPT
 	return jsonout.Marshal(j)
 }
 

@@ -49,12 +49,15 @@ func escapeDecision(s string) *engine.Decision {
 		Groups: []*engine.Group{
 			{
 				Domain: s, Route: engine.RouteInfo{Name: s, Type: policies.RouteMX}, Recipients: []string{s, "bob@" + s}, Outcome: "defer",
-				Error:  &engine.GroupError{Temporary: true, Class: transport.Class(s), Message: "routing.route failed to evaluate: " + exprErr},
-				MTASTS: engine.MTASTSInfo{Setting: s, Record: "v=STSv1; id=" + s},
+				Error: &engine.GroupError{Temporary: true, Class: transport.Class(s), Message: "routing.route failed to evaluate: " + exprErr},
+				MTASTS: engine.MTASTSInfo{Setting: s, Record: "v=STSv1; id=" + s, Error: "fetch: " + s,
+					Policy: &engine.MTASTSPolicy{ID: s, Mode: s, MX: []string{s, "mx." + s}, Source: "network"}},
 				Limits: engine.GroupLimits{MX: 3, Recipients: 100},
 				Hosts: []*engine.Host{
 					{Name: s, Preference: 10, IPLookup: policies.Lookup(s), Skipped: &skipped},
-					{Name: "mx." + s, Preference: 20, IPLookup: policies.Lookup(s), TLS: engine.HostTLS{STARTTLS: policies.TLSMode(s), DANE: policies.TLSMode(s), MinVersion: policies.TLSVersion(s)},
+					{Name: "mx." + s, Preference: 20, IPLookup: policies.Lookup(s), TLS: engine.HostTLS{STARTTLS: policies.TLSMode(s), DANE: policies.TLSMode(s), MinVersion: policies.TLSVersion(s),
+						Required: true, Verify: s, MTASTS: s, DANEState: engine.DANEInfo{Active: true, Reason: "reason " + s, Names: []string{s},
+							Records: []engine.TLSARecord{{Record: "3 1 1 " + s, Usable: true}, {Record: "0 0 1 " + s, Unusable: "usage " + s}}}},
 						MessagesPerConnection: 20, Connections: []*engine.Connect{
 							{RemoteIP: netip.MustParseAddr("192.0.2.2"), SourceIP: &source, EHLOHostname: s},
 							{RemoteIP: netip.MustParseAddr("192.0.2.1"), EHLOHostname: s},
@@ -123,7 +126,11 @@ func TestWriteTextEscapes(t *testing.T) {
 		"  recipients: " + forgedEscaped + ", bob@" + forgedEscaped + "\n",
 		"  mta-sts:    " + forgedEscaped + " (record v=STSv1; id=" + forgedEscaped + ")\n",
 		"    1. " + forgedEscaped + " (preference 10) lookup " + forgedEscaped + "\n       SKIPPED (permanent): no address: " + forgedEscaped + "\n",
-		"       tls: starttls " + forgedEscaped + ", dane " + forgedEscaped + " (0 records), min " + forgedEscaped + ",",
+		"       tls: starttls " + forgedEscaped + ", dane " + forgedEscaped + ", min " + forgedEscaped + ",",
+		"       tls in effect: required, verify " + forgedEscaped + ", mta-sts " + forgedEscaped + "\n",
+		"       dane ACTIVE: reason " + forgedEscaped + "\n         names: " + forgedEscaped + "\n",
+		"         tlsa 3 1 1 " + forgedEscaped + " (usable)\n         tlsa 0 0 1 " + forgedEscaped + " (unusable: usage " + forgedEscaped + ")\n",
+		"              policy " + forgedEscaped + ": mode " + forgedEscaped + ", mx " + forgedEscaped + ", mx." + forgedEscaped + ", max_age 0s; from the network, fetched 0s ago\n              fetch: " + forgedEscaped + "\n",
 		"       -> 192.0.2.2 from 192.0.2.10, ehlo " + forgedEscaped + "\n",
 		"    " + forgedEscaped + " key \"a\\nb@z DELIVERED 250\\r\\x1b[2J\\u202e\\u2028\\u0085\\xff\" (" + forgedEscaped + "): concurrency 2, rate 5/1m0s,",
 		"    MX   " + forgedEscaped + ": " + forgedEscaped + ", 10 " + forgedEscaped + " [cached, ttl " + forgedEscaped + "]\n",

@@ -24,14 +24,16 @@ package examples_test
 //
 // Group facts: route, route_type, outcome, error_class, temporary,
 // recipients, relay (ADDRESS:PORT), protocol, implicit_tls, secret (where
-// it comes from, as printed), mta_sts, mta_sts_record, hosts (names in the
+// it comes from, as printed), mta_sts, mta_sts_record, mta_sts_mode (the
+// mode of the policy in force, "" for none), hosts (names in the
 // order they would be tried), skipped (names of skipped hosts), throttles
 // (names of the throttles that apply, both phases; a connection-phase
 // throttle is listed once per host), throttle_keys (name: key of its first
 // entry), limits_recipients, lookups (number of DNS questions asked).
 //
 // Host facts: addresses, ip_lookup, mx_secure, starttls, dane,
-// dane_records, min_version, allow_invalid_certs, messages_per_connection,
+// dane_active, tls_required, verify (dane, mta-sts, pkix, none,
+// opportunistic), min_version, allow_invalid_certs, messages_per_connection,
 // ehlo (EHLO name per connection), sources (source IP per connection, ""
 // when the kernel chooses).
 //
@@ -80,6 +82,7 @@ type groupFacts struct {
 	Secret           *string           `yaml:"secret"`
 	MTASTS           *string           `yaml:"mta_sts"`
 	MTASTSRecord     *string           `yaml:"mta_sts_record"`
+	MTASTSMode       *string           `yaml:"mta_sts_mode"`
 	Hosts            []string          `yaml:"hosts"`
 	Skipped          []string          `yaml:"skipped"`
 	Throttles        []string          `yaml:"throttles"`
@@ -93,7 +96,9 @@ type groupFacts struct {
 	MXSecure              *bool    `yaml:"mx_secure"`
 	STARTTLS              *string  `yaml:"starttls"`
 	DANE                  *string  `yaml:"dane"`
-	DANERecords           *int     `yaml:"dane_records"`
+	DANEActive            *bool    `yaml:"dane_active"`
+	TLSRequired           *bool    `yaml:"tls_required"`
+	Verify                *string  `yaml:"verify"`
 	MinVersion            *string  `yaml:"min_version"`
 	AllowInvalidCerts     *bool    `yaml:"allow_invalid_certs"`
 	MessagesPerConnection *int     `yaml:"messages_per_connection"`
@@ -274,6 +279,13 @@ func (f *groupFacts) check(d *engine.Decision) []string {
 	}
 	str("mta_sts", g.MTASTS.Setting, f.MTASTS)
 	str("mta_sts_record", g.MTASTS.Record, f.MTASTSRecord)
+	if f.MTASTSMode != nil {
+		mode := ""
+		if g.MTASTS.Policy != nil {
+			mode = g.MTASTS.Policy.Mode
+		}
+		p("mta_sts_mode", mode, *f.MTASTSMode)
+	}
 	var hosts, skipped []string
 	for _, h := range g.Hosts {
 		hosts = append(hosts, h.Name)
@@ -309,7 +321,7 @@ func (f *groupFacts) check(d *engine.Decision) []string {
 // checkHost compares the host facts with the chosen host of g.
 func (f *groupFacts) checkHost(g *engine.Group) []string {
 	if f.Addresses == nil && f.IPLookup == nil && f.MXSecure == nil && f.STARTTLS == nil && f.DANE == nil &&
-		f.DANERecords == nil && f.MinVersion == nil && f.AllowInvalidCerts == nil &&
+		f.DANEActive == nil && f.TLSRequired == nil && f.Verify == nil && f.MinVersion == nil && f.AllowInvalidCerts == nil &&
 		f.MessagesPerConnection == nil && f.EHLO == nil && f.Sources == nil {
 		return nil
 	}
@@ -348,8 +360,14 @@ func (f *groupFacts) checkHost(g *engine.Group) []string {
 	if f.DANE != nil {
 		p("dane", string(h.TLS.DANE), *f.DANE)
 	}
-	if f.DANERecords != nil {
-		p("dane_records", h.TLS.DANERecords, *f.DANERecords)
+	if f.DANEActive != nil {
+		p("dane_active", h.TLS.DANEState.Active, *f.DANEActive)
+	}
+	if f.TLSRequired != nil {
+		p("tls_required", h.TLS.Required, *f.TLSRequired)
+	}
+	if f.Verify != nil {
+		p("verify", h.TLS.Verify, *f.Verify)
 	}
 	if f.MinVersion != nil {
 		p("min_version", string(h.TLS.MinVersion), *f.MinVersion)

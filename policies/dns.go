@@ -23,6 +23,8 @@ func dnsFields() []Field {
 			"RFC 1035 zone file answering for resolver: static (relative to the policy's directory).", storeZoneFile),
 		literalField("dns.secure", dnsBool, func(s *Set) *bool { return &s.DNS.Secure }, false,
 			"resolver: static only: mark the zone file's answers DNSSEC-authenticated."),
+		literalField("dns.mta-sts-policies", pathKind, func(s *Set) *string { return &s.DNS.MTASTSPolicies }, "",
+			"resolver: static only: a directory of MTA-STS policy files, DOMAIN.txt, each the body https://mta-sts.DOMAIN/.well-known/mta-sts.txt would serve (relative to the policy's directory). With a static resolver nothing is fetched: a domain whose _mta-sts record the zone publishes gets its policy from here, or none.", storeSTSPolicies),
 		literalField("dns.timeout", dnsDuration, func(s *Set) *time.Duration { return &s.DNS.Timeout }, 5*time.Second,
 			"Timeout of one query to one server. With resolver: system and no timeout here, resolv.conf's options timeout applies.", storeTimeout),
 		literalField("dns.attempts", intKind(1, 10), func(s *Set) *int { return &s.DNS.Attempts }, 2,
@@ -83,6 +85,24 @@ func storeZoneFile(d *decoder, s *Set, n *yaml.Node, path string) error {
 	return nil
 }
 
+// storeSTSPolicies resolves the policy-files directory from the policy's
+// directory.
+func storeSTSPolicies(d *decoder, s *Set, _ *yaml.Node, path string) error {
+	if path != "" {
+		s.DNS.MTASTSPolicies = d.path(path)
+	}
+	return nil
+}
+
+// storeSTSCache resolves the MTA-STS cache directory from the policy's
+// directory.
+func storeSTSCache(d *decoder, s *Set, _ *yaml.Node, path string) error {
+	if path != "" {
+		s.TLS.MTASTSCache = d.path(path)
+	}
+	return nil
+}
+
 // storeTimeout and storeAttempts also record that the policy wrote the
 // setting: with resolver: system, unset ones come from resolv.conf's
 // options.
@@ -129,6 +149,9 @@ func (d *decoder) checkDNS(s *Set, root *yaml.Node) {
 		}
 		if n := d.literalAt["dns.secure"]; n != nil && c.Secure {
 			d.warnf(n, "dns.secure", "only used with resolver: static (the resolver is %s)", c.Resolver)
+		}
+		if n := d.literalAt["dns.mta-sts-policies"]; n != nil && c.MTASTSPolicies != "" {
+			d.warnf(n, "dns.mta-sts-policies", "only used with resolver: static (the resolver is %s): policies are fetched over HTTPS", c.Resolver)
 		}
 	}
 	if n := d.literalAt["dns.servers"]; n != nil && c.Resolver != "custom" && len(c.Servers) > 0 {

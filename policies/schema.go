@@ -116,7 +116,6 @@ func constant[T any](v T) func(string) T { return func(string) T { return v } }
 func ptr[T any](v T) *T { return &v }
 
 func buildFields() []Field {
-	min5 := 5 * time.Minute
 	return append([]Field{
 		{Path: "version", Type: "integer: 1", Phase: "literal", Default: "(required)", early: true,
 			Doc:  "Version of the policy format. Required; only 1 exists.",
@@ -156,8 +155,10 @@ func buildFields() []Field {
 			"Lowest TLS version accepted. On a run-time error: 1.3.", "", valueOpts{}, ptr[TLSVersion]("1.3")),
 		valueField("tls.timeouts.handshake", durationKind, expr.Host, constant(3*time.Minute), func(s *Set) **Value[time.Duration] { return &s.TLS.HandshakeTimeout },
 			"STARTTLS command and TLS handshake (or the implicit-TLS handshake).", "", valueOpts{}, nil),
-		valueField("tls.timeouts.mta-sts", durationKind, expr.Recipient, constant(min5), func(s *Set) **Value[time.Duration] { return &s.TLS.MTASTSTimeout },
-			"HTTPS fetch of an MTA-STS policy.", "", valueOpts{extra: routeVars}, nil),
+		valueField("tls.timeouts.mta-sts", durationKind, expr.Recipient, constant(DefaultMTASTSTimeout), func(s *Set) **Value[time.Duration] { return &s.TLS.MTASTSTimeout },
+			"How long a delivery waits for the HTTPS fetch of an MTA-STS policy (RFC 8461 section 3.3). The fetch itself is bounded by this setting's value when it is a constant, else by its default; a fetch that outlives the wait still fills the cache.", "", valueOpts{extra: routeVars}, nil),
+		literalField("tls.mta-sts-cache", pathKind, func(s *Set) *string { return &s.TLS.MTASTSCache }, "",
+			"Directory where fetched MTA-STS policies are kept across restarts, one file per domain (relative to the policy's directory; created if missing). Empty: in memory only. An embedder's Options.MTASTSCache takes precedence.", storeSTSCache),
 		valueField("ip-strategy.lookup", lookupKind, expr.Host, constant(IPv4ThenIPv6), func(s *Set) **Value[Lookup] { return &s.IPStrategy.Lookup },
 			"Address families resolved for a host, in the order tried.", "ip-strategy:\n  lookup:\n    - if: mx endsWith \".google.com\"\n      then: ipv4_only\n    - else: ipv6_then_ipv4", valueOpts{}, nil),
 		valueField("ip-strategy.source-ips", ipListKind, expr.Host, constant[[]netip.Addr](nil), func(s *Set) **Value[[]netip.Addr] { return &s.IPStrategy.SourceIPs },

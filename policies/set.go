@@ -48,7 +48,14 @@ type TLS struct {
 	MinVersion        *Value[TLSVersion] // host phase
 	HandshakeTimeout  *Value[time.Duration]
 	MTASTSTimeout     *Value[time.Duration]
+	// MTASTSCache is the directory (absolute) of the MTA-STS policy
+	// cache that survives restarts (tls.mta-sts-cache); "" keeps
+	// policies in memory only.
+	MTASTSCache string
 }
+
+// DefaultMTASTSTimeout is the default of tls.timeouts.mta-sts.
+const DefaultMTASTSTimeout = 5 * time.Minute
 
 // IPStrategy holds the ip-strategy: section.
 type IPStrategy struct {
@@ -135,8 +142,12 @@ type DNS struct {
 	// found when the zone is read.
 	ZoneFileAt Pos
 	Secure     bool // static answers are DNSSEC-authenticated
-	Timeout    time.Duration
-	Attempts   int
+	// MTASTSPolicies is the directory (absolute) of the MTA-STS policy
+	// files DOMAIN.txt that stand in for HTTPS fetches with resolver:
+	// static (dns.mta-sts-policies); "" for none.
+	MTASTSPolicies string
+	Timeout        time.Duration
+	Attempts       int
 	// TimeoutSet and AttemptsSet say the policy wrote timeout and
 	// attempts; with resolver: system, unset ones come from resolv.conf's
 	// options.

@@ -72,6 +72,43 @@ func (v *Value[T]) Literal() (T, bool) {
 	return zero, false
 }
 
+// At returns where the policy writes the setting; the zero Pos when it
+// does not.
+func (v *Value[T]) At() Pos { return v.at }
+
+// Outcomes returns the values the setting is written to take — its literal,
+// its default when not written, the literal of each rule and of the else —
+// and whether some branch is an expression whose value is only known when
+// it runs. The fallback of a run-time error is not an outcome. For
+// warnings about what a policy asks for.
+func (v *Value[T]) Outcomes() (vals []T, dynamic bool) {
+	add := func(b *branch[T]) {
+		if b.prog != nil {
+			dynamic = true
+		} else {
+			vals = append(vals, b.lit)
+		}
+	}
+	switch v.form {
+	case formDefault:
+		return []T{v.def}, false
+	case formLiteral:
+		return []T{v.lit}, false
+	case formExpr:
+		add(v.els)
+		return vals, dynamic
+	}
+	for i := range v.rules {
+		add(&v.rules[i].then)
+	}
+	if v.els != nil {
+		add(v.els)
+	} else {
+		vals = append(vals, v.def)
+	}
+	return vals, dynamic
+}
+
 // Eval evaluates the setting. On a run-time error it returns the fallback
 // value (the default; for TLS settings the strictest value) together with
 // the error, so the caller can both act and report. When tr is not nil,

@@ -51,7 +51,7 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 	defer eng.Close()
 	set := eng.Policy()
 	fmt.Fprintf(stdout, "%s: ok", textsafe.Escape(*file))
-	if n := len(set.Warnings); n > 0 {
+	if n := len(set.Warnings) + len(eng.Warnings()); n > 0 {
 		fmt.Fprintf(stdout, " (%d %s)", n, plural(n, "warning", "warnings"))
 	}
 	fmt.Fprintln(stdout)

@@ -218,6 +218,9 @@ func loadEngine(path string, opts engine.Options, stderr io.Writer) (*engine.Eng
 		printLoadError(stderr, path, err)
 		return nil, exitFailed
 	}
+	for _, w := range eng.Warnings() {
+		fmt.Fprintln(stderr, w)
+	}
 	return eng, exitOK
 }
 
