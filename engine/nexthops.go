@@ -32,6 +32,9 @@ func (r *run) mx(g *Group, mode policies.TLSMode, modeErr error, stsTimeout time
 		return
 	}
 	var sts *stsLookup
+	if mode != policies.TLSDisable && r.ignoreTLSPolicy() {
+		g.MTASTS.Error = "not applied: the message carries TLS-Required: No (RFC 8689 section 5)"
+	}
 	if mode != policies.TLSDisable && !r.ignoreTLSPolicy() {
 		sts = r.startMTASTS(g.Domain, stsTimeout)
 		defer sts.lookups.drain()

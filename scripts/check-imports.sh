@@ -2,7 +2,7 @@
 # Imports flow one way: nothing imports upward. The module's own imports
 # (tests aside; README.md, section Layout, draws the same graph):
 #
-#   cmd/postern       -> engine policies expr transport internal/textsafe internal/safefile
+#   cmd/postern       -> engine policies expr transport transport/tlsrpt internal/textsafe internal/safefile
 #   engine            -> policies expr transport transport/dns transport/mailbox transport/dane transport/mtasts transport/tlsrpt internal/textsafe internal/safefile internal/jsonout
 #   policies          -> expr internal/safefile internal/jsonout
 #   expr              -> internal/textsafe

@@ -3,6 +3,7 @@
 //	postern check   -c POLICY [--print-defaults]
 //	postern dry-run -c POLICY --from ADDR --to ADDR ... [--var NAME=VALUE] [--format text|json]
 //	postern send    -c POLICY --from ADDR --to ADDR ... [FILE.eml | -]
+//	postern tlsrpt  --org NAME --contact ADDR [--day YYYY-MM-DD] [RESULTS.json | -]
 //	postern version
 //
 // Exit status: 0 when the command did its job, 1 when the policy does not
@@ -48,6 +49,11 @@ func runIO(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			stdin = strings.NewReader("")
 		}
 		return cmdSend(args[1:], stdin, stdout, stderr)
+	case "tlsrpt":
+		if stdin == nil {
+			stdin = strings.NewReader("")
+		}
+		return cmdTLSRPT(args[1:], stdin, stdout, stderr)
 	case "version", "--version", "-version":
 		return cmdVersion(stdout)
 	case "help", "-h", "--help":
@@ -66,6 +72,7 @@ commands:
   check -c POLICY [--print-defaults]   load, type-check and lint a policy
   dry-run -c POLICY --from A --to B    show what the policy decides for a message, and why
   send -c POLICY --from A --to B [FILE] deliver a message for real; one result line per recipient
+  tlsrpt --org N --contact A [FILE]    TLS-RPT (RFC 8460) reports from send --format json results
   version                              version, Go version, module versions
 
 Run "postern COMMAND -h" for the flags of a command.

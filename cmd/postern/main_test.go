@@ -56,6 +56,21 @@ func TestCheckWarningsStillExitZero(t *testing.T) {
 	}
 }
 
+// check also reports the engine's warnings: tls.dane require with a
+// resolver that cannot validate DNSSEC (a plain remote server; nothing is
+// contacted to find out).
+func TestCheckWarnsDANERequireWithoutValidation(t *testing.T) {
+	p := writePolicy(t, "version: 1\ntls:\n  dane: require\ndns:\n  resolver: custom\n  servers: [udp://192.0.2.1:53]\n")
+	code, out, errs := runCLI(t, "check", "-c", p)
+	if code != 0 || !strings.Contains(out, "ok (1 warning)") || !strings.Contains(errs, "tls.dane: warning: require needs a resolver that validates DNSSEC") {
+		t.Errorf("exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	p = writePolicy(t, "version: 1\ntls:\n  dane: require\ndns:\n  resolver: custom\n  servers: [udp://127.0.0.1:53]\n")
+	if code, out, errs := runCLI(t, "check", "-c", p); code != 0 || strings.Contains(out, "warning") || errs != "" {
+		t.Errorf("loopback resolver: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+}
+
 func TestPrintDefaultsLoads(t *testing.T) {
 	code, out, _ := runCLI(t, "check", "--print-defaults")
 	if code != 0 || !strings.Contains(out, "starttls: optional") {

@@ -1,0 +1,149 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"time"
+
+	"github.com/postern-mta/postern/internal/textsafe"
+	"github.com/postern-mta/postern/transport/tlsrpt"
+)
+
+// maxResultsInput bounds what tlsrpt reads.
+const maxResultsInput = 1 << 30
+
+// cmdTLSRPT reads delivery results (the JSON of send --format json, or one
+// result object a line) and prints the TLS-RPT aggregate reports (RFC 8460
+// section 4) their records make: one per policy domain and UTC day, as one
+// JSON array.
+func cmdTLSRPT(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("tlsrpt", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	org := fs.String("org", "", "organization-name of the reports (required)")
+	contact := fs.String("contact", "", "contact-info of the reports: an address at the submitting domain (required)")
+	dayFlag := fs.String("day", "", "only the reports of this UTC `day` (YYYY-MM-DD); default: every day the records cover")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: postern tlsrpt --org NAME --contact ADDR [--day YYYY-MM-DD] [RESULTS.json | -]")
+		fmt.Fprintln(stderr, "Reads the results of send --format json (arrays or objects, one after the other) and prints the RFC 8460 reports of their tlsrpt records as a JSON array.")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	if *org == "" || *contact == "" {
+		fmt.Fprintln(stderr, "postern tlsrpt: --org and --contact are required (they go into every report)")
+		fs.Usage()
+		return exitUsage
+	}
+	var only time.Time
+	if *dayFlag != "" {
+		d, err := time.Parse(time.DateOnly, *dayFlag)
+		if err != nil {
+			fmt.Fprintf(stderr, "postern tlsrpt: --day %q: want YYYY-MM-DD\n", *dayFlag)
+			return exitUsage
+		}
+		only = d
+	}
+	if fs.NArg() > 1 {
+		fmt.Fprintln(stderr, "postern tlsrpt: one input at a time")
+		return exitUsage
+	}
+	in, name := stdin, "standard input"
+	if fs.NArg() == 1 && fs.Arg(0) != "-" {
+		f, err := os.Open(fs.Arg(0))
+		if err != nil {
+			fmt.Fprintf(stderr, "postern tlsrpt: %s\n", escErr(err))
+			return exitFailed
+		}
+		defer f.Close()
+		in, name = f, fs.Arg(0)
+	}
+	agg := tlsrpt.NewAggregator()
+	days := map[time.Time]bool{}
+	n, err := readResults(io.LimitReader(in, maxResultsInput), func(r tlsrpt.Result) {
+		agg.Add(r)
+		days[r.Time.UTC().Truncate(24*time.Hour)] = true
+	})
+	if err != nil {
+		fmt.Fprintf(stderr, "postern tlsrpt: %s: result %d: %s\n", textsafe.Escape(name), n+1, escErr(err))
+		return exitFailed
+	}
+	var reports []*tlsrpt.Report
+	sorted := make([]time.Time, 0, len(days))
+	for d := range days {
+		if only.IsZero() || d.Equal(only) {
+			sorted = append(sorted, d)
+		}
+	}
+	slices.SortFunc(sorted, func(a, b time.Time) int { return a.Compare(b) })
+	for _, d := range sorted {
+		reports = append(reports, agg.Reports(d, *org, *contact, true)...)
+	}
+	if reports == nil {
+		reports = []*tlsrpt.Report{}
+	}
+	enc := json.NewEncoder(stdout)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(reports); err != nil {
+		fmt.Fprintf(stderr, "postern tlsrpt: %s\n", escErr(err))
+		return exitFailed
+	}
+	if d := agg.Dropped(); d > 0 {
+		fmt.Fprintf(stderr, "postern tlsrpt: %d records did not fit in memory and are missing from the reports\n", d)
+	}
+	return exitOK
+}
+
+// readResults calls add for every TLS-RPT record of the results in r: a
+// stream of JSON values, each a result object or an array of them (the
+// output of send --format json, concatenated, or one object a line). The
+// recipients of one group share their records, so a record is added once
+// however many results repeat it. It returns how many results it read.
+func readResults(r io.Reader, add func(tlsrpt.Result)) (int, error) {
+	type result struct {
+		TLSRPT []json.RawMessage `json:"tlsrpt"`
+	}
+	dec := json.NewDecoder(r)
+	seen := map[string]bool{}
+	n := 0
+	for {
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); errors.Is(err, io.EOF) {
+			return n, nil
+		} else if err != nil {
+			return n, err
+		}
+		var batch []result
+		if len(raw) > 0 && raw[0] == '[' {
+			if err := json.Unmarshal(raw, &batch); err != nil {
+				return n, err
+			}
+		} else {
+			var one result
+			if err := json.Unmarshal(raw, &one); err != nil {
+				return n, err
+			}
+			batch = []result{one}
+		}
+		for _, res := range batch {
+			for _, raw := range res.TLSRPT {
+				if seen[string(raw)] {
+					continue
+				}
+				seen[string(raw)] = true
+				var rec tlsrpt.Result
+				if err := json.Unmarshal(raw, &rec); err != nil {
+					return n, fmt.Errorf("tlsrpt record: %w", err)
+				}
+				add(rec)
+			}
+			n++
+		}
+	}
+}
