@@ -22,6 +22,7 @@ import (
 	"github.com/postern-mta/postern/engine"
 	"github.com/postern-mta/postern/internal/testbed/smtpbed"
 	"github.com/postern-mta/postern/transport"
+	"github.com/postern-mta/postern/transport/tlsrpt"
 )
 
 // TestDeliverMultiDomain delivers one message to recipients that go to two
@@ -179,6 +180,18 @@ func TestDeliverSTARTTLS(t *testing.T) {
 				if r.Host != "smtp.relay.test" || r.Address != sink.Addr {
 					t.Errorf("result %d: host %s address %v", i, r.Host, r.Address)
 				}
+			}
+			// TLS-RPT: one session (no policy: the relay's zone is
+			// not signed), shared by the two recipients and counted
+			// once; a failure carries its result type.
+			recs := engine.TLSRPTRecords(res)
+			wantType := tt.result
+			if tt.ok || tt.requireTLS {
+				wantType = "" // TLS itself succeeded
+			}
+			if len(recs) != 1 || recs[0].PolicyType != tlsrpt.NoPolicyFound || recs[0].ResultType != wantType ||
+				recs[0].ReceivingIP != sink.Addr.Addr() || recs[0].PolicyDomain != "dest.test" || recs[0].ReceivingMXHostname != res[0].Host {
+				t.Errorf("TLS-RPT records %+v, want one no-policy-found record of type %q", recs, wantType)
 			}
 			if tt.ok {
 				delivered++

@@ -93,3 +93,20 @@ func (g *Group) tlsPolicy(h *Host) tlsrpt.Result {
 	}
 	return r
 }
+
+// TLSRPTRecords returns the TLS-RPT records of results, each attempt's
+// once: the recipients of one group share theirs, and feeding every
+// result's records to a tlsrpt.Aggregator would count a session once per
+// recipient.
+func TLSRPTRecords(results []Result) []tlsrpt.Result {
+	var out []tlsrpt.Result
+	seen := map[*tlsrpt.Result]bool{}
+	for _, r := range results {
+		if len(r.TLSRPT) == 0 || seen[&r.TLSRPT[0]] {
+			continue
+		}
+		seen[&r.TLSRPT[0]] = true
+		out = append(out, r.TLSRPT...)
+	}
+	return out
+}
