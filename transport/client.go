@@ -155,7 +155,7 @@ func (d *delivery) attempt(hi, ti int, s *session, f *failure, warnings []Warnin
 	if f != nil {
 		a.Err = f.err
 		if s == nil && f.err != nil {
-			a.Address = f.err.Address
+			a.Address, a.Source = f.err.Address, f.local
 		}
 	}
 	d.attempts = append(d.attempts, a)

@@ -148,6 +148,9 @@ type failure struct {
 	// retryPlain: an optional STARTTLS handshake failed; reconnect to the
 	// same address once, without TLS.
 	retryPlain bool
+	// local is the local address of the connection that failed, when one
+	// was made (for Attempt.Source).
+	local netip.AddrPort
 }
 
 // errorFor turns an I/O or protocol error during phase into an *Error.

@@ -184,8 +184,8 @@ func TestAttempts(t *testing.T) {
 			t.Fatalf("%s: %d attempts, want 2: %+v", r.Recipient, len(r.Attempts), r.Attempts)
 		}
 		first, second := r.Attempts[0], r.Attempts[1]
-		if first.Host != 0 || first.Err == nil || first.Err.Code != 554 || first.Address != bad.Addr {
-			t.Errorf("first attempt = %+v, want host 0 refused with 554 at %v", first, bad.Addr)
+		if first.Host != 0 || first.Err == nil || first.Err.Code != 554 || first.Address != bad.Addr || !first.Source.Addr().IsLoopback() {
+			t.Errorf("first attempt = %+v, want host 0 refused with 554 at %v, from a loopback source", first, bad.Addr)
 		}
 		if second.Host != 1 || second.Err != nil || second.Address != good.Addr {
 			t.Errorf("second attempt = %+v, want host 1 accepted at %v", second, good.Addr)

@@ -70,6 +70,7 @@ func (c *Client) open(ctx context.Context, p *connParams) (*session, *failure) {
 
 	fail := func(f *failure) (*session, *failure) {
 		s.close()
+		f.local = s.local
 		return nil, f
 	}
 
