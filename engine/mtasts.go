@@ -196,22 +196,33 @@ func (e *Engine) stsCache(dir string) (*mtasts.Cache, error) {
 
 // resolverLookupHost resolves a host name through r: its A, then its AAAA
 // records (the MTA-STS policy host is reached with the policy's resolver,
-// never the system's).
+// never the system's). As for MX hosts, addresses a domain's owner should
+// never point a sender at — loopback, unspecified, link-local, multicast
+// (see refusedTarget) — are dropped: a policy host there would make the
+// fetch a request to this machine or its link.
 func resolverLookupHost(r dns.Resolver) func(ctx context.Context, host string) ([]netip.Addr, error) {
 	return func(ctx context.Context, host string) ([]netip.Addr, error) {
 		a, errA := r.LookupA(ctx, host)
 		aaaa, errAAAA := r.LookupAAAA(ctx, host)
-		out := append(append([]netip.Addr(nil), a.Addrs...), aaaa.Addrs...)
-		if len(out) == 0 {
-			if errA != nil {
-				return nil, errA
+		var out, dropped []netip.Addr
+		for _, addr := range append(append([]netip.Addr(nil), a.Addrs...), aaaa.Addrs...) {
+			if refusedTarget(addr, false) != "" {
+				dropped = append(dropped, addr)
+				continue
 			}
-			if errAAAA != nil {
-				return nil, errAAAA
-			}
-			return nil, fmt.Errorf("%s has no address", host)
+			out = append(out, addr)
 		}
-		return out, nil
+		switch {
+		case len(out) > 0:
+			return out, nil
+		case len(dropped) > 0:
+			return nil, fmt.Errorf("%s resolves only to addresses that are never connected to: %v", host, dropped)
+		case errA != nil:
+			return nil, errA
+		case errAAAA != nil:
+			return nil, errAAAA
+		}
+		return nil, fmt.Errorf("%s has no address", host)
 	}
 }
 
