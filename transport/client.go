@@ -348,6 +348,16 @@ func (d *delivery) set(i int, r *reply, e *Error, s *session) {
 	res.Code, res.Enhanced, res.Text, res.Class, res.Err = e2.Code, e2.Enhanced, e2.Message, e2.Class, &e2
 	if s == nil {
 		res.Host, res.Address = e2.Host, e2.Address
+		// The attempt that failed with e says how far its session got:
+		// its TLS state (a session verified by DANE that then failed on
+		// REQUIRETLS says so), source and warnings.
+		for k := len(d.attempts) - 1; k >= 0; k-- {
+			if a := &d.attempts[k]; a.Err == e {
+				res.TLS, res.Source = a.TLS, a.Source
+				res.Warnings = append([]Warning(nil), a.Warnings...)
+				break
+			}
+		}
 	}
 }
 
