@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -210,6 +211,32 @@ func TestSendSTARTTLS(t *testing.T) {
 	}
 	if n := len(sink.Messages(t)); n != 1 {
 		t.Errorf("the receiver has %d messages after the refused session, want 1", n)
+	}
+
+	// --format json carries each recipient's TLS-RPT records (RFC 8460),
+	// and postern tlsrpt makes the report of them: one failed session
+	// (certificate-not-trusted), counted once for the two recipients.
+	r = runSend(t, dir, "", nil, append(args, "--format", "json", "msg.eml")...)
+	var results []struct {
+		TLSRPT []struct {
+			PolicyType string `json:"policy_type"`
+			ResultType string `json:"result_type"`
+			Receiving  string `json:"receiving_ip"`
+		} `json:"tlsrpt"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &results); err != nil || len(results) != 2 {
+		t.Fatalf("--format json: %v\n%s", err, r)
+	}
+	for _, res := range results {
+		if len(res.TLSRPT) != 1 || res.TLSRPT[0].PolicyType != "no-policy-found" || res.TLSRPT[0].ResultType != "certificate-not-trusted" ||
+			res.TLSRPT[0].Receiving != sink.Addr.Addr().String() {
+			t.Errorf("tlsrpt records %+v, want one certificate-not-trusted session at %s", res.TLSRPT, sink.Addr.Addr())
+		}
+	}
+	var report bytes.Buffer
+	if code := runIO([]string{"tlsrpt", "--org", "Sender", "--contact", "tlsrpt@sender.test"}, strings.NewReader(r.stdout), &report, io.Discard); code != 0 ||
+		!strings.Contains(report.String(), `"total-failure-session-count": 1`) || !strings.Contains(report.String(), `"result-type": "certificate-not-trusted"`) {
+		t.Errorf("postern tlsrpt: exit %d\n%s", code, report.String())
 	}
 
 	// A --ca-file that is not PEM: exit 1 before anything is attempted.
