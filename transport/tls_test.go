@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -375,6 +376,34 @@ func TestTLSSessionResumption(t *testing.T) {
 		wantAll(t, res, transport.StatusDelivered, transport.ClassNone)
 		if res[0].TLS.Resumed {
 			t.Error("resumed with TLSSessions < 0")
+		}
+	}
+}
+
+// SNI carries Host.SNI when set (DANE's TLSA base domain, RFC 7672
+// section 8.1), else the host name; PKIX still checks Name.
+func TestSNI(t *testing.T) {
+	ca := smtpbed.NewCA(t)
+	leaf := ca.Issue(t, "mx.example.test")
+	var seen atomic.Value
+	srv := &tls.Config{GetConfigForClient: func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+		seen.Store(hello.ServerName)
+		return &tls.Config{Certificates: []tls.Certificate{leaf.Cert}}, nil
+	}}
+	for _, tt := range []struct {
+		sni, want string
+	}{
+		{"", "mx.example.test"},
+		{"real.hosting.example", "real.hosting.example"},
+	} {
+		s := newFakeServer(t, script{tls: srv})
+		res := deliver(t, newClient(t, ca.Pool), with(planFor(s.Addr), requireTLS, func(h *transport.Host) { h.SNI = tt.sni }), newMsg(body, "b@example.test"))
+		wantAll(t, res, transport.StatusDelivered, transport.ClassNone)
+		if got, _ := seen.Load().(string); got != tt.want {
+			t.Errorf("SNI %q with Host.SNI %q, want %q", got, tt.sni, tt.want)
+		}
+		if res[0].TLS.Verified != transport.VerifiedPKIX || res[0].TLS.ServerName != "mx.example.test" {
+			t.Errorf("TLS %+v, want PKIX verified for mx.example.test", res[0].TLS)
 		}
 	}
 }
