@@ -86,9 +86,11 @@ var (
 // connection-phase settings. The trace and the DNS answers come out in
 // host order, as if the hosts had been resolved one after the other.
 //
-// TLSA records are asked at the host's name along with its addresses
-// when DANE may apply; when the addresses come through a secure CNAME
-// expansion, the expanded name is asked too, in a second round (RFC 7672
+// TLSA records of an MX host from a secure MX answer are asked at its name
+// along with its addresses. Those of a relay or an implicit MX, whose
+// DANE depends on their address records only, are asked in a second
+// round, once the addresses turn out secure; so is the CNAME-expanded
+// name of a host whose addresses came through a secure expansion (RFC 7672
 // section 2.2.2: it is the preferred TLSA base domain).
 func (r *run) resolveHosts(g *Group, plans []hostPlan) {
 	for i := range plans {
@@ -125,7 +127,9 @@ func (r *run) resolveHosts(g *Group, plans []hostPlan) {
 				goNetwork(func(ctx context.Context) { r.lookupAddr(ctx, p, k) })
 			}
 		}
-		if r.daneMayApply(p) {
+		if r.daneMayApply(p) && !p.relay && !p.implicit {
+			// A secure MX answer: the TLSA records are likely
+			// needed, ask them with the addresses.
 			askTLSA(p, 0, p.h.Name)
 		}
 	}
@@ -133,10 +137,18 @@ func (r *run) resolveHosts(g *Group, plans []hostPlan) {
 	second := false
 	for i := range plans {
 		p := &plans[i]
-		if p.tlsa[0].name == "" {
+		if !r.daneMayApply(p) {
 			continue
 		}
-		if canon, secure := p.addrSecurity(); secure && canon != "" && canon != p.h.Name {
+		canon, secure := p.addrSecurity()
+		if !secure {
+			continue
+		}
+		if p.tlsa[0].name == "" { // a relay or an implicit MX
+			askTLSA(p, 0, p.h.Name)
+			second = true
+		}
+		if canon != "" && canon != p.h.Name {
 			askTLSA(p, 1, canon)
 			second = true
 		}

@@ -28,38 +28,43 @@ type stsLookup struct {
 	res     mtasts.Result
 }
 
+// mtaSTSFromMemory decides domain's MTA-STS policy into l without a
+// goroutine when everything it needs is in memory: the TXT record is
+// answered at once and the policy needs no fetch (cached, or no record).
+// It reports whether it could; the common case, a domain without a record,
+// costs no goroutine and no context.
+func (r *run) mtaSTSFromMemory(domain string, l *stsLookup) bool {
+	l.name = "_mta-sts." + domain
+	if !r.immediate(l.name, "TXT") {
+		return false
+	}
+	l.txt, l.txtErr = r.s.resolver.LookupTXT(r.ctx, l.name)
+	l.txtErr = r.dnsError(l.txtErr)
+	l.rec, l.recText = stsRecord(l.txt, l.txtErr)
+	if r.s.sts.NeedsFetch(domain, l.rec) {
+		return false
+	}
+	l.res = r.s.sts.Policy(r.ctx, domain, l.rec)
+	return true
+}
+
 // startMTASTS looks up domain's MTA-STS record and decides its policy
-// (RFC 8461 sections 3 and 5.1): from memory, inline, when the record is
-// cached (or absent) and the policy needs no fetch; else in a goroutine.
+// (RFC 8461 sections 3 and 5.1) in a goroutine, while the MX lookup runs.
 // The wait for a fetch is bounded by timeout (tls.timeouts.mta-sts).
 func (r *run) startMTASTS(domain string, timeout time.Duration) *stsLookup {
 	l := &stsLookup{name: "_mta-sts." + domain}
-	decide := func(ctx context.Context) {
-		l.rec, l.recText = stsRecord(l.txt, l.txtErr)
-		if timeout > 0 {
-			var cancel context.CancelFunc
-			ctx, cancel = context.WithTimeout(ctx, timeout)
-			defer cancel()
-		}
-		l.res = r.s.sts.Policy(ctx, domain, l.rec)
-	}
-	if r.immediate(l.name, "TXT") {
-		l.txt, l.txtErr = r.s.resolver.LookupTXT(r.ctx, l.name)
-		l.txtErr = r.dnsError(l.txtErr)
-		rec, _ := stsRecord(l.txt, l.txtErr)
-		if !r.s.sts.NeedsFetch(domain, rec) {
-			decide(r.ctx)
-			return l
-		}
-		ctx := r.budget.context()
-		l.lookups.start(func() { decide(ctx) })
-		return l
-	}
 	ctx := r.budget.context()
 	l.lookups.start(func() {
 		l.txt, l.txtErr = r.s.resolver.LookupTXT(ctx, l.name)
 		l.txtErr = r.dnsError(l.txtErr)
-		decide(ctx)
+		l.rec, l.recText = stsRecord(l.txt, l.txtErr)
+		fctx := ctx
+		if timeout > 0 {
+			var cancel context.CancelFunc
+			fctx, cancel = context.WithTimeout(ctx, timeout)
+			defer cancel()
+		}
+		l.res = r.s.sts.Policy(fctx, domain, l.rec)
 	})
 	return l
 }
@@ -91,7 +96,8 @@ func stsRecord(txt dns.TXTResult, err error) (mtasts.Record, string) {
 // not be looked up or fetched, or when tls.mta-sts itself failed to
 // evaluate (modeErr). It reports whether the group goes on.
 func (r *run) mtaSTS(g *Group, l *stsLookup, mode policies.TLSMode, modeErr error) bool {
-	r.lookup(g, l.name, "TXT", func() []string { return txtAnswer(l.txt.Records) }, l.txt.Secure, l.txt.Info, l.txtErr)
+	recs := l.txt.Records // not l: it stays on the caller's stack
+	r.lookup(g, l.name, "TXT", func() []string { return txtAnswer(recs) }, l.txt.Secure, l.txt.Info, l.txtErr)
 	st := &g.MTASTS
 	st.Record = l.recText
 	res := l.res

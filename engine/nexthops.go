@@ -31,13 +31,21 @@ func (r *run) mx(g *Group, mode policies.TLSMode, modeErr error, stsTimeout time
 		r.literal(g, mode, modeErr)
 		return
 	}
-	var sts *stsLookup
-	if mode != policies.TLSDisable && r.ignoreTLSPolicy() {
+	var (
+		async  *stsLookup // the MTA-STS lookup running in a goroutine
+		stsMem stsLookup  // or done at once, all in memory
+		inMem  bool
+	)
+	switch {
+	case mode == policies.TLSDisable:
+	case r.ignoreTLSPolicy():
 		g.MTASTS.Error = "not applied: the message carries TLS-Required: No (RFC 8689 section 5)"
-	}
-	if mode != policies.TLSDisable && !r.ignoreTLSPolicy() {
-		sts = r.startMTASTS(g.Domain, stsTimeout)
-		defer sts.lookups.drain()
+	default:
+		inMem = r.mtaSTSFromMemory(g.Domain, &stsMem)
+		if !inMem {
+			async = r.startMTASTS(g.Domain, stsTimeout)
+			defer async.lookups.drain()
+		}
 	}
 	var (
 		res dns.MXResult
@@ -49,9 +57,14 @@ func (r *run) mx(g *Group, mode policies.TLSMode, modeErr error, stsTimeout time
 		res, err = r.s.resolver.LookupMX(r.budget.context(), g.Domain)
 	}
 	err = r.dnsError(err)
-	if sts != nil {
-		sts.lookups.wait()
-		if !r.mtaSTS(g, sts, mode, modeErr) {
+	switch {
+	case async != nil:
+		async.lookups.wait()
+		if !r.mtaSTS(g, async, mode, modeErr) {
+			return
+		}
+	case inMem:
+		if !r.mtaSTS(g, &stsMem, mode, modeErr) {
 			return
 		}
 	}
