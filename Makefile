@@ -65,3 +65,12 @@ clean:
 .PHONY: bench-e2e
 bench-e2e:
 	$(GO) run ./bench/e2e $(E2EFLAGS)
+
+## bench-tls: end-to-end STARTTLS delivery on loopback: engine (tls.starttls
+## require) vs a throwaway Postfix (smtp_tls_security_level = encrypt), and
+## both in plaintext, into the benchmark's own STARTTLS sink (bench/README.md,
+## "End-to-end delivery", "STARTTLS"). Needs postfix; not part of
+## `make test`. Flags: make bench-tls E2EFLAGS="-n 2000 -runs 1"
+.PHONY: bench-tls
+bench-tls:
+	$(GO) run ./bench/e2e -tls $(E2EFLAGS)

@@ -63,4 +63,5 @@ leaf transport/tlsrpt
 leaf internal/textsafe
 leaf internal/safefile
 leaf internal/jsonout
+leaf internal/procgroup
 exit $fail

@@ -12,12 +12,25 @@
 //     the same N messages to the sink: injected while its smtp transport is
 //     deferred, then released; only the delivery is timed.
 //
+// With -tls it measures STARTTLS (RFC 3207) delivery instead, into a sink
+// of its own that offers STARTTLS with a certificate from a CA made at
+// start (gosink.go: SMTP of RFC 5321 with PIPELINING, RFC 2920) and counts
+// TLS handshakes, full and resumed (RFC 8446):
+//
+//   - engine, engine STARTTLS: the engine with tls.starttls disable, and
+//     require with the certificate verified against that CA (PKIX);
+//   - postfix, postfix STARTTLS: the same Postfix instance with
+//     smtp_tls_security_level none, and encrypt with its TLS session cache
+//     and smtp_tls_connection_reuse (connections are cached with TLS too);
+//   - engine smtp-sink: the engine's plaintext into smtp-sink, to show that
+//     the STARTTLS sink is not the bottleneck.
+//
 // Every measurement gets a fresh sink, whose counters (-c) give the number
 // of SMTP sessions (connections) and messages it saw. Results are medians
 // of -runs runs with their ranges. Everything listens on 127.0.0.1 and is
 // stopped, and every temporary directory removed, before the program exits.
 //
-//	go run ./bench/e2e [-n 5000] [-size 2048] [-parallel 20] [-runs 3]
+//	go run ./bench/e2e [-tls] [-n 5000] [-size 2048] [-parallel 20] [-runs 3]
 package main
 
 import (
@@ -43,25 +56,38 @@ type config struct {
 	skipPostfix                  bool
 	only                         string
 	markdown                     bool
+	tls                          bool
+	starttls, caFile             string // the engine worker's tls.starttls and RootCAs
 }
 
 // sample is one measurement of one contender.
 type sample struct {
-	elapsed  time.Duration
-	sessions int           // SMTP sessions the sink saw
-	messages int           // messages the sink received
-	rssKB    int64         // peak resident set (Postfix: the sum of its processes' peaks)
-	pssKB    int64         // peak proportional set size, sampled (10ms; Postfix 250ms)
-	cpu      time.Duration // user+system time of the client (Postfix: its processes', sampled)
-	extra    string
+	sinkCounts               // what the sink saw (the readiness probe excluded)
+	elapsed    time.Duration // see README: the timed part of the measurement
+	rssKB      int64         // peak resident set (Postfix: the sum of its processes' peaks)
+	pssKB      int64         // peak proportional set size, sampled (10ms; Postfix 250ms)
+	cpu        time.Duration // user+system time of the client (Postfix: its processes', sampled)
+	sinkCPU    time.Duration // user+system time of the sink, from start to stop
+	extra      string
+}
+
+// contender is one client measured against a fresh sink.
+type contender struct {
+	name    string
+	measure func(ctx context.Context, run int) (sample, error)
 }
 
 func (s sample) rate(n int) float64 { return float64(n) / s.elapsed.Seconds() }
 
 func main() {
 	var cfg config
-	worker := flag.String("worker", "", "internal: run a measured child (engine)")
+	worker := flag.String("worker", "", "internal: run a child: the measured engine (engine) or the STARTTLS sink (sink)")
 	addr := flag.String("addr", "", "internal: the sink address for -worker")
+	cert := flag.String("cert", "", "internal: the STARTTLS sink's certificate chain (PEM)")
+	key := flag.String("key", "", "internal: the STARTTLS sink's key (PEM)")
+	flag.StringVar(&cfg.starttls, "starttls", "", "internal: tls.starttls of the engine worker's policy (empty: not set)")
+	flag.StringVar(&cfg.caFile, "cafile", "", "internal: the CA (PEM) the engine worker verifies certificates against")
+	flag.BoolVar(&cfg.tls, "tls", false, "measure STARTTLS delivery: engine and Postfix, with and without TLS, into a STARTTLS sink")
 	flag.IntVar(&cfg.n, "n", 5000, "messages per measurement")
 	flag.IntVar(&cfg.size, "size", 2048, "message payload in bytes (smtp-source -l)")
 	flag.IntVar(&cfg.parallel, "parallel", 20, "engine goroutines and smtp-source sessions")
@@ -69,12 +95,15 @@ func main() {
 	flag.IntVar(&cfg.mpc, "mpc", 1000, "limits.messages-per-connection of the engine's policy")
 	flag.DurationVar(&cfg.timeout, "timeout", 3*time.Minute, "bound on each measurement")
 	flag.BoolVar(&cfg.skipPostfix, "skip-postfix", false, "do not measure Postfix")
-	flag.StringVar(&cfg.only, "only", "", "measure only this contender (engine, smtp-source, smtp-source -d, postfix)")
+	flag.StringVar(&cfg.only, "only", "", "measure only this contender (engine, smtp-source, smtp-source -d, postfix; with -tls: engine, engine STARTTLS, engine smtp-sink, postfix, postfix STARTTLS)")
 	flag.BoolVar(&cfg.markdown, "markdown", true, "print the table in Markdown")
 	flag.Parse()
 
-	if *worker == "engine" {
+	switch *worker {
+	case "engine":
 		os.Exit(engineWorker(*addr, cfg))
+	case "sink":
+		os.Exit(sinkWorker(*addr, *cert, *key))
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -117,19 +146,13 @@ func run(ctx context.Context, cfg config) error {
 	fmt.Printf("N=%d messages of %d bytes payload, %d parallel, messages-per-connection %d, %d runs\n\n",
 		cfg.n, cfg.size, cfg.parallel, cfg.mpc, cfg.runs)
 
-	type contender struct {
-		name    string
-		measure func(ctx context.Context, run int) (sample, error)
-	}
-	contenders := []contender{
-		{"engine", func(ctx context.Context, _ int) (sample, error) { return measureEngine(ctx, cfg, tools, tmp, self) }},
-		{"smtp-source", func(ctx context.Context, _ int) (sample, error) { return measureSource(ctx, cfg, tools, tmp, false) }},
-		{"smtp-source -d", func(ctx context.Context, _ int) (sample, error) { return measureSource(ctx, cfg, tools, tmp, true) }},
-	}
-	if !cfg.skipPostfix {
-		contenders = append(contenders, contender{"postfix", func(ctx context.Context, r int) (sample, error) {
-			return measurePostfix(ctx, cfg, tools, tmp, r)
-		}})
+	var contenders []contender
+	if cfg.tls {
+		if contenders, err = tlsContenders(cfg, tools, tmp, self); err != nil {
+			return err
+		}
+	} else {
+		contenders = plainContenders(cfg, tools, tmp, self)
 	}
 	if cfg.only != "" {
 		contenders = slices.DeleteFunc(contenders, func(c contender) bool { return c.name != cfg.only })
@@ -146,14 +169,39 @@ func run(ctx context.Context, cfg config) error {
 			if err != nil {
 				return fmt.Errorf("run %d, %s: %w", r, c.name, err)
 			}
-			cpu := fmt.Sprintf("%.2fs", s.cpu.Seconds())
-			fmt.Printf("run %d %-15s %8.0f msg/s  %7.3fs  sessions=%-5d messages=%-5d peak RSS %6.1f MiB  PSS %6.1f MiB  CPU %s %s\n",
-				r, c.name, s.rate(cfg.n), s.elapsed.Seconds(), s.sessions, s.messages, float64(s.rssKB)/1024, float64(s.pssKB)/1024, cpu, s.extra)
+			fmt.Printf("run %d %-16s %8.0f msg/s  %7.3fs  sessions=%-5d messages=%-5d TLS full/resumed=%d/%d  peak RSS %6.1f MiB  PSS %6.1f MiB  CPU %.2fs  sink CPU %.2fs %s\n",
+				r, c.name, s.rate(cfg.n), s.elapsed.Seconds(), s.sessions, s.messages, s.full, s.resumed,
+				float64(s.rssKB)/1024, float64(s.pssKB)/1024, s.cpu.Seconds(), s.sinkCPU.Seconds(), s.extra)
 			results[c.name] = append(results[c.name], s)
 		}
 	}
 	fmt.Printf("\nload average at end %s\n\n", loadAvg())
+	if cfg.tls {
+		printTLSTable(cfg, contenders, results)
+	} else {
+		printPlainTable(cfg, contenders, results)
+	}
+	return nil
+}
 
+// plainContenders are the measurements without -tls, all into smtp-sink.
+func plainContenders(cfg config, tools map[string]string, tmp, self string) []contender {
+	sp := smtpSinkSpec(tools["smtp-sink"])
+	cs := []contender{
+		{"engine", func(ctx context.Context, _ int) (sample, error) { return measureEngine(ctx, cfg, sp, tmp, self) }},
+		{"smtp-source", func(ctx context.Context, _ int) (sample, error) { return measureSource(ctx, cfg, tools, tmp, false) }},
+		{"smtp-source -d", func(ctx context.Context, _ int) (sample, error) { return measureSource(ctx, cfg, tools, tmp, true) }},
+	}
+	if !cfg.skipPostfix {
+		cs = append(cs, contender{"postfix", func(ctx context.Context, r int) (sample, error) {
+			return measurePostfix(ctx, cfg, tools, tmp, r, sp, "")
+		}})
+	}
+	return cs
+}
+
+// printPlainTable prints the table of the plaintext run.
+func printPlainTable(cfg config, contenders []contender, results map[string][]sample) {
 	ceiling := 0.0
 	for _, name := range []string{"smtp-source", "smtp-source -d"} {
 		ceiling = max(ceiling, median(rates(results[name], cfg.n)))
@@ -181,7 +229,6 @@ func run(ctx context.Context, cfg config) error {
 		fmt.Printf("| %s | %.0f (%.0f–%.0f) | %s | %s | %s | %s MiB | %s MiB |\n", c.name, median(rs), slices.Min(rs), slices.Max(rs), vs,
 			rangeText(sess, "%.0f"), rangeText(cpu, "%.0f"), rangeText(rss, "%.1f"), rangeText(pss, "%.1f"))
 	}
-	return nil
 }
 
 func rates(ss []sample, n int) []float64 {
@@ -215,15 +262,15 @@ func rangeText(v []float64, f string) string {
 }
 
 // measureEngine runs the engine worker as a child process against a fresh
-// sink.
-func measureEngine(ctx context.Context, cfg config, tools map[string]string, tmp, self string) (sample, error) {
-	sink, err := startSink(ctx, tools["smtp-sink"], tmp)
+// sink; args go to the worker (-starttls, -cafile).
+func measureEngine(ctx context.Context, cfg config, sp sinkSpec, tmp, self string, args ...string) (sample, error) {
+	sink, err := startSink(ctx, sp, tmp)
 	if err != nil {
 		return sample{}, err
 	}
 	defer sink.stop()
-	cmd := exec.CommandContext(ctx, self, "-worker", "engine", "-addr", sink.addr,
-		"-n", fmt.Sprint(cfg.n), "-size", fmt.Sprint(cfg.size), "-parallel", fmt.Sprint(cfg.parallel), "-mpc", fmt.Sprint(cfg.mpc))
+	cmd := exec.CommandContext(ctx, self, append([]string{"-worker", "engine", "-addr", sink.addr,
+		"-n", fmt.Sprint(cfg.n), "-size", fmt.Sprint(cfg.size), "-parallel", fmt.Sprint(cfg.parallel), "-mpc", fmt.Sprint(cfg.mpc)}, args...)...)
 	cmd.SysProcAttr = childAttr()
 	cmd.Stderr = os.Stderr
 	var outb syncBuffer
@@ -242,14 +289,15 @@ func measureEngine(ctx context.Context, cfg config, tools map[string]string, tmp
 	}
 	s := sample{elapsed: time.Duration(w.ElapsedNS), rssKB: cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss, pssKB: mem.peakPSSKB,
 		cpu: cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()}
-	s.sessions, s.messages, err = sink.settle(ctx, cfg.n)
+	s.sinkCounts, err = sink.settle(ctx, cfg.n)
+	s.sinkCPU = sink.cpu()
 	return s, err
 }
 
 // measureSource runs smtp-source against a fresh sink; keep is -d (one
 // connection per session for all its messages).
 func measureSource(ctx context.Context, cfg config, tools map[string]string, tmp string, keep bool) (sample, error) {
-	sink, err := startSink(ctx, tools["smtp-sink"], tmp)
+	sink, err := startSink(ctx, smtpSinkSpec(tools["smtp-sink"]), tmp)
 	if err != nil {
 		return sample{}, err
 	}
@@ -270,7 +318,8 @@ func measureSource(ctx context.Context, cfg config, tools map[string]string, tmp
 	}
 	s := sample{elapsed: time.Since(start), rssKB: cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss, pssKB: mem.peakPSSKB,
 		cpu: cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()}
-	s.sessions, s.messages, err = sink.settle(ctx, cfg.n)
+	s.sinkCounts, err = sink.settle(ctx, cfg.n)
+	s.sinkCPU = sink.cpu()
 	return s, err
 }
 

@@ -21,14 +21,19 @@ import (
 // to a fresh sink (testbed.md section 1f, "delivery only"): the messages are
 // injected with smtp-source while the smtp transport is deferred, then the
 // transport is released and the queue flushed; the time from the release to
-// the last "status=sent" line is the delivery time.
-func measurePostfix(ctx context.Context, cfg config, tools map[string]string, tmp string, run int) (sample, error) {
-	sink, err := startSink(ctx, tools["smtp-sink"], tmp)
+// the last "status=sent" line is the delivery time. With a caFile Postfix
+// delivers with smtp_tls_security_level = encrypt (see newPostfix).
+func measurePostfix(ctx context.Context, cfg config, tools map[string]string, tmp string, run int, sp sinkSpec, caFile string) (sample, error) {
+	sink, err := startSink(ctx, sp, tmp)
 	if err != nil {
 		return sample{}, err
 	}
 	defer sink.stop()
-	pf, err := newPostfix(ctx, tools, filepath.Join(tmp, fmt.Sprintf("pf%d", run)), sink.addr)
+	dir := fmt.Sprintf("pf%d", run)
+	if caFile != "" {
+		dir += "-tls"
+	}
+	pf, err := newPostfix(ctx, tools, filepath.Join(tmp, dir), sink.addr, caFile)
 	if err != nil {
 		return sample{}, err
 	}
@@ -55,8 +60,8 @@ func measurePostfix(ctx context.Context, cfg config, tools map[string]string, tm
 		}
 	}
 	inject := time.Since(injStart)
-	if ss, mm := sink.counters(); mm != 0 || ss != 1 {
-		return sample{}, fmt.Errorf("the sink saw %d sessions and %d messages during injection", ss-1, mm)
+	if c := sink.counters(); c.messages != 0 || c.sessions != 1 {
+		return sample{}, fmt.Errorf("the sink saw %d sessions and %d messages during injection", c.sessions-1, c.messages)
 	}
 
 	// Release the transport (postfix reload takes seconds: not timed; the
@@ -97,7 +102,8 @@ func measurePostfix(ctx context.Context, cfg config, tools map[string]string, tm
 	// Stopping Postfix closes its cached connections, so that the sink
 	// counts every session.
 	pf.stop()
-	s.sessions, s.messages, err = sink.settle(ctx, cfg.n)
+	s.sinkCounts, err = sink.settle(ctx, cfg.n)
+	s.sinkCPU = sink.cpu()
 	return s, err
 }
 
@@ -113,7 +119,14 @@ type postfix struct {
 	sent            int
 }
 
-func newPostfix(ctx context.Context, tools map[string]string, dir, relay string) (*postfix, error) {
+// newPostfix starts a throwaway instance relaying to relay. With a caFile
+// it delivers with smtp_tls_security_level = encrypt (STARTTLS mandatory,
+// the certificate not checked: that is "verify"), caFile as
+// smtp_tls_CAfile, a TLS session cache, and smtp_tls_connection_reuse:
+// without it Postfix does not cache TLS connections at all, so every
+// message would cost a connection and a handshake; with it, tlsproxy(8)
+// holds the TLS sessions and the connection cache works as in plaintext.
+func newPostfix(ctx context.Context, tools map[string]string, dir, relay, caFile string) (*postfix, error) {
 	p := &postfix{dir: dir, etc: filepath.Join(dir, "etc"), spool: filepath.Join(dir, "spool"), tools: tools}
 	data := filepath.Join(dir, "data")
 	for _, d := range []string{p.etc, p.spool, data} {
@@ -154,6 +167,9 @@ func newPostfix(ctx context.Context, tools map[string]string, dir, relay string)
 		}
 		master.WriteString(l + "\n")
 	}
+	if caFile != "" { // commented out in Debian's master.cf
+		master.WriteString("tlsproxy unix - - n - 0 tlsproxy\n")
+	}
 	tmpRoot := "/" + strings.Split(strings.TrimPrefix(dir, "/"), "/")[0]
 	main := fmt.Sprintf(`compatibility_level = 3.6
 queue_directory = %s
@@ -172,9 +188,15 @@ mynetworks = 127.0.0.0/8
 smtpd_relay_restrictions = permit_mynetworks, reject
 maillog_file_prefixes = /var, /dev/stdout, %s
 maillog_file = %s
-smtp_tls_security_level = none
 defer_transports = smtp
 `, p.spool, data, strings.Split(relay, ":")[0], strings.Split(relay, ":")[1], tmpRoot, filepath.Join(dir, "maillog"))
+	if caFile == "" {
+		main += "smtp_tls_security_level = none\n"
+	} else {
+		main += "smtp_tls_security_level = encrypt\nsmtp_tls_CAfile = " + caFile + "\n" +
+			"smtp_tls_session_cache_database = btree:${data_directory}/smtp_scache\n" +
+			"smtp_tls_connection_reuse = yes\n"
+	}
 	if err := writeFile(p.etc, "master.cf", master.String()); err != nil {
 		return nil, err
 	}

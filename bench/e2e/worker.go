@@ -68,6 +68,9 @@ dns:
   resolver: static
   zone-file: zone.txt
 `, ap.Addr(), ap.Port(), cfg.mpc)
+	if cfg.starttls != "" {
+		policy += "tls:\n  starttls: " + cfg.starttls + "\n"
+	}
 	zone := "$TTL 300\n$ORIGIN dest.test.\n@ IN SOA ns1 hostmaster 1 3600 600 604800 300\n@ IN NS ns1\nns1 IN A 192.0.2.53\n"
 	if err := writeFile(dir, "policy.yaml", policy); err != nil {
 		fmt.Fprintln(os.Stderr, "engine worker:", err)
@@ -77,7 +80,14 @@ dns:
 		fmt.Fprintln(os.Stderr, "engine worker:", err)
 		return 1
 	}
-	e, err := engine.LoadFile(dir+"/policy.yaml", engine.Options{})
+	var opts engine.Options
+	if cfg.caFile != "" {
+		if opts.RootCAs, err = loadPool(cfg.caFile); err != nil {
+			fmt.Fprintln(os.Stderr, "engine worker:", err)
+			return 1
+		}
+	}
+	e, err := engine.LoadFile(dir+"/policy.yaml", opts)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "engine worker:", err)
 		return 1
@@ -98,7 +108,7 @@ dns:
 		wg.Go(func() {
 			for next.Add(1) <= int64(cfg.n) {
 				out, err := e.Deliver(ctx, msg, strings.NewReader(body))
-				if err == nil && len(out) == 1 && out[0].Status == transport.StatusDelivered {
+				if err == nil && len(out) == 1 && out[0].Status == transport.StatusDelivered && tlsAsAsked(cfg.starttls, out[0].TLS) {
 					delivered.Add(1)
 					continue
 				}
@@ -107,7 +117,7 @@ dns:
 					if err != nil {
 						res.FirstError = err.Error()
 					} else if len(out) > 0 {
-						res.FirstError = fmt.Sprintf("%s %d %s", out[0].Status, out[0].Code, out[0].Text)
+						res.FirstError = fmt.Sprintf("%s %d %s (TLS: %s)", out[0].Status, out[0].Code, out[0].Text, out[0].TLS)
 					}
 				})
 			}
@@ -121,4 +131,18 @@ dns:
 		return 1
 	}
 	return 0
+}
+
+// tlsAsAsked reports whether a delivery used TLS as the policy asked, so
+// that a run cannot pass while measuring the wrong thing: require means a
+// certificate verified against the benchmark's CA (PKIX), disable means
+// plaintext.
+func tlsAsAsked(starttls string, t transport.TLSInfo) bool {
+	switch starttls {
+	case "require":
+		return t.Enabled() && t.Verified == transport.VerifiedPKIX
+	case "disable":
+		return !t.Enabled()
+	}
+	return true
 }

@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/postern-mta/postern/internal/procgroup"
 )
 
 // Require returns the absolute path of program, or skips (or, with
@@ -119,13 +121,7 @@ func Start(t testing.TB, dir string, argv ...string) *Process {
 	}
 	go func() { _ = p.cmd.Wait(); close(p.done) }()
 	t.Cleanup(func() {
-		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
-		select {
-		case <-p.done:
-		case <-time.After(3 * time.Second):
-			_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-			<-p.done
-		}
+		procgroup.Stop(p.cmd.Process.Pid, p.done, 3*time.Second)
 		if t.Failed() {
 			t.Logf("testbed: output of %s:\n%s", p.Name, p.Output())
 		}
