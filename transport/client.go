@@ -278,8 +278,9 @@ func (d *delivery) tryTarget(ctx context.Context, hi, ti int) (done bool, f *fai
 			// now on this one's timeouts and limit apply.
 			s.to, s.max = p.to, p.max
 			s.bind(ctx)
-			r, err := s.cmd(s.to.EHLO, "RSET")
-			if err != nil || r.Code != 250 {
+			if s.ext.has("PIPELINING") {
+				s.rset = true // sent with MAIL FROM, see transaction.writeAll
+			} else if r, err := s.cmd(s.to.EHLO, "RSET"); err != nil || r.Code != 250 {
 				// Gone stale while idle: not a delivery failure.
 				s.close()
 				d.current = nil
@@ -306,6 +307,12 @@ func (d *delivery) tryTarget(ctx context.Context, hi, ti int) (done bool, f *fai
 		d.current = s
 		f := d.transact(s)
 		d.current = nil
+		if f != nil && f.stale {
+			// A pooled connection gone stale while idle: not a
+			// delivery failure, and nothing of the message was taken.
+			s.close()
+			continue
+		}
 		d.attempt(hi, ti, s, f, nil)
 		d.c.release(s)
 		if f != nil {

@@ -206,3 +206,46 @@ func TestReusedConnectionTakesNewSettings(t *testing.T) {
 		}
 	})
 }
+
+// On a pooled connection with PIPELINING, RSET goes out with MAIL FROM,
+// RCPT TO and DATA (no round trip of its own). When it fails, the
+// connection went stale while idle: another one carries the message, and
+// nothing was taken on the stale one. Without PIPELINING, RSET is asked
+// on its own first.
+func TestPipelinedRSET(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		sc    script
+		conns int // for three messages
+	}{
+		{"pipelined, accepted", script{}, 1},
+		{"pipelined, refused 421: replaced", script{reply: map[string]string{"RSET": "421 4.3.2 closing"}}, 3},
+		{"pipelined, connection dropped: replaced", script{drop: map[string]bool{"RSET": true}}, 3},
+		{"without PIPELINING, accepted", script{ext: withoutPipelining(nil)}, 1},
+		{"without PIPELINING, refused: replaced", script{ext: withoutPipelining(nil), reply: map[string]string{"RSET": "421 4.3.2 closing"}}, 3},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newFakeServer(t, tt.sc)
+			c := newClient(t, nil)
+			p := planFor(s.Addr)
+			setMPC(p, 10)
+			for range 3 {
+				res := deliver(t, c, p, newMsg(body, "b@example.test"))
+				wantAll(t, res, transport.StatusDelivered, transport.ClassNone)
+				if len(res[0].Attempts) != 1 {
+					t.Errorf("%d attempts, want 1 (a stale connection is not an attempt)", len(res[0].Attempts))
+				}
+			}
+			if s.Conns() != tt.conns || len(s.Messages()) != 3 {
+				t.Errorf("%d connections and %d messages, want %d and 3", s.Conns(), len(s.Messages()), tt.conns)
+			}
+			cmds := strings.Join(s.Commands(), "|")
+			if n := strings.Count(cmds, "RSET"); n != 2 {
+				t.Errorf("%d RSETs, want 2 (one per reuse): %s", n, cmds)
+			}
+			if tt.conns == 1 && !strings.Contains(cmds, "RSET|MAIL FROM") {
+				t.Errorf("commands %s: want RSET right before MAIL FROM", cmds)
+			}
+		})
+	}
+}

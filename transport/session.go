@@ -29,7 +29,11 @@ type session struct {
 	max      int // transactions allowed
 	uses     int // transactions started
 	broken   bool
-	phase    time.Duration // timeout of the current phase
+	// rset: the connection was taken from the pool for a new transaction,
+	// and, with PIPELINING, its RSET goes out with the transaction's
+	// commands instead of costing a round trip of its own.
+	rset  bool
+	phase time.Duration // timeout of the current phase
 
 	ctx     context.Context
 	stopCtx func() bool

@@ -27,8 +27,13 @@ func (d *delivery) transact(s *session) *failure {
 
 	// From here on every outcome is final for this attempt.
 	t := d.newTransaction(s)
-	if t.pipelining && !t.writeAll() {
-		return nil
+	if t.pipelining {
+		switch ok, stale := t.writeAll(); {
+		case stale:
+			return &failure{stale: true}
+		case !ok:
+			return nil
+		}
 	}
 	if !t.exchange("MAIL FROM", s.to.MailFrom, t.mail, t.mailReply) {
 		return nil
@@ -105,12 +110,27 @@ func (d *delivery) newTransaction(s *session) *transaction {
 }
 
 // writeAll writes MAIL, every RCPT and (without CHUNKING) DATA in one go
-// (RFC 2920); the replies come back in order. It returns false when the
+// (RFC 2920); the replies come back in order. ok is false when the
 // connection failed: every recipient then has its result.
-func (t *transaction) writeAll() bool {
+//
+// On a connection taken from the pool (s.rset), RSET goes first in the
+// same write, and its reply is read before anything else: when the write
+// or that reply fails, or the reply is not 250, the connection went stale
+// while idle (stale is true, and no recipient has a result). Nothing of
+// the message can have been taken then: the data itself is sent only
+// after DATA's 354, which is never read, and the connection is closed.
+func (t *transaction) writeAll() (ok, stale bool) {
 	s := t.s
+	rset := s.rset
+	s.rset = false
 	s.deadline(s.to.MailFrom)
-	err := s.writeLine(t.mail)
+	var err error
+	if rset {
+		err = s.writeLine("RSET")
+	}
+	if err == nil {
+		err = s.writeLine(t.mail)
+	}
 	for _, l := range t.rcpts {
 		if err == nil {
 			err = s.writeLine(l)
@@ -122,11 +142,20 @@ func (t *transaction) writeAll() bool {
 	if err == nil {
 		err = s.bw.Flush()
 	}
-	if err != nil {
-		t.ioFail("MAIL FROM", err)
-		return false
+	if err == nil && rset {
+		var r *reply
+		if r, err = s.read(s.to.EHLO); err == nil && r.Code != 250 {
+			return false, true
+		}
 	}
-	return true
+	if err != nil {
+		if rset {
+			return false, true
+		}
+		t.ioFail("MAIL FROM", err)
+		return false, false
+	}
+	return true, false
 }
 
 // exchange gets the reply to one command within timeout and passes it to

@@ -58,6 +58,7 @@ type config struct {
 	markdown                     bool
 	tls                          bool
 	starttls, caFile             string // the engine worker's tls.starttls and RootCAs
+	cpuprofile                   string // the engine worker's CPU profile
 }
 
 // sample is one measurement of one contender.
@@ -97,6 +98,7 @@ func main() {
 	flag.BoolVar(&cfg.skipPostfix, "skip-postfix", false, "do not measure Postfix")
 	flag.StringVar(&cfg.only, "only", "", "measure only this contender (engine, smtp-source, smtp-source -d, postfix; with -tls: engine, engine STARTTLS, engine smtp-sink, postfix, postfix STARTTLS)")
 	flag.BoolVar(&cfg.markdown, "markdown", true, "print the table in Markdown")
+	flag.StringVar(&cfg.cpuprofile, "cpuprofile", "", "write the CPU profile of the engine's deliveries to `file` (each engine measurement overwrites it: use with -only and -runs 1)")
 	flag.Parse()
 
 	switch *worker {
@@ -270,7 +272,8 @@ func measureEngine(ctx context.Context, cfg config, sp sinkSpec, tmp, self strin
 	}
 	defer sink.stop()
 	cmd := exec.CommandContext(ctx, self, append([]string{"-worker", "engine", "-addr", sink.addr,
-		"-n", fmt.Sprint(cfg.n), "-size", fmt.Sprint(cfg.size), "-parallel", fmt.Sprint(cfg.parallel), "-mpc", fmt.Sprint(cfg.mpc)}, args...)...)
+		"-n", fmt.Sprint(cfg.n), "-size", fmt.Sprint(cfg.size), "-parallel", fmt.Sprint(cfg.parallel), "-mpc", fmt.Sprint(cfg.mpc),
+		"-cpuprofile", cfg.cpuprofile}, args...)...)
 	cmd.SysProcAttr = childAttr()
 	cmd.Stderr = os.Stderr
 	var outb syncBuffer

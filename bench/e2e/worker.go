@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -103,6 +104,19 @@ dns:
 		res                     workerResult
 		wg                      sync.WaitGroup
 	)
+	if cfg.cpuprofile != "" {
+		f, err := os.Create(cfg.cpuprofile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "engine worker:", err)
+			return 1
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, "engine worker:", err)
+			return 1
+		}
+		defer pprof.StopCPUProfile()
+	}
 	start := time.Now()
 	for range cfg.parallel {
 		wg.Go(func() {
