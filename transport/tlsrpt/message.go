@@ -19,7 +19,9 @@ import (
 // human-readable text/plain part and the gzipped report as an
 // application/tlsrpt+gzip attachment (base64) named per section 5.1, the
 // From, To, Date, Subject, Message-ID, MIME-Version, TLS-Report-Domain and
-// TLS-Report-Submitter header fields, and CRLF line ends.
+// TLS-Report-Submitter header fields, TLS-Required: No (RFC 8689 section 5:
+// a report must get through the broken TLS policy it may be about), and
+// CRLF line ends.
 //
 // from is one address, to one address or a comma-separated list. submitter
 // is the domain of the sending MTA; section 5.3 requires it to be the
@@ -58,6 +60,11 @@ func BuildMessage(r *Report, from, to, submitter string, now time.Time) ([]byte,
 	h("Message-ID", "<"+rand.Text()+"@"+submitter+">")
 	h("TLS-Report-Domain", r.domain())
 	h("TLS-Report-Submitter", submitter)
+	// A report is about TLS failing on the way to the domain: it must not
+	// be held up by the very policy it reports on. RFC 8689 section 5's
+	// header field asks the delivering MTAs (Postern's engine among them)
+	// not to apply the recipient's DANE or MTA-STS policy to it.
+	h("TLS-Required", "No")
 	h("MIME-Version", "1.0")
 	h("Content-Type", `multipart/report; report-type="tlsrpt";`+"\r\n\t"+`boundary="`+mw.Boundary()+`"`)
 	msg.WriteString("\r\n")

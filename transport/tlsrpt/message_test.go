@@ -39,6 +39,7 @@ func TestBuildMessage(t *testing.T) {
 		"Subject":              "Report Domain: example.net Submitter: sender.example Report-ID: <" + r.ReportID + "@sender.example>",
 		"TLS-Report-Domain":    "example.net",
 		"TLS-Report-Submitter": "sender.example",
+		"TLS-Required":         "No",
 		"MIME-Version":         "1.0",
 	}
 	for k, v := range wantHeader {
