@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -216,6 +217,10 @@ func (d *delivery) run(ctx context.Context) {
 				return
 			}
 			last = f.err
+			if f.hold {
+				d.finish(last) // no other target or host: see ErrHold
+				return
+			}
 			if f.nextHost {
 				break
 			}
@@ -238,7 +243,7 @@ func (d *delivery) tryTarget(ctx context.Context, hi, ti int) (done bool, f *fai
 	remote := netip.AddrPortFrom(addr, uint16(h.port()))
 	if d.plan.Hooks != nil {
 		if err := d.plan.Hooks.BeforeConnect(ctx, hi, ti); err != nil {
-			return false, &failure{err: asError(err, ClassConnection, "before connecting").at(h.Name, remote)}
+			return false, &failure{err: asError(err, ClassConnection, "before connecting").at(h.Name, remote), hold: errors.Is(err, ErrHold)}
 		}
 	}
 	local := t.Source.Unmap()

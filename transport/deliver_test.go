@@ -153,3 +153,30 @@ func TestVerifierPanic(t *testing.T) {
 		t.Error("delivered")
 	}
 }
+
+// holdingHooks refuses every target with an error that wraps ErrHold.
+type holdingHooks struct{ calls int }
+
+func (h *holdingHooks) BeforeConnect(context.Context, int, int) error {
+	h.calls++
+	return &transport.Error{Code: 451, Enhanced: transport.EnhancedCode{4, 7, 0}, Class: transport.ClassRate,
+		Message: "throttle full", Err: transport.ErrHold}
+}
+
+// TestHooksHold: an error wrapping ErrHold stops the delivery where it is:
+// no other address nor host is tried (a full per-MX throttle must not
+// push mail to a backup MX), and every recipient gets that error.
+func TestHooksHold(t *testing.T) {
+	s := newFakeServer(t, script{})
+	p := planFor(s.Addr, s.Addr)
+	hh := &holdingHooks{}
+	p.Hooks = hh
+	res := deliver(t, newClient(t, nil), p, newMsg(body, "a@example.test", "b@example.test"))
+	wantAll(t, res, transport.StatusTemporary, transport.ClassRate)
+	if hh.calls != 1 || s.Conns() != 0 {
+		t.Errorf("BeforeConnect called %d times, %d connections; want 1 and 0", hh.calls, s.Conns())
+	}
+	if !errors.Is(res[0].Err, transport.ErrHold) || res[0].Text != "throttle full" {
+		t.Errorf("result %+v", res[0])
+	}
+}

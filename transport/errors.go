@@ -151,6 +151,8 @@ type failure struct {
 	// local is the local address of the connection that failed, when one
 	// was made (for Attempt.Source).
 	local netip.AddrPort
+	// hold: the Hooks asked to stop the delivery (ErrHold).
+	hold bool
 	// stale: a pooled connection turned out dead (or refused RSET) before
 	// anything of this transaction was accepted; another connection is
 	// tried, and the attempt does not count.

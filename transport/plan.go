@@ -3,6 +3,7 @@ package transport
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net/netip"
 	"time"
@@ -256,10 +257,17 @@ type Hooks interface {
 	// Plan.Hosts[host].Targets[target] is opened or taken from the pool.
 	// An error skips the target, like a failed connect; a *[Error] chooses
 	// the class and status (a plain error is a temporary ClassConnection
-	// failure). The engine takes the slots of connection-level throttles
-	// here.
+	// failure). An error wrapping [ErrHold] stops the delivery instead:
+	// no other target or host is tried, and every recipient without a
+	// result gets the error. The engine takes the slots of
+	// connection-level throttles here, and holds the delivery when one is
+	// full: moving on to a backup MX would defeat a per-MX limit.
 	BeforeConnect(ctx context.Context, host, target int) error
 }
+
+// ErrHold, wrapped by an error of [Hooks.BeforeConnect], stops the
+// delivery where it is (see Hooks).
+var ErrHold = errors.New("delivery held")
 
 // Plan says where and how to deliver one message to one group of
 // recipients: the hosts in order, with their settled settings. A Plan is
