@@ -3,13 +3,13 @@
 # (tests aside; README.md, section Layout, draws the same graph):
 #
 #   cmd/postern       -> engine policies expr transport transport/tlsrpt internal/textsafe internal/safefile
-#   engine            -> policies expr transport transport/dns transport/mailbox transport/dane transport/mtasts transport/tlsrpt internal/textsafe internal/safefile internal/jsonout
+#   engine            -> engine/throttle policies expr transport transport/dns transport/mailbox transport/dane transport/mtasts transport/tlsrpt internal/textsafe internal/safefile internal/jsonout
 #   policies          -> expr internal/safefile internal/jsonout
 #   expr              -> internal/textsafe
 #   transport         -> transport/mailbox
 #   transport/dns     -> internal/safefile
 #   transport/mtasts  -> internal/safefile
-#   transport/mailbox, transport/dane, transport/tlsrpt, internal/textsafe, internal/safefile, internal/jsonout: leaves (nothing of the module)
+#   engine/throttle, transport/mailbox, transport/dane, transport/tlsrpt, internal/textsafe, internal/safefile, internal/jsonout: leaves (nothing of the module)
 #
 # transport and transport/dns do not know each other: the engine resolves,
 # the transport dials the addresses it is handed. Tools and tests sit on
@@ -59,6 +59,7 @@ check transport transport/dns transport/dane transport/mtasts transport/tlsrpt
 check transport/mtasts transport/dns transport/dane transport/tlsrpt transport/mailbox
 leaf transport/mailbox
 leaf transport/dane
+leaf engine/throttle
 leaf transport/tlsrpt
 leaf internal/textsafe
 leaf internal/safefile
