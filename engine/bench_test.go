@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/postern-mta/postern/engine"
+	"github.com/postern-mta/postern/engine/throttle"
 	"github.com/postern-mta/postern/policies"
 	"github.com/postern-mta/postern/transport/dns"
 )
@@ -69,7 +70,7 @@ func quickstartEngine(t testing.TB, r dns.Resolver, rnd func() uint64) *engine.E
 func BenchmarkEvaluate(b *testing.B) {
 	res := quickstartResolver(b)
 	eng := quickstartEngine(b, res, nil)
-	hw := &handwritten{resolver: res, rand: rand.Uint64, throttles: &engine.MemoryThrottles{}, clock: time.Now}
+	hw := &handwritten{resolver: res, rand: rand.Uint64, throttles: throttle.NewMemory(throttle.MemoryOptions{}), clock: time.Now}
 	ctx := context.Background()
 	for _, m := range benchMessages {
 		n := len(m.msg.To)
@@ -120,7 +121,7 @@ func TestHandwrittenMatchesEngine(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			hw := &handwritten{resolver: res, rand: seeded(seed), throttles: &engine.MemoryThrottles{}, clock: time.Now}
+			hw := &handwritten{resolver: res, rand: seeded(seed), throttles: throttle.NewMemory(throttle.MemoryOptions{}), clock: time.Now}
 			want := hw.decide(ctx, &m.msg)
 			var g, w bytes.Buffer
 			if err := got.WriteJSON(&g); err != nil {
@@ -140,7 +141,7 @@ func TestHandwrittenMatchesEngine(t *testing.T) {
 type handwritten struct {
 	resolver  dns.Resolver
 	rand      func() uint64 // shuffles equal MX preferences, as Options.Rand
-	throttles engine.ThrottleStore
+	throttles throttle.Store
 	clock     func() time.Time
 }
 

@@ -12,9 +12,14 @@ const ClassInvalidAddress = transport.ClassUnexpectedReply
 // error), or a relay's secret could not be read.
 const ClassPolicy transport.Class = "policy"
 
+// ClassStore is the last_error class of a recipient deferred because the
+// throttle store (Redis) could not be reached, with
+// limits.on-store-error: defer.
+const ClassStore transport.Class = "store"
+
 // Classes are every last_error word, as the policy variable and
-// `postern dry-run --var last_error=` take them: the transport's classes
-// and ClassPolicy.
+// `postern dry-run --var last_error=` take them: the transport's classes,
+// ClassPolicy and ClassStore.
 var Classes = []transport.Class{transport.ClassNone, transport.ClassDNS, transport.ClassConnection, transport.ClassTLS,
 	transport.ClassDANE, transport.ClassMTASTS, transport.ClassUnexpectedReply, transport.ClassRate, transport.ClassConcurrency,
-	transport.ClassIO, ClassPolicy}
+	transport.ClassIO, ClassPolicy, ClassStore}

@@ -281,6 +281,11 @@ type ThrottleInfo struct {
 	// Recipient is set for a throttle whose key has rcpt: it is counted
 	// per recipient, and listed once for each.
 	Recipient string `json:"recipient,omitempty"`
+	// PerMessage is set for a throttle keyed only by the sender: it is
+	// counted once per message, whatever the number of groups.
+	PerMessage bool `json:"per_message,omitempty"`
+	// StoreError says why the store could not tell the use (dry-run).
+	StoreError string `json:"store_error,omitempty"`
 
 	ref throttleRef // the throttle and its key, for delivery
 }

@@ -75,6 +75,8 @@ func (e *Engine) Deliver(ctx context.Context, msg Message, body Body) ([]Result,
 	slots := positions(msg.To)
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, e.parallel())
+	msgT := &messageThrottles{}
+	defer msgT.close() // after every group: wg.Wait below
 	for _, g := range dec.Groups {
 		idx := slots.take(g.Recipients)
 		wg.Add(1)
@@ -82,7 +84,7 @@ func (e *Engine) Deliver(ctx context.Context, msg Message, body Body) ([]Result,
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			out := e.deliverGroup(ctx, &msg, body, g)
+			out := e.deliverGroup(ctx, s, &msg, body, g, msgT)
 			for i, k := range idx {
 				results[k] = out[i]
 				done[k] = true
@@ -189,7 +191,7 @@ func failed(rcpt, route string, temporary bool, class transport.Class, text stri
 
 // deliverGroup delivers one group; it always returns one result per
 // recipient of g, and turns a panic into temporary results.
-func (e *Engine) deliverGroup(ctx context.Context, msg *Message, body Body, g *Group) (out []Result) {
+func (e *Engine) deliverGroup(ctx context.Context, s *state, msg *Message, body Body, g *Group, msgT *messageThrottles) (out []Result) {
 	defer func() {
 		if p := recover(); p != nil {
 			e.opts.Logger.Error("delivery panicked", "domain", g.Domain, "panic", fmt.Sprint(p))
@@ -210,18 +212,19 @@ func (e *Engine) deliverGroup(ctx context.Context, msg *Message, body Body, g *G
 
 	// The plan first: a group that cannot be attempted (an unreadable
 	// secret) takes no throttle slot or token.
-	hooks := &connHooks{e: e}
+	hooks := &connHooks{e: e, s: s}
 	p, err := plan(g, hooks)
 	if err != nil {
 		return g.all(failed("", g.Route.Name, true, ClassPolicy, err.Error()))
 	}
 	defer hooks.release()
 	now := e.opts.Clock()
-	leases, held := e.holdGroup(g, now)
+	leases, held, warns := e.holdGroup(ctx, s, g, msgT)
 	defer leases.close()
 	if whole, ok := held[""]; ok {
 		return g.all(whole)
 	}
+	msgT.start()
 
 	tm := &transport.Message{From: msg.From, Body: body, Size: body.Size(), RequireTLS: msg.RequireTLS, EnvID: msg.EnvID,
 		Return: msg.Ret}
@@ -251,9 +254,13 @@ func (e *Engine) deliverGroup(ctx context.Context, msg *Message, body Body, g *G
 		out[i] = Result{Result: sent[0], Route: g.Route.Name, TLSRPT: reports}
 		out[i].Recipient = r // as the embedder wrote it
 		sent = sent[1:]
-		// A connection-level throttle was full: say when to come back.
-		if c := out[i].Class; (c == transport.ClassRate || c == transport.ClassConcurrency) && out[i].RetryAfter.IsZero() {
+		// A connection-level throttle was full (or its store failed):
+		// say when to come back.
+		if c := out[i].Class; (c == transport.ClassRate || c == transport.ClassConcurrency || c == ClassStore) && out[i].RetryAfter.IsZero() {
 			out[i].RetryAfter = now.Add(hooks.wait())
+		}
+		for _, w := range append(warns, hooks.warns...) {
+			out[i].Warnings = append(out[i].Warnings, transport.Warning{Class: ClassStore, Text: w})
 		}
 	}
 	return out

@@ -6,12 +6,14 @@ package engine_test
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/postern-mta/postern/engine"
+	"github.com/postern-mta/postern/internal/testbed"
 	"github.com/postern-mta/postern/internal/testbed/smtpbed"
 	"github.com/postern-mta/postern/transport"
 )
@@ -165,4 +167,72 @@ func TestDeliverHeldGroupTakesNoToken(t *testing.T) {
 	wantResult(t, res, 1, transport.StatusTemporary, transport.ClassRate)
 	res = runDeliver(t, e, engine.Message{From: "alice@sender.test", To: []string{"y@a.test"}}, deliverBody)
 	wantResult(t, res, 0, transport.StatusDelivered, transport.ClassNone) // the domain's second token of the hour
+}
+
+// TestDeliverFullConnectionThrottleHolds (the review's P7): a full
+// connection-level throttle defers the group, with retry_after; it does
+// not push the mail to the next address (or backup MX), which would
+// defeat a per-address or per-MX limit.
+func TestDeliverFullConnectionThrottleHolds(t *testing.T) {
+	t.Parallel()
+	port := testbed.FreePort(t, "127.0.0.2")
+	first := smtpbed.StartSink(t, smtpbed.SinkOptions{Host: "127.0.0.2", Port: port})
+	second := smtpbed.StartSink(t, smtpbed.SinkOptions{Host: "127.0.0.3", Port: port})
+	now := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
+	policy := fmt.Sprintf(`routing:
+  route: two
+  routes:
+    two:
+      type: relay
+      address: two.relay.test
+      port: %d
+limits:
+  throttles:
+    - name: per-ip
+      key: [remote_ip]
+      rate: 1/1h
+`, port)
+	e := newDeliverEngine(t, policy, engine.Options{Clock: func() time.Time { return now }})
+	res := runDeliver(t, e, engine.Message{From: "alice@sender.test", To: []string{"u@a.test"}}, deliverBody)
+	wantResult(t, res, 0, transport.StatusDelivered, transport.ClassNone)
+	if res[0].Address.Addr().String() != "127.0.0.2" {
+		t.Fatalf("first delivery went to %v", res[0].Address)
+	}
+	res = runDeliver(t, e, engine.Message{From: "alice@sender.test", To: []string{"v@a.test"}}, deliverBody)
+	wantResult(t, res, 0, transport.StatusTemporary, transport.ClassRate)
+	if res[0].RetryAfter.Before(now.Add(59 * time.Minute)) {
+		t.Errorf("retry_after %v, want about an hour after %v", res[0].RetryAfter, now)
+	}
+	if n := len(second.Messages(t)); n != 0 {
+		t.Errorf("the second address got %d messages: the full throttle of the first pushed mail to it", n)
+	}
+	if n := len(first.WaitMessages(t, 1)); n != 1 {
+		t.Errorf("the first address has %d messages, want 1", n)
+	}
+}
+
+// TestDeliverSenderThrottlePerMessage (the review's P8): a throttle keyed
+// only by the sender counts once per message, however many domains (and
+// groups) the message has.
+func TestDeliverSenderThrottlePerMessage(t *testing.T) {
+	t.Parallel()
+	sink := smtpbed.StartSink(t, smtpbed.SinkOptions{})
+	now := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
+	policy := oneRelayPolicy(sink.Addr, "limits:\n  throttles:\n    - name: per-sender\n      key: [sender]\n      rate: 1/1h\n")
+	e := newDeliverEngine(t, policy, engine.Options{Clock: func() time.Time { return now }})
+	msg := engine.Message{From: "alice@sender.test", To: []string{"u@a.test", "v@b.test", "w@c.test"}}
+	d, err := e.Evaluate(context.Background(), msg)
+	if err != nil || len(d.Groups) != 3 || !d.Groups[0].Throttles[0].PerMessage {
+		t.Fatalf("decision: %v %+v", err, d)
+	}
+	res := runDeliver(t, e, msg, deliverBody)
+	for i := range res {
+		wantResult(t, res, i, transport.StatusDelivered, transport.ClassNone)
+	}
+	res = runDeliver(t, e, engine.Message{From: "alice@sender.test", To: []string{"x@a.test"}}, deliverBody)
+	wantResult(t, res, 0, transport.StatusTemporary, transport.ClassRate)
+	// Another sender has its own bucket.
+	res = runDeliver(t, e, engine.Message{From: "bob@sender.test", To: []string{"x@a.test", "y@b.test"}}, deliverBody)
+	wantResult(t, res, 0, transport.StatusDelivered, transport.ClassNone)
+	wantResult(t, res, 1, transport.StatusDelivered, transport.ClassNone)
 }

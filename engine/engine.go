@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/postern-mta/postern/engine/throttle"
 	"github.com/postern-mta/postern/expr"
 	"github.com/postern-mta/postern/policies"
 	"github.com/postern-mta/postern/transport"
@@ -44,10 +45,10 @@ type Options struct {
 	// means the machine's host name.
 	Hostname string
 
-	// Throttles counts limits.throttles; nil means an in-memory store for
-	// this process (a policy with limits.store: redis://... needs one
-	// given here until a Redis store ships).
-	Throttles ThrottleStore
+	// Throttles counts limits.throttles; nil means the store the policy's
+	// limits.store describes: in this process (memory), or in Redis,
+	// shared by a fleet (throttle.Redis).
+	Throttles throttle.Store
 	// Dialer opens delivery connections; nil means the operating system's.
 	Dialer transport.Dialer
 	// RootCAs verifies server certificates; nil means the system roots.
@@ -66,10 +67,13 @@ type Options struct {
 // concurrent use; [Engine.Reload] swaps the policy atomically, and work in
 // flight finishes with the policy it started with.
 type Engine struct {
-	opts      Options
-	state     atomic.Pointer[state]
-	throttles ThrottleStore
-	client    *transport.Client
+	opts   Options
+	state  atomic.Pointer[state]
+	client *transport.Client
+	stores throttleStores
+	// clockSet: Options.Clock was given (the in-memory throttle store
+	// then uses it; otherwise its faster monotonic clock).
+	clockSet bool
 
 	stsMu     sync.Mutex
 	stsCaches map[string]*mtasts.Cache // by directory ("" in memory), kept across reloads
@@ -91,6 +95,8 @@ type state struct {
 	// warnings are the engine's own warnings about the policy (see
 	// Engine.Warnings).
 	warnings []*policies.Warning
+	// throttles counts the policy's limits.throttles.
+	throttles throttle.Store
 }
 
 // evaluator is what one goroutine needs to evaluate settings: a VM and an
@@ -121,16 +127,14 @@ func New(set *policies.Set, opts Options) (*Engine, error) {
 	e := &Engine{opts: opts}
 	if e.opts.Clock == nil {
 		e.opts.Clock = time.Now
+	} else {
+		e.clockSet = true
 	}
 	if e.opts.Logger == nil {
 		e.opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	if e.opts.Rand == nil {
 		e.opts.Rand = rand.Uint64
-	}
-	e.throttles = e.opts.Throttles
-	if e.throttles == nil {
-		e.throttles = &MemoryThrottles{}
 	}
 	e.client = &transport.Client{Dialer: e.opts.Dialer, RootCAs: e.opts.RootCAs, Logger: e.opts.Logger}
 	if err := e.Reload(set); err != nil {
@@ -145,10 +149,12 @@ func (e *Engine) Reload(set *policies.Set) error {
 	if set == nil {
 		return errors.New("engine: Reload with a nil policy")
 	}
-	if set.Limits.Store != "memory" && e.opts.Throttles == nil {
-		return fmt.Errorf("engine: %s: limits.store %s: this build has no Redis throttle store; use memory or pass Options.Throttles", set.File, set.Limits.Store)
-	}
 	s := &state{set: set, resolver: e.opts.Resolver}
+	store, err := e.storeFor(set)
+	if err != nil {
+		return err
+	}
+	s.throttles = store
 	if s.resolver == nil {
 		r, err := NewResolver(set)
 		if err != nil {
@@ -178,8 +184,13 @@ func (e *Engine) Reload(set *policies.Set) error {
 // that does not validate DNSSEC.
 func (e *Engine) Warnings() []*policies.Warning { return e.state.Load().warnings }
 
-// Close closes the idle delivery connections the engine keeps for reuse.
-func (e *Engine) Close() error { return e.client.Close() }
+// Close closes the idle delivery connections the engine keeps for reuse,
+// and the throttle stores it made (a Redis store releases the slots it
+// still holds).
+func (e *Engine) Close() error {
+	e.closeStores()
+	return e.client.Close()
+}
 
 // Policy returns the policy in force.
 func (e *Engine) Policy() *policies.Set { return e.state.Load().set }

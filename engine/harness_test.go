@@ -75,6 +75,8 @@ $ORIGIN relay.test.
 @          IN NS  ns1
 ns1        IN A   192.0.2.53
 smtp       IN A   127.0.0.1
+two        IN A   127.0.0.2
+two        IN A   127.0.0.3
 $ORIGIN nullmx.test.
 @          IN SOA ns1.relay.test. hostmaster.relay.test. 1 3600 600 604800 300
 @          IN NS  ns1.relay.test.

@@ -2,9 +2,11 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
+	"github.com/postern-mta/postern/engine/throttle"
 	"github.com/postern-mta/postern/policies"
 	"github.com/postern-mta/postern/transport"
 )
@@ -81,33 +83,43 @@ func startTLS(m policies.TLSMode) transport.StartTLSMode {
 
 // connHooks takes the slots of connection-level throttles as the
 // transport reaches each address; they are held until the group's
-// delivery ends. It needs no lock: the transport calls BeforeConnect from
-// the goroutine running Client.Deliver, which is deliverGroup's, the one
-// that calls wait and release after it.
+// delivery ends. A full throttle holds the whole delivery (the transport
+// tries no other address or host): moving on to a backup MX because the
+// primary's throttle is full would defeat a per-MX limit. It needs no
+// lock: the transport calls BeforeConnect from the goroutine running
+// Client.Deliver, which is deliverGroup's, the one that calls wait and
+// release after it.
 type connHooks struct {
 	e     *Engine
+	s     *state
 	hosts []*Host // parallel to Plan.Hosts
 
-	releases []func(bool)
-	maxWait  time.Duration // longest wait of a full throttle
+	leases  []throttle.Lease
+	maxWait time.Duration // longest wait of a full throttle
+	warns   []string      // store failures passed over (on-store-error: allow)
 }
 
 // BeforeConnect implements transport.Hooks.
-func (c *connHooks) BeforeConnect(_ context.Context, host, target int) error {
-	now := c.e.opts.Clock()
-	var taken []func(bool)
+func (c *connHooks) BeforeConnect(ctx context.Context, host, target int) error {
+	var taken []throttle.Lease
 	for _, ref := range c.hosts[host].Connections[target].throttles {
-		rel, err, wait := c.e.acquire(ref, now)
-		if err != nil {
-			for _, r := range taken {
-				r(true)
+		lease, terr, wait, warn := c.e.acquire(ctx, c.s, ref)
+		if warn != "" {
+			c.warns = append(c.warns, warn)
+		}
+		if terr != nil {
+			for _, l := range taken {
+				l.Release(true)
 			}
 			c.maxWait = max(c.maxWait, wait)
-			return err
+			terr.Err = errors.Join(terr.Err, transport.ErrHold)
+			return terr
 		}
-		taken = append(taken, rel)
+		if lease.Held() {
+			taken = append(taken, lease)
+		}
 	}
-	c.releases = append(c.releases, taken...)
+	c.leases = append(c.leases, taken...)
 	return nil
 }
 
@@ -121,8 +133,8 @@ func (c *connHooks) wait() time.Duration {
 
 // release gives back the concurrency slots taken.
 func (c *connHooks) release() {
-	for _, r := range c.releases {
-		r(false)
+	for _, l := range c.leases {
+		l.Release(false)
 	}
-	c.releases = nil
+	c.leases = nil
 }

@@ -154,7 +154,15 @@ func (p *printer) group(n int, g *Group) {
 			}
 			// %q escapes the key (strconv.Quote escapes every rune
 			// that is not printable, bidirectional controls included).
-			p.f("    %s key %q (%s): %s, in use %d, would wait %s\n", escText(t.Name), t.Key, escText(t.Phase), strings.Join(limits, ", "), t.InUse, t.WouldWait)
+			phase := escText(t.Phase)
+			if t.PerMessage {
+				phase += ", once per message"
+			}
+			if t.StoreError != "" {
+				p.f("    %s key %q (%s): %s, store unreachable: %s\n", escText(t.Name), t.Key, phase, strings.Join(limits, ", "), escText(t.StoreError))
+				continue
+			}
+			p.f("    %s key %q (%s): %s, in use %d, would wait %s\n", escText(t.Name), t.Key, phase, strings.Join(limits, ", "), t.InUse, t.WouldWait)
 		}
 	}
 	if len(g.Lookups) > 0 {

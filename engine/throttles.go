@@ -1,11 +1,15 @@
 package engine
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/postern-mta/postern/engine/throttle"
 	"github.com/postern-mta/postern/expr"
 	"github.com/postern-mta/postern/policies"
 	"github.com/postern-mta/postern/transport"
@@ -18,7 +22,7 @@ type throttleRef struct {
 	key string
 }
 
-// storeKey is the key of the counter in the ThrottleStore.
+// storeKey is the key of the counter in the throttle store.
 func (ref throttleRef) storeKey() string { return ref.t.Name + "\x00" + ref.key }
 
 // throttles lists the recipient-phase throttles that apply to the group,
@@ -69,15 +73,41 @@ func (r *run) connThrottles(g *Group, c *Connect, first bool, tr *policies.Trace
 }
 
 // throttleInfo describes ref for the decision; a dry-run shows the
-// counter's current use, delivery acquires instead.
+// counter's current use, read from the store (Redis included), delivery
+// acquires instead.
 func (r *run) throttleInfo(ref throttleRef, rcpt string) ThrottleInfo {
 	t := ref.t
-	info := ThrottleInfo{Name: t.Name, Key: ref.key, Concurrency: t.Concurrency, Rate: t.Rate, Phase: t.Phase.String(), Recipient: rcpt, ref: ref}
+	info := ThrottleInfo{Name: t.Name, Key: ref.key, Concurrency: t.Concurrency, Rate: t.Rate, Phase: t.Phase.String(), Recipient: rcpt,
+		PerMessage: perMessage(t), ref: ref}
 	if r.cfg.trace {
-		inUse, wait := r.e.throttles.Peek(ref.storeKey(), t.Concurrency, t.Rate, r.e.opts.Clock())
-		info.InUse, info.WouldWait = inUse, Duration(wait)
+		u, err := r.s.throttles.Peek(r.ctx, ref.storeKey(), limitOf(t))
+		if err != nil {
+			info.StoreError = err.Error()
+		}
+		info.InUse, info.WouldWait = u.InUse, Duration(u.Wait)
 	}
 	return info
+}
+
+// limitOf is a throttle's limit, in the store's terms.
+func limitOf(t *policies.Throttle) throttle.Limit {
+	return throttle.Limit{Concurrency: t.Concurrency, Rate: throttle.Rate{Count: t.Rate.Count, Period: t.Rate.Period}}
+}
+
+// perMessage reports whether t counts once per message rather than once
+// per group: a recipient-phase throttle keyed only by the sender (as
+// Stalwart's sender bucket), whose key is the same for every group of a
+// message.
+func perMessage(t *policies.Throttle) bool {
+	if t.Phase != expr.Recipient || len(t.Key) == 0 {
+		return false
+	}
+	for _, k := range t.Key {
+		if k != "sender" && k != "sender_domain" {
+			return false
+		}
+	}
+	return true
 }
 
 // throttleMatches evaluates a throttle's match (true when it has none),
@@ -151,49 +181,122 @@ func keyPart(k string, env *expr.Env) string {
 
 var keyEscaper = strings.NewReplacer("\\", "\\\\", "|", "\\|")
 
+// storeRetry is when to come back after the throttle store failed and
+// limits.on-store-error is defer.
+const storeRetry = time.Minute
+
 // acquire takes a concurrency slot and a rate token of ref. When the
 // throttle is full it takes nothing and returns the error to report:
-// temporary, with the class and how long to wait.
-func (e *Engine) acquire(ref throttleRef, now time.Time) (release func(refund bool), err *transport.Error, wait time.Duration) {
+// temporary, with the class and how long to wait (the store's estimate).
+// When the store fails, limits.on-store-error decides: defer gives a
+// temporary error of class store; allow gives neither lease nor error
+// (the delivery goes on unthrottled), and the failure is logged and
+// returned as warn for the results.
+func (e *Engine) acquire(ctx context.Context, s *state, ref throttleRef) (lease throttle.Lease, terr *transport.Error, wait time.Duration, warn string) {
 	t := ref.t
-	rel, ok, class, wait := e.throttles.Acquire(ref.storeKey(), t.Concurrency, t.Rate, now)
-	if ok {
-		return rel, nil, 0
+	g, err := s.throttles.Acquire(ctx, ref.storeKey(), limitOf(t))
+	if err != nil {
+		msg := fmt.Sprintf("throttle %s (%s): the throttle store failed: %v", t.Name, ref.key, err)
+		if s.set.Limits.OnStoreError == "allow" {
+			e.opts.Logger.LogAttrs(ctx, slog.LevelWarn, "throttle store failed, delivering unthrottled (limits.on-store-error: allow)",
+				slog.String("throttle", t.Name), slog.String("key", ref.key), slog.String("error", err.Error()))
+			return throttle.Lease{}, nil, 0, msg + "; delivered unthrottled (limits.on-store-error: allow)"
+		}
+		e.opts.Logger.LogAttrs(ctx, slog.LevelWarn, "throttle store failed, deferring (limits.on-store-error: defer)",
+			slog.String("throttle", t.Name), slog.String("key", ref.key), slog.String("error", err.Error()))
+		return throttle.Lease{}, &transport.Error{Code: 451, Enhanced: transport.EnhancedCode{4, 3, 0}, Class: ClassStore,
+			Message: msg + "; deferred (limits.on-store-error: defer)", Err: err}, storeRetry, ""
 	}
-	return nil, &transport.Error{Code: 451, Enhanced: transport.EnhancedCode{4, 7, 0}, Class: class,
-		Message: fmt.Sprintf("throttle %s (%s) is full: retry in %s", t.Name, ref.key, wait.Round(time.Millisecond))}, wait
+	if g.Lease.Held() {
+		return g.Lease, nil, 0, ""
+	}
+	return throttle.Lease{}, &transport.Error{Code: 451, Enhanced: transport.EnhancedCode{4, 7, 0}, Class: transport.Class(g.Class),
+		Message: fmt.Sprintf("throttle %s (%s) is full: retry in %s", t.Name, ref.key, g.Wait.Round(time.Millisecond))}, g.Wait, ""
 }
 
 // leases are the recipient-phase throttle slots a group holds while it is
 // delivered, by recipient ("" for those counted for the whole group).
-type leases map[string][]func(refund bool)
+type leases map[string][]throttle.Lease
 
 // refund gives back what rcpt holds, tokens included: its delivery does
 // not start.
 func (l leases) refund(rcpt string) {
-	for _, rel := range l[rcpt] {
-		rel(true)
+	for _, lease := range l[rcpt] {
+		lease.Release(true)
 	}
 	delete(l, rcpt)
 }
 
 // close gives back the concurrency slots once delivery has ended.
 func (l leases) close() {
-	for _, rels := range l {
-		for _, rel := range rels {
-			rel(false)
+	for _, ls := range l {
+		for _, lease := range ls {
+			lease.Release(false)
 		}
 	}
 }
 
-// holdGroup acquires the group's recipient-phase throttles. A full
-// throttle defers, it never rejects: held gives the result of each
-// recipient held back by its own throttle, or of the whole group (key "")
-// when a throttle counted for the group is full. Whatever a held-back
-// recipient (or the held-back group) had taken is given back, tokens
-// included.
-func (e *Engine) holdGroup(g *Group, now time.Time) (l leases, held map[string]Result) {
+// messageThrottles are the per-message throttles (perMessage) of one
+// Deliver call: acquired once, by the first group that needs them, and
+// shared by the message's other groups; released when the whole message
+// is done, their tokens refunded when no group started.
+type messageThrottles struct {
+	mu      sync.Mutex
+	held    map[string]msgHold // by store key
+	started bool
+}
+
+type msgHold struct {
+	lease throttle.Lease
+	err   *transport.Error // the throttle was full (or its store failed)
+	wait  time.Duration
+	warn  string
+}
+
+// acquire returns the message's hold on ref, acquiring it on first use.
+func (m *messageThrottles) acquire(ctx context.Context, e *Engine, s *state, ref throttleRef) msgHold {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	k := ref.storeKey()
+	if h, ok := m.held[k]; ok {
+		return h
+	}
+	var h msgHold
+	h.lease, h.err, h.wait, h.warn = e.acquire(ctx, s, ref)
+	if m.held == nil {
+		m.held = map[string]msgHold{}
+	}
+	m.held[k] = h
+	return h
+}
+
+// start records that a group of the message went out.
+func (m *messageThrottles) start() {
+	m.mu.Lock()
+	m.started = true
+	m.mu.Unlock()
+}
+
+// close releases the message's leases: tokens kept when a group started,
+// refunded when none did.
+func (m *messageThrottles) close() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, h := range m.held {
+		h.lease.Release(!m.started)
+	}
+}
+
+// holdGroup acquires the group's recipient-phase throttles (the message's
+// own for per-message ones). A full throttle defers, it never rejects:
+// held gives the result of each recipient held back by its own throttle,
+// or of the whole group (key "") when a throttle counted for the group is
+// full. Whatever a held-back recipient (or the held-back group) had taken
+// is given back, tokens included. warns are the store failures passed
+// over (limits.on-store-error: allow), for the results.
+func (e *Engine) holdGroup(ctx context.Context, s *state, g *Group, msgT *messageThrottles) (l leases, held map[string]Result, warns []string) {
 	l, held = leases{}, map[string]Result{}
+	now := e.opts.Clock()
 	for _, info := range g.Throttles {
 		if info.ref.t == nil || info.ref.t.Phase != expr.Recipient {
 			continue
@@ -201,13 +304,29 @@ func (e *Engine) holdGroup(g *Group, now time.Time) (l leases, held map[string]R
 		if _, done := held[info.Recipient]; done {
 			continue
 		}
-		rel, err, wait := e.acquire(info.ref, now)
-		if err == nil {
-			l[info.Recipient] = append(l[info.Recipient], rel)
+		var (
+			lease throttle.Lease
+			terr  *transport.Error
+			wait  time.Duration
+			warn  string
+		)
+		if info.PerMessage && msgT != nil {
+			h := msgT.acquire(ctx, e, s, info.ref)
+			terr, wait, warn = h.err, h.wait, h.warn // the lease is the message's
+		} else {
+			lease, terr, wait, warn = e.acquire(ctx, s, info.ref)
+		}
+		if warn != "" {
+			warns = append(warns, warn)
+		}
+		if terr == nil {
+			if lease.Held() {
+				l[info.Recipient] = append(l[info.Recipient], lease)
+			}
 			continue
 		}
 		l.refund(info.Recipient)
-		res := resultOf(info.Recipient, g.Route.Name, err)
+		res := resultOf(info.Recipient, g.Route.Name, terr)
 		res.RetryAfter = now.Add(wait)
 		held[info.Recipient] = res
 	}
@@ -215,16 +334,16 @@ func (e *Engine) holdGroup(g *Group, now time.Time) (l leases, held map[string]R
 		for rcpt := range l {
 			l.refund(rcpt)
 		}
-		return l, held
+		return l, held, warns
 	}
 	for rcpt := range held {
 		l.refund(rcpt)
 	}
 	for _, rcpt := range g.Recipients {
 		if _, ok := held[rcpt]; !ok {
-			return l, held // someone goes
+			return l, held, warns // someone goes
 		}
 	}
 	l.refund("") // nobody goes: the group's tokens back too
-	return l, held
+	return l, held, warns
 }

@@ -85,8 +85,19 @@ type Limits struct {
 	MessagesPerConnection *Value[int] // host phase
 	Timeouts              Timeouts
 	Throttles             []*Throttle
-	// Store is "memory" or a redis://HOST:PORT/DB URL.
+	// Store is "memory" or a Redis URL: redis:// or rediss:// (TLS),
+	// HOST:PORT (several, comma-separated, for a Cluster), /DB; never
+	// with a password.
 	Store string
+	// StorePassword is the Redis password (limits.store.password), a
+	// secret; zero for none.
+	StorePassword Secret
+	// StoreCluster makes the Redis store a Cluster client even with one
+	// seed address (limits.store.cluster).
+	StoreCluster bool
+	// OnStoreError is what a delivery does when the store cannot be
+	// reached: "defer" (the default) or "allow" (go on unthrottled).
+	OnStoreError string
 	// Expressions bounds every expression of the policy
 	// (limits.expressions): size and nesting when it loads, the
 	// evaluation budget when it runs.

@@ -2,6 +2,7 @@ package policies
 
 import (
 	"fmt"
+	"net"
 	"net/url"
 	"strconv"
 	"strings"
@@ -124,27 +125,109 @@ func throttlesNode(s *Set) *yaml.Node {
 	return seq
 }
 
+// decodeStore reads limits.store: memory, a Redis URL, or a mapping with
+// the URL, the password (a secret: {env:} or {file:}, never in the URL
+// nor literal) and cluster.
 func decodeStore(d *decoder, s *Set, n *yaml.Node) {
+	const setting = "limits.store"
+	switch n.Kind {
+	case yaml.ScalarNode:
+		if storeURL(d, n, setting) {
+			s.Limits.Store = n.Value
+		}
+	case yaml.MappingNode:
+		var url *yaml.Node
+		for _, p := range d.pairs(n, setting) {
+			k, v := p[0], p[1]
+			switch k.Value {
+			case "url":
+				url = v
+			case "password":
+				if v.Kind == yaml.ScalarNode {
+					d.errorf(v, setting+".password", "the Redis password is never written in the policy: use {env: NAME} or {file: PATH}")
+					continue
+				}
+				s.Limits.StorePassword = d.secret(v, setting+".password")
+			case "cluster":
+				b, err := boolKind.parse(v)
+				if err != nil {
+					d.errorf(v, setting+".cluster", "%v", err)
+					continue
+				}
+				s.Limits.StoreCluster = b
+			default:
+				d.unknownKey(k, setting, []string{"url", "password", "cluster"})
+			}
+		}
+		switch {
+		case url == nil:
+			d.errorf(n, setting+".url", "missing: the Redis server, redis://HOST:PORT/DB or rediss://HOST:PORT/DB")
+		case url.Value == "memory":
+			d.errorf(url, setting+".url", "memory takes no password or cluster: write store: memory")
+		case storeURL(d, url, setting+".url"):
+			s.Limits.Store = url.Value
+		}
+	default:
+		d.errorf(n, setting, "expected memory, redis://HOST:PORT/DB, or {url: ..., password: {env: NAME}}")
+	}
+}
+
+// storeURL checks a limits.store URL: memory, or redis:// or rediss://
+// (TLS) with one host:port, or several separated by commas for a Redis
+// Cluster, and an optional database number. A password in the URL is
+// refused: it would be printed wherever the policy is.
+func storeURL(d *decoder, n *yaml.Node, setting string) bool {
 	if n.Kind != yaml.ScalarNode {
-		d.errorf(n, "limits.store", "expected memory or redis://HOST:PORT/DB")
-		return
+		d.errorf(n, setting, "expected memory or redis://HOST:PORT/DB")
+		return false
 	}
 	if n.Value == "memory" {
-		s.Limits.Store = "memory"
-		return
+		return true
 	}
 	u, err := url.Parse(n.Value)
-	if err != nil || u.Scheme != "redis" || u.Host == "" {
-		d.errorf(n, "limits.store", "%q is not memory or redis://HOST:PORT/DB", n.Value)
-		return
+	if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
+		d.errorf(n, setting, "%q is not memory, redis://HOST:PORT/DB or rediss://HOST:PORT/DB (TLS)", redactURL(n.Value))
+		return false
+	}
+	if _, ok := u.User.Password(); ok {
+		d.errorf(n, setting, "the Redis password is never written in the URL (it would be shown wherever the policy is): remove it and write store: {url: %s, password: {env: NAME}}", redactURL(n.Value))
+		return false
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		d.errorf(n, setting, "%q: no query or fragment is read (a Cluster is written store: {url: ..., cluster: true}, or with several hosts)", redactURL(n.Value))
+		return false
+	}
+	for _, h := range strings.Split(u.Host, ",") {
+		if _, port, err := net.SplitHostPort(h); err != nil || port == "" {
+			d.errorf(n, setting, "%q: %q is not HOST:PORT", redactURL(n.Value), h)
+			return false
+		}
 	}
 	if db := strings.TrimPrefix(u.Path, "/"); db != "" {
 		if _, err := strconv.Atoi(db); err != nil {
-			d.errorf(n, "limits.store", "%q: the Redis database must be a number (redis://HOST:PORT/0)", n.Value)
-			return
+			d.errorf(n, setting, "%q: the Redis database must be a number (redis://HOST:PORT/0)", redactURL(n.Value))
+			return false
 		}
 	}
-	s.Limits.Store = n.Value
+	return true
+}
+
+// redactURL hides a password written in a URL, for messages.
+func redactURL(s string) string {
+	if u, err := url.Parse(s); err == nil {
+		if _, ok := u.User.Password(); ok {
+			return u.Redacted()
+		}
+	}
+	return s
+}
+
+func decodeOnStoreError(d *decoder, s *Set, n *yaml.Node) {
+	if n.Kind != yaml.ScalarNode || (n.Value != "defer" && n.Value != "allow") {
+		d.errorf(n, "limits.on-store-error", "expected defer or allow")
+		return
+	}
+	s.Limits.OnStoreError = n.Value
 }
 
 // keysOf returns the keys of mapping n.
@@ -156,4 +239,22 @@ func (d *decoder) keysOf(n *yaml.Node) map[string]bool {
 		}
 	}
 	return keys
+}
+
+// storeNode writes limits.store back: the URL, or the mapping when a
+// password or cluster is set (the password as its source, never its value).
+func storeNode(s *Set) *yaml.Node {
+	l := s.Limits
+	if l.StorePassword.IsZero() && !l.StoreCluster {
+		return strNode(l.Store)
+	}
+	m := &yaml.Node{Kind: yaml.MappingNode}
+	m.Content = append(m.Content, scalar("url"), strNode(l.Store))
+	if !l.StorePassword.IsZero() {
+		m.Content = append(m.Content, scalar("password"), strNode(l.StorePassword.Source()))
+	}
+	if l.StoreCluster {
+		m.Content = append(m.Content, scalar("cluster"), scalar("true"))
+	}
+	return m
 }
