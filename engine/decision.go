@@ -80,6 +80,9 @@ type Group struct {
 	Outcome    Outcome     `json:"outcome"`
 	Error      *GroupError `json:"error"`
 	MTASTS     MTASTSInfo  `json:"mta_sts"`
+	// Site is the provider the group's mail goes to (the site variable):
+	// a limits.sites name, or the MX rollup; "" before DNS.
+	Site string `json:"site,omitempty"`
 	// Limits settled for the group.
 	Limits GroupLimits `json:"limits"`
 	// Hosts in the order they would be tried, cut at limits.mx.
@@ -274,9 +277,9 @@ type ThrottleInfo struct {
 	Rate        policies.Rate `json:"rate,omitzero"`
 	InUse       int           `json:"in_use"`
 	WouldWait   Duration      `json:"would_wait"`
-	// Phase is "recipient" (checked per group before DNS) or
-	// "connection" (checked per connection; Key is then shown for the
-	// first address).
+	// Phase is "recipient" (checked per group before DNS), "site"
+	// (per group after the MX lookup: the key has site) or "connection"
+	// (checked per connection; Key is then shown for the first address).
 	Phase string `json:"phase"`
 	// Recipient is set for a throttle whose key has rcpt: it is counted
 	// per recipient, and listed once for each.

@@ -130,9 +130,10 @@ func (r *run) group(g *Group) []*Group {
 	// Throttles checked per group (recipient phase). Local deliveries are
 	// the embedder's and are never throttled here.
 	if rt.Type != policies.RouteLocal {
-		r.throttles(g, tr)
+		r.throttles(g, tr, false)
 		flush(g, tr, ctx)
 	}
+	defer func() { env.Site = "" }()
 
 	switch rt.Type {
 	case policies.RouteLocal:

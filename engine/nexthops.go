@@ -11,6 +11,7 @@ import (
 
 // relay decides a relay group: a single next hop.
 func (r *run) relay(g *Group, rt *policies.Route, tr *policies.Trace) {
+	r.siteThrottles(g, []string{rt.Address})
 	h := &Host{Name: rt.Address}
 	g.Hosts = append(g.Hosts, h)
 	plans := r.ev.hostPlans(1)
@@ -87,6 +88,13 @@ func (r *run) mx(g *Group, mode policies.TLSMode, modeErr error, stsTimeout time
 	default:
 		hosts = r.orderMX(res.Records)
 	}
+	if r.s.set.Limits.NeedSite {
+		names := make([]string, len(hosts))
+		for i, m := range hosts {
+			names[i] = m.Host
+		}
+		r.siteThrottles(g, names)
+	}
 	if len(hosts) > g.Limits.MX {
 		hosts = hosts[:g.Limits.MX]
 	}
@@ -116,6 +124,7 @@ func (r *run) literal(g *Group, mode policies.TLSMode, modeErr error) {
 		return
 	}
 	h := &Host{Name: g.literal.String()}
+	r.siteThrottles(g, []string{h.Name})
 	g.Hosts = append(g.Hosts, h)
 	plans := r.ev.hostPlans(1)
 	defer clear(plans)

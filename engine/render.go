@@ -136,6 +136,9 @@ func (p *printer) group(n int, g *Group) {
 	if g.Limits.MX > 0 {
 		p.f("  limits:     mx %d, recipients %d\n", g.Limits.MX, g.Limits.Recipients)
 	}
+	if g.Site != "" {
+		p.f("  site:       %s\n", escText(g.Site))
+	}
 	if len(g.Hosts) > 0 {
 		p.f("  hosts:\n")
 		for i, h := range g.Hosts {

@@ -29,10 +29,13 @@ func (ref throttleRef) storeKey() string { return ref.t.Name + "\x00" + ref.key 
 // with their current use (in a dry-run). A throttle whose key has rcpt is
 // counted per recipient; the others per group, the first recipient
 // standing for the group.
-func (r *run) throttles(g *Group, tr *policies.Trace) {
+//
+// afterMX selects the throttles keyed by site, checked once the MX lookup
+// has given the group its site; the others are checked before DNS.
+func (r *run) throttles(g *Group, tr *policies.Trace, afterMX bool) {
 	env := r.env()
 	for _, t := range r.s.set.Limits.Throttles {
-		if t.Phase != expr.Recipient {
+		if t.Phase != expr.Recipient || t.AfterMX != afterMX {
 			continue
 		}
 		rcpts := []string{""}
@@ -79,6 +82,9 @@ func (r *run) throttleInfo(ref throttleRef, rcpt string) ThrottleInfo {
 	t := ref.t
 	info := ThrottleInfo{Name: t.Name, Key: ref.key, Concurrency: t.Concurrency, Rate: t.Rate, Phase: t.Phase.String(), Recipient: rcpt,
 		PerMessage: perMessage(t), ref: ref}
+	if t.AfterMX {
+		info.Phase = "site"
+	}
 	if r.cfg.trace {
 		u, err := r.s.throttles.Peek(r.ctx, ref.storeKey(), limitOf(t))
 		if err != nil {
@@ -172,6 +178,12 @@ func keyPart(k string, env *expr.Env) string {
 		v = env.RemoteIP
 	case "local_ip":
 		v = env.LocalIP
+	case "site":
+		v = env.Site
+	default:
+		if name, ok := strings.CutPrefix(k, "meta."); ok {
+			v = env.Meta[name]
+		}
 	}
 	if strings.ContainsAny(v, "|\\") {
 		v = keyEscaper.Replace(v)
@@ -346,4 +358,36 @@ func (e *Engine) holdGroup(ctx context.Context, s *state, g *Group, msgT *messag
 	}
 	l.refund("") // nobody goes: the group's tokens back too
 	return l, held, warns
+}
+
+// siteOf is the site of a group whose next hops are hosts (see the site
+// variable): the first limits.sites entry one of whose patterns matches
+// one of them, else their names, sorted and joined with commas (the MX
+// rollup, so that domains hosted by one provider share it).
+func siteOf(sites []policies.Site, hosts []string) string {
+	for _, site := range sites {
+		for _, h := range hosts {
+			if site.Matches(h) {
+				return site.Name
+			}
+		}
+	}
+	sorted := slices.Clone(hosts)
+	slices.Sort(sorted)
+	return strings.Join(slices.Compact(sorted), ",")
+}
+
+// siteThrottles gives the group its site (from its next hops) and lists
+// the throttles keyed by site that apply to it, traced in the group's
+// context.
+func (r *run) siteThrottles(g *Group, hosts []string) {
+	if len(hosts) == 0 || !r.s.set.Limits.NeedSite {
+		return
+	}
+	g.Site = siteOf(r.s.set.Limits.Sites, hosts)
+	env := r.env()
+	env.Site = g.Site
+	tr := r.newTrace()
+	r.throttles(g, tr, true)
+	flush(g, tr, func() string { return "group " + g.Domain + " via " + g.Route.Name + ", site " + g.Site })
 }

@@ -76,7 +76,7 @@ func (l *Library) Compile(source string, spec Spec, pos Position) (*Program, err
 	if err != nil {
 		return nil, convert(err, spec, pos)
 	}
-	lists, err := l.check(tree, spec, pos)
+	lists, vars, err := l.check(tree, spec, pos)
 	if err != nil {
 		return nil, err
 	}
@@ -105,7 +105,7 @@ func (l *Library) Compile(source string, spec Spec, pos Position) (*Program, err
 		return nil, &Error{File: pos.File, Line: pos.Line, Column: pos.Column, Setting: spec.Setting,
 			Message: fmt.Sprintf("expected %s, but the expression's type is only known at run time: make every branch of type %s", spec.Type, spec.Type)}
 	}
-	return &Program{prog: prog, steps: l.limits.MaxSteps, typ: spec.Type, source: source, setting: spec.Setting, pos: pos, lists: lists}, nil
+	return &Program{prog: prog, steps: l.limits.MaxSteps, typ: spec.Type, source: source, setting: spec.Setting, pos: pos, lists: lists, vars: vars}, nil
 }
 
 // compileSafely turns a panic inside expr-lang's compiler (a bug there, but
@@ -214,14 +214,14 @@ func isIdentByte(b byte) bool {
 // check walks the parsed tree for what expr-lang cannot know: phases,
 // list names, literal CIDRs, e-mail parts and domain patterns.
 // It returns the names of the lists the expression uses.
-func (l *Library) check(tree *parser.Tree, spec Spec, pos Position) ([]string, error) {
+func (l *Library) check(tree *parser.Tree, spec Spec, pos Position) (lists, vars []string, err error) {
 	c := &checker{lib: l, spec: spec}
 	ast.Walk(&tree.Node, c)
 	if c.bad == nil {
-		return c.lists, nil
+		return c.lists, c.vars, nil
 	}
 	fe := (&file.Error{Location: c.bad.Location(), Message: c.msg}).Bind(tree.Source)
-	return nil, fromExprError(fe, spec, pos)
+	return nil, nil, fromExprError(fe, spec, pos)
 }
 
 type checker struct {
@@ -230,6 +230,7 @@ type checker struct {
 	bad   ast.Node
 	msg   string
 	lists []string
+	vars  []string // the variables used, each once
 }
 
 func (c *checker) fail(n ast.Node, format string, args ...any) {
@@ -265,6 +266,9 @@ func (c *checker) identifier(n *ast.IdentifierNode) {
 	// expr-lang refuses `let` names that shadow variables, so an
 	// identifier that names a variable is that variable.
 	v, ok := varIndex[name]
+	if ok && !slices.Contains(c.vars, name) {
+		c.vars = append(c.vars, name)
+	}
 	if !ok || v.Phase <= c.spec.Phase {
 		return // unknown names are reported by expr-lang's checker
 	}

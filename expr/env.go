@@ -83,6 +83,7 @@ type Env struct {
 	MX           string `expr:"mx"`
 	MXPreference int    `expr:"mx_preference"`
 	MXSecure     bool   `expr:"mx_secure"`
+	Site         string `expr:"site"`
 
 	// Connection phase.
 	RemoteIP string `expr:"remote_ip"`
@@ -128,6 +129,7 @@ var Variables = []Variable{
 	{"mx", Host, "string", "Host name being tried (MX host or relay address), no trailing dot."},
 	{"mx_preference", Host, "int", "MX preference of the host; 0 for relays and implicit MX."},
 	{"mx_secure", Host, "bool", "The MX answer was DNSSEC-authenticated."},
+	{"site", Host, "string", "The provider the recipient domain's mail goes to, known after the MX lookup (also available to the match of throttles keyed by site): the name of the first limits.sites entry with a pattern matching one of the domain's MX hosts, else those hosts' names, sorted and joined with commas (the MX rollup); for a relay route, the relay's address."},
 	{"remote_ip", Connection, "string", "Address about to be connected to."},
 	{"local_ip", Connection, "string", "Chosen source address, \"\" when the kernel chooses."},
 }

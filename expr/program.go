@@ -21,6 +21,7 @@ type Program struct {
 	setting string
 	pos     Position
 	lists   []string
+	vars    []string
 }
 
 // ForSetting returns a copy of p that names setting in its run-time
@@ -38,6 +39,9 @@ func (p *Program) ForSetting(setting string) *Program {
 // ListsUsed returns the names of the lists the expression passes to
 // in_list.
 func (p *Program) ListsUsed() []string { return p.lists }
+
+// Uses reports whether the expression reads the variable name.
+func (p *Program) Uses(name string) bool { return slices.Contains(p.vars, name) }
 
 // Source returns the expression as written.
 func (p *Program) Source() string { return p.source }

@@ -73,6 +73,10 @@ func (d *decoder) decode(s *Set, root *yaml.Node) {
 	d.compileDefaults(s)
 	d.checkDNS(s, root)
 	d.lint(s)
+	s.Limits.NeedSite = d.usesSite || len(s.Limits.Sites) > 0
+	for _, t := range s.Limits.Throttles {
+		s.Limits.NeedSite = s.Limits.NeedSite || t.AfterMX
+	}
 }
 
 // early decodes the early (limit) settings under the mapping at path

@@ -27,6 +27,7 @@ type decoder struct {
 	literalAt    map[string]*yaml.Node // literal settings written, by path, for checks across them
 	routeDynamic bool
 	usedLists    map[string]bool
+	usesSite     bool // some expression reads the site variable
 
 	aliasNodes int                // nodes reached through aliases so far
 	aliasErr   *Error             // the alias budget was spent here
@@ -276,6 +277,7 @@ func (d *decoder) compile(n *yaml.Node, spec expr.Spec) *expr.Program {
 	for _, name := range p.ListsUsed() {
 		d.usedLists[name] = true
 	}
+	d.usesSite = d.usesSite || p.Uses("site")
 	return p
 }
 

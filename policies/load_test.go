@@ -140,7 +140,7 @@ func TestBadPolicies(t *testing.T) {
 				"tls:\n  min-version: 1.4\n" +
 				"dns:\n  resolver: custom\n  servers: [8.8.8.8]\n",
 			want: "p.yaml:3:7: limits.mx: 0 is out of range: it must be between 1 and 100\n" +
-				"p.yaml:6:12: limits.throttles[0].key[0]: \"rcpt_domian\" is not a throttle key (one of sender, sender_domain, rcpt, rcpt_domain, route, mx, remote_ip, local_ip)\n" +
+				"p.yaml:6:12: limits.throttles[0].key[0]: \"rcpt_domian\" is not a throttle key (one of sender, sender_domain, rcpt, rcpt_domain, route, site, mx, remote_ip, local_ip, or meta.NAME)\n" +
 				"p.yaml:7:13: limits.throttles[0].rate: \"10/x\" is not a rate: the period must be a positive duration like 1s, 1m, 1h\n" +
 				"p.yaml:9:16: tls.min-version: \"1.4\" is not one of 1.0, 1.1, 1.2, 1.3\n" +
 				"p.yaml:11:13: dns.servers: missing: resolver: custom needs at least one server (udp://IP:PORT, tcp://IP:PORT or tls://IP:PORT#NAME)\n" +

@@ -2,6 +2,7 @@ package policies
 
 import (
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/postern-mta/postern/expr"
@@ -85,6 +86,13 @@ type Limits struct {
 	MessagesPerConnection *Value[int] // host phase
 	Timeouts              Timeouts
 	Throttles             []*Throttle
+	// Sites name providers by their MX hosts (limits.sites), for the
+	// site throttle key and variable.
+	Sites []Site
+	// NeedSite is set when something uses the site of a group: a
+	// limits.sites entry, a throttle keyed by site, or an expression
+	// reading site. Otherwise the engine does not work it out.
+	NeedSite bool
 	// Store is "memory" or a Redis URL: redis:// or rediss:// (TLS),
 	// HOST:PORT (several, comma-separated, for a Cluster), /DB; never
 	// with a password.
@@ -105,6 +113,29 @@ type Limits struct {
 	// MaxFileSize bounds the files the policy names: lists, the zone
 	// file, secret files (limits.max-file-size).
 	MaxFileSize int64
+}
+
+// Site is one entry of limits.sites: a provider's name and the patterns
+// of its MX hosts (a host name, or "*.DOMAIN" for any name under DOMAIN),
+// lower-case, without a trailing dot.
+type Site struct {
+	Name     string
+	Patterns []string
+}
+
+// Matches reports whether host, lower-case without a trailing dot, is
+// one of the site's MX hosts.
+func (s Site) Matches(host string) bool {
+	for _, p := range s.Patterns {
+		if suffix, ok := strings.CutPrefix(p, "*"); ok {
+			if strings.HasSuffix(host, suffix) {
+				return true
+			}
+		} else if host == p {
+			return true
+		}
+	}
+	return false
 }
 
 // Route is a named route of routing.routes.
@@ -140,7 +171,10 @@ type Throttle struct {
 	// Phase is when the throttle is checked: recipient (per group, before
 	// DNS) unless the key uses mx, remote_ip or local_ip (connection).
 	Phase expr.Phase
-	At    Pos
+	// AfterMX marks a recipient-phase throttle keyed by site: it is
+	// checked per group after the MX lookup, and its match may use site.
+	AfterMX bool
+	At      Pos
 }
 
 // DNS holds the dns: section. It is literal-only: the resolver exists

@@ -69,3 +69,43 @@ func TestLimitsStore(t *testing.T) {
 		t.Errorf("on-store-error allow: %v %v", s, err)
 	}
 }
+
+// Throttle keys site and meta.NAME, and limits.sites: what loads, and what
+// check explains.
+func TestSiteAndMetaKeys(t *testing.T) {
+	ok := "version: 1\nlimits:\n  sites:\n    google: [\"*.google.com\", aspmx.l.google.com.]\n  throttles:\n" +
+		"    - name: p\n      match: site == \"google\" && route == \"mx\"\n      key: [site, meta.tenant]\n      concurrency: 5\n"
+	s, err := Parse("p.yaml", []byte(ok), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	th := s.Limits.Throttles[0]
+	if !th.AfterMX || th.Phase.String() != "recipient" || !s.Limits.NeedSite || s.Limits.Sites[0].Patterns[1] != "aspmx.l.google.com" {
+		t.Errorf("throttle %+v, sites %+v", th, s.Limits.Sites)
+	}
+	if !s.Limits.Sites[0].Matches("alt1.aspmx.l.google.com") || s.Limits.Sites[0].Matches("google.com.evil.example") {
+		t.Error("site patterns match wrongly")
+	}
+	if s, err := Parse("p.yaml", []byte("version: 1\n"), Options{}); err != nil || s.Limits.NeedSite {
+		t.Errorf("a policy without site needs it: %v", err)
+	}
+	if s, err := Parse("p.yaml", []byte("version: 1\nhostname: {expr: 'site == \"x\" ? \"a.example\" : \"b.example\"'}\n"), Options{}); err != nil || !s.Limits.NeedSite {
+		t.Errorf("an expression reading site does not make the engine work it out: %v", err)
+	}
+	for _, tt := range []struct{ policy, want string }{
+		{"limits:\n  throttles:\n    - name: p\n      match: site == \"google\"\n      key: [rcpt_domain]\n      rate: 1/1m\n",
+			"add site to key to check it per group after the MX lookup"},
+		{"limits:\n  throttles:\n    - name: p\n      match: mx == \"a\"\n      key: [site]\n      rate: 1/1m\n",
+			"checked per group after the MX lookup because its key has site (add mx or remote_ip to key to check it per connection)"},
+		{"limits:\n  throttles:\n    - name: p\n      key: [meta]\n      rate: 1/1m\n", `"meta" is not a throttle key`},
+		{"limits:\n  throttles:\n    - name: p\n      key: [\"meta[tenant]\"]\n      rate: 1/1m\n", "a meta key is written meta.NAME"},
+		{"limits:\n  sites:\n    google: [\"*.*.google.com\"]\n", "is not an MX host pattern"},
+		{"limits:\n  sites:\n    google: [\"*\"]\n", "is not an MX host pattern"},
+		{"limits:\n  sites: [google]\n", "expected a map of site name to MX host patterns"},
+	} {
+		_, err := Parse("p.yaml", []byte("version: 1\n"+tt.policy), Options{})
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%q: error %v, want %q", tt.policy, err, tt.want)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -11,8 +12,12 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// ThrottleKeys are the words a throttle key may contain.
-var ThrottleKeys = []string{"sender", "sender_domain", "rcpt", "rcpt_domain", "route", "mx", "remote_ip", "local_ip"}
+// ThrottleKeys are the words a throttle key may contain, besides
+// meta.NAME (an embedder-supplied value).
+var ThrottleKeys = []string{"sender", "sender_domain", "rcpt", "rcpt_domain", "route", "site", "mx", "remote_ip", "local_ip"}
+
+// metaKeyRE is a meta.NAME throttle key.
+var metaKeyRE = regexp.MustCompile(`^meta\.[A-Za-z_][A-Za-z0-9_.-]*$`)
 
 func decodeThrottles(d *decoder, s *Set, n *yaml.Node) {
 	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
@@ -39,11 +44,14 @@ func decodeThrottles(d *decoder, s *Set, n *yaml.Node) {
 				match = v
 			case "key":
 				for j, w := range d.stringList(v, kp) {
-					if !contains(ThrottleKeys, w) {
-						d.errorf(v, fmt.Sprintf("%s[%d]", kp, j), "%q is not a throttle key (one of %s)", w, strings.Join(ThrottleKeys, ", "))
-						continue
+					switch {
+					case contains(ThrottleKeys, w), metaKeyRE.MatchString(w):
+						t.Key = append(t.Key, w)
+					case strings.HasPrefix(w, "meta[") || strings.HasPrefix(w, "meta."):
+						d.errorf(v, fmt.Sprintf("%s[%d]", kp, j), "%q: a meta key is written meta.NAME (letters, digits, _ . -)", w)
+					default:
+						d.errorf(v, fmt.Sprintf("%s[%d]", kp, j), "%q is not a throttle key (one of %s, or meta.NAME)", w, strings.Join(ThrottleKeys, ", "))
 					}
-					t.Key = append(t.Key, w)
 				}
 			case "concurrency":
 				if c, err := intKind(1, 1000000).parse(v); err != nil {
@@ -80,13 +88,23 @@ func decodeThrottles(d *decoder, s *Set, n *yaml.Node) {
 		}
 		t.Phase = expr.Recipient
 		for _, k := range t.Key {
-			if k == "mx" || k == "remote_ip" || k == "local_ip" {
+			switch k {
+			case "mx", "remote_ip", "local_ip":
 				t.Phase = expr.Connection
+			case "site":
+				t.AfterMX = true
 			}
+		}
+		if t.Phase == expr.Connection {
+			t.AfterMX = false // checked per connection, with every variable
 		}
 		if match != nil {
 			spec := expr.Spec{Setting: path + ".match", Type: expr.Bool, Phase: t.Phase, Extra: routeVars,
-				Why: "this throttle is checked per group before DNS because its key has only recipient-phase variables (add mx or remote_ip to key to check it per connection)"}
+				Why: "this throttle is checked per group before DNS because its key has only recipient-phase variables (add site to key to check it per group after the MX lookup, or mx or remote_ip to check it per connection)"}
+			if t.AfterMX {
+				spec.Extra = siteVars
+				spec.Why = "this throttle is checked per group after the MX lookup because its key has site (add mx or remote_ip to key to check it per connection)"
+			}
 			t.Match = d.compile(match, spec)
 		}
 		s.Limits.Throttles = append(s.Limits.Throttles, t)
@@ -255,6 +273,54 @@ func storeNode(s *Set) *yaml.Node {
 	}
 	if l.StoreCluster {
 		m.Content = append(m.Content, scalar("cluster"), scalar("true"))
+	}
+	return m
+}
+
+// siteVars are the variables a throttle keyed by site may use in its
+// match, besides the recipient phase's: it is checked per group after the
+// MX lookup.
+var siteVars = []string{"route", "route_type", "site"}
+
+// decodeSites reads limits.sites: site name -> MX host patterns.
+func decodeSites(d *decoder, s *Set, n *yaml.Node) {
+	const setting = "limits.sites"
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+		return
+	}
+	if n.Kind != yaml.MappingNode {
+		d.errorf(n, setting, "expected a map of site name to MX host patterns (google: [\"*.google.com\"])")
+		return
+	}
+	for _, p := range d.pairs(n, setting) {
+		k, v := p[0], p[1]
+		path := setting + "." + k.Value
+		if !nameRE.MatchString(k.Value) {
+			d.errorf(k, path, "%q is not a valid site name (letters, digits, _ . -)", k.Value)
+			continue
+		}
+		site := Site{Name: k.Value}
+		for j, pat := range d.stringList(v, path) {
+			pat = strings.ToLower(strings.TrimSuffix(pat, "."))
+			host := strings.TrimPrefix(pat, "*.")
+			if host == "" || strings.Contains(host, "*") || strings.Count(host, ".") < 1 {
+				d.errorf(v, fmt.Sprintf("%s[%d]", path, j), "%q is not an MX host pattern: a host name, or *.DOMAIN for every name under DOMAIN", pat)
+				continue
+			}
+			site.Patterns = append(site.Patterns, pat)
+		}
+		s.Limits.Sites = append(s.Limits.Sites, site)
+	}
+}
+
+// sitesNode writes limits.sites back.
+func sitesNode(s *Set) *yaml.Node {
+	m := &yaml.Node{Kind: yaml.MappingNode}
+	for _, site := range s.Limits.Sites {
+		m.Content = append(m.Content, scalar(site.Name), flowList(site.Patterns))
+	}
+	if len(m.Content) == 0 {
+		m.Style = yaml.FlowStyle
 	}
 	return m
 }
