@@ -22,8 +22,9 @@ type throttleRef struct {
 	key string
 }
 
-// storeKey is the key of the counter in the throttle store.
-func (ref throttleRef) storeKey() string { return ref.t.Name + "\x00" + ref.key }
+// storeKey is the key of the counter in the throttle store: the
+// throttle's name (which has no colon) and the key's value.
+func (ref throttleRef) storeKey() string { return ref.t.Name + ":" + ref.key }
 
 // throttles lists the recipient-phase throttles that apply to the group,
 // with their current use (in a dry-run). A throttle whose key has rcpt is

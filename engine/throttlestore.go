@@ -30,7 +30,7 @@ func (e *Engine) storeFor(set *policies.Set) (throttle.Store, error) {
 		return e.opts.Throttles, nil
 	}
 	l := set.Limits
-	id := l.Store + "\x00" + l.StorePassword.Source() + "\x00" + strconv.FormatBool(l.StoreCluster)
+	id := l.Store + "\x00" + l.StorePassword.Source() + "\x00" + strconv.FormatBool(l.StoreCluster) + "\x00" + l.StoreLeaseTTL.String()
 	e.stores.mu.Lock()
 	defer e.stores.mu.Unlock()
 	if s, ok := e.stores.stores[id]; ok {
@@ -49,6 +49,9 @@ func (e *Engine) storeFor(set *policies.Set) (throttle.Store, error) {
 			return nil, fmt.Errorf("engine: %s: limits.store: %w", set.File, err)
 		}
 		o.Cluster = o.Cluster || l.StoreCluster
+		if l.StoreLeaseTTL > 0 {
+			o.LeaseTTL = l.StoreLeaseTTL
+		}
 		if !l.StorePassword.IsZero() {
 			pw, err := l.StorePassword.Resolve()
 			if err != nil {

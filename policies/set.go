@@ -103,6 +103,10 @@ type Limits struct {
 	// StoreCluster makes the Redis store a Cluster client even with one
 	// seed address (limits.store.cluster).
 	StoreCluster bool
+	// StoreLeaseTTL is how long a Redis concurrency lease outlives a
+	// process that stopped renewing it (limits.store.lease-ttl); zero for
+	// the store's default (30s).
+	StoreLeaseTTL time.Duration
 	// OnStoreError is what a delivery does when the store cannot be
 	// reached: "defer" (the default) or "allow" (go on unthrottled).
 	OnStoreError string

@@ -3,6 +3,7 @@ package policies
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 // limits.store: memory or a Redis URL (redis://, rediss://, several hosts
@@ -33,8 +34,14 @@ func TestLimitsStore(t *testing.T) {
 					t.Errorf("printed policy:\n%s (%v)", out, err)
 				}
 			}},
-		{name: "password in the URL", store: "redis://:hunter2@127.0.0.1:6379/0", want: "the Redis password is never written in the URL"},
-		{name: "user and password in the URL", store: "redis://bob:hunter2@127.0.0.1:6379/0", want: "password: {env: NAME}"},
+		{name: "password in the URL", store: "redis://:hunter2@127.0.0.1:6379/0", want: "write store: {url: redis://127.0.0.1:6379/0, password: {env: NAME}}"},
+		{name: "lease-ttl", store: "\n    url: redis://127.0.0.1:6379\n    lease-ttl: 10s", check: func(t *testing.T, s *Set) {
+			if s.Limits.StoreLeaseTTL != 10*time.Second {
+				t.Errorf("lease-ttl %v", s.Limits.StoreLeaseTTL)
+			}
+		}},
+		{name: "lease-ttl too short", store: "\n    url: redis://127.0.0.1:6379\n    lease-ttl: 1s", want: "limits.store.lease-ttl: 1s is out of range: between 3s and 1h"},
+		{name: "user and password in the URL", store: "redis://bob:hunter2@127.0.0.1:6379/0", want: "write store: {url: redis://bob@127.0.0.1:6379/0, password: {env: NAME}}"},
 		{name: "literal password", store: "\n    url: redis://127.0.0.1:6379\n    password: hunter2", want: "limits.store.password: the Redis password is never written in the policy"},
 		{name: "mapping without url", store: "\n    password: {env: REDIS_PW}", want: "limits.store.url: missing"},
 		{name: "other scheme", store: "memcached://127.0.0.1:11211", want: "is not memory, redis://HOST:PORT/DB or rediss://"},

@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/postern-mta/postern/expr"
 	"go.yaml.in/yaml/v3"
@@ -173,8 +174,18 @@ func decodeStore(d *decoder, s *Set, n *yaml.Node) {
 					continue
 				}
 				s.Limits.StoreCluster = b
+			case "lease-ttl":
+				ttl, err := durationKind.parse(v)
+				switch {
+				case err != nil:
+					d.errorf(v, setting+".lease-ttl", "%v", err)
+				case ttl < 3*time.Second || ttl > time.Hour:
+					d.errorf(v, setting+".lease-ttl", "%s is out of range: between 3s and 1h (a dead process's slots come back after it)", FormatDuration(ttl))
+				default:
+					s.Limits.StoreLeaseTTL = ttl
+				}
 			default:
-				d.unknownKey(k, setting, []string{"url", "password", "cluster"})
+				d.unknownKey(k, setting, []string{"url", "password", "cluster", "lease-ttl"})
 			}
 		}
 		switch {
@@ -208,7 +219,12 @@ func storeURL(d *decoder, n *yaml.Node, setting string) bool {
 		return false
 	}
 	if _, ok := u.User.Password(); ok {
-		d.errorf(n, setting, "the Redis password is never written in the URL (it would be shown wherever the policy is): remove it and write store: {url: %s, password: {env: NAME}}", redactURL(n.Value))
+		clean := *u
+		clean.User = nil
+		if name := u.User.Username(); name != "" {
+			clean.User = url.User(name)
+		}
+		d.errorf(n, setting, "the Redis password is never written in the URL (it would be shown wherever the policy is): write store: {url: %s, password: {env: NAME}}", clean.String())
 		return false
 	}
 	if u.RawQuery != "" || u.Fragment != "" {
@@ -263,7 +279,7 @@ func (d *decoder) keysOf(n *yaml.Node) map[string]bool {
 // password or cluster is set (the password as its source, never its value).
 func storeNode(s *Set) *yaml.Node {
 	l := s.Limits
-	if l.StorePassword.IsZero() && !l.StoreCluster {
+	if l.StorePassword.IsZero() && !l.StoreCluster && l.StoreLeaseTTL == 0 {
 		return strNode(l.Store)
 	}
 	m := &yaml.Node{Kind: yaml.MappingNode}
@@ -273,6 +289,9 @@ func storeNode(s *Set) *yaml.Node {
 	}
 	if l.StoreCluster {
 		m.Content = append(m.Content, scalar("cluster"), scalar("true"))
+	}
+	if l.StoreLeaseTTL > 0 {
+		m.Content = append(m.Content, scalar("lease-ttl"), scalar(FormatDuration(l.StoreLeaseTTL)))
 	}
 	return m
 }

@@ -12,10 +12,13 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
 	"strings"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // Exit statuses shared by every subcommand.
@@ -27,8 +30,17 @@ const (
 )
 
 func main() {
+	// The Redis client (throttle store) logs its connection failures to
+	// stderr by itself, unescaped and beside postern's own output; those
+	// failures reach the results instead (limits.on-store-error).
+	redis.SetLogger(quietRedis{})
 	os.Exit(runIO(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
+
+// quietRedis drops the Redis client's own log lines.
+type quietRedis struct{}
+
+func (quietRedis) Printf(context.Context, string, ...any) {}
 
 func run(args []string, stdout, stderr io.Writer) int {
 	return runIO(args, nil, stdout, stderr)
