@@ -4,12 +4,10 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -18,6 +16,7 @@ import (
 	"time"
 
 	"github.com/postern-mta/postern/engine"
+	"github.com/postern-mta/postern/internal/testbed"
 	"github.com/postern-mta/postern/internal/testbed/smtpbed"
 	"github.com/postern-mta/postern/policies"
 	"github.com/postern-mta/postern/transport"
@@ -244,98 +243,9 @@ func closedPort(t testing.TB) netip.AddrPort {
 	return a
 }
 
-// countingProxy forwards TCP connections to a receiver and counts them.
-type countingProxy struct {
-	Addr netip.AddrPort
-	n    atomic.Int32
-
-	mu    sync.Mutex
-	peers map[string]bool // remote addresses accepted
-}
-
-// Count returns how many connections the proxy has accepted so far.
-func (p *countingProxy) Count() int { return int(p.n.Load()) }
-
-// Settled returns how many connections were made before the call, without
-// guessing how long a connection takes to arrive: it connects itself and
-// waits for the proxy to accept that probe. Connections are accepted in
-// the order they were made, so by then every earlier one is counted.
-func (p *countingProxy) Settled(t testing.TB) int {
-	t.Helper()
-	c, err := net.Dial("tcp", p.Addr.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	probe := c.LocalAddr().String()
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		p.mu.Lock()
-		seen, n := p.peers[probe], len(p.peers)
-		p.mu.Unlock()
-		if seen {
-			return n - 1
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the proxy never accepted the probe connection")
-		}
-		runtime.Gosched()
-	}
-}
-
-// startCountingProxy listens on a free loopback port and forwards every
-// connection to target until the test ends.
-func startCountingProxy(t testing.TB, target netip.AddrPort) *countingProxy {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &countingProxy{Addr: l.Addr().(*net.TCPAddr).AddrPort(), peers: map[string]bool{}}
-	var (
-		mu    sync.Mutex
-		conns []net.Conn
-		wg    sync.WaitGroup
-	)
-	track := func(c net.Conn) {
-		mu.Lock()
-		conns = append(conns, c)
-		mu.Unlock()
-	}
-	wg.Go(func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			p.mu.Lock()
-			p.peers[c.RemoteAddr().String()] = true
-			p.mu.Unlock()
-			p.n.Add(1)
-			track(c)
-			wg.Go(func() {
-				u, err := net.Dial("tcp", target.String())
-				if err != nil {
-					_ = c.Close()
-					return
-				}
-				track(u)
-				go func() { _, _ = io.Copy(u, c); _ = u.(*net.TCPConn).CloseWrite() }()
-				_, _ = io.Copy(c, u)
-				_ = c.Close()
-				_ = u.Close()
-			})
-		}
-	})
-	t.Cleanup(func() {
-		_ = l.Close()
-		mu.Lock()
-		for _, c := range conns {
-			_ = c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	return p
+// startCountingProxy puts a connection-counting proxy in front of target.
+func startCountingProxy(t testing.TB, target netip.AddrPort) *testbed.Proxy {
+	return testbed.StartProxy(t, target)
 }
 
 // peakDialer dials like the transport's default and records the largest

@@ -14,22 +14,19 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
-	"net"
-	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/postern-mta/postern/engine"
 	"github.com/postern-mta/postern/engine/throttle"
+	"github.com/postern-mta/postern/internal/testbed"
 	"github.com/postern-mta/postern/internal/testbed/redisbed"
 	"github.com/postern-mta/postern/internal/testbed/smtpbed"
 	"github.com/postern-mta/postern/policies"
@@ -87,7 +84,7 @@ func TestFleet(t *testing.T) {
 // class concurrency and a retry_after, and never connect.
 func fleetConcurrency(t *testing.T, f *fleetRedis) {
 	sink := smtpbed.StartSink(t, smtpbed.SinkOptions{Args: []string{"-w", "2"}})
-	proxy := startConnCounter(t, sink.Addr)
+	proxy := testbed.StartProxy(t, sink.Addr)
 	dir := sendDir(t, sendRoute("127.0.0.1", proxy.Addr.Port())+fleetLimits("conc", "concurrency: 2", f.url(), "", "defer"))
 
 	var delivered []string
@@ -101,7 +98,7 @@ func fleetConcurrency(t *testing.T, f *fleetRedis) {
 			t.Errorf("process %d: want delivered, or deferred with class concurrency:\n%s", i, o)
 		}
 	}
-	peak, total := proxy.stats()
+	peak, total := proxy.Stats()
 	if peak > 2 {
 		t.Errorf("the receiver saw %d connections at once; the fleet's limit is 2", peak)
 	}
@@ -119,7 +116,7 @@ func fleetConcurrency(t *testing.T, f *fleetRedis) {
 // next token, in about 20 minutes.
 func fleetRate(t *testing.T, f *fleetRedis) {
 	sink := smtpbed.StartSink(t, smtpbed.SinkOptions{})
-	proxy := startConnCounter(t, sink.Addr)
+	proxy := testbed.StartProxy(t, sink.Addr)
 	dir := sendDir(t, sendRoute("127.0.0.1", proxy.Addr.Port())+fleetLimits("rate", "rate: 3/1h", f.url(), "", "defer"))
 
 	var delivered []string
@@ -141,7 +138,7 @@ func fleetRate(t *testing.T, f *fleetRedis) {
 		t.Errorf("%d recipients delivered and %d processes deferred, want 3 processes delivered (2 recipients each) and 5 deferred",
 			len(delivered), deferred)
 	}
-	if _, total := proxy.stats(); total != len(delivered)/2 {
+	if _, total := proxy.Stats(); total != len(delivered)/2 {
 		t.Errorf("%d connections for %d delivering processes", total, len(delivered)/2)
 	}
 	wantSink(t, sink, delivered)
@@ -158,14 +155,14 @@ func fleetRate(t *testing.T, f *fleetRedis) {
 // engine in this process, both with a Redis store of fleetLeaseTTL.
 func fleetKilledHolder(t *testing.T, f *fleetRedis) {
 	sink := smtpbed.StartSink(t, smtpbed.SinkOptions{Args: []string{"-w", "3"}})
-	proxy := startConnCounter(t, sink.Addr)
+	proxy := testbed.StartProxy(t, sink.Addr)
 	dir := sendDir(t, sendRoute("127.0.0.1", proxy.Addr.Port())+fleetLimits("held", "concurrency: 1", f.url(), "", "defer"))
 
 	// TMPDIR: the child's TestMain makes a directory that SIGKILL leaves.
 	holder := startFleetProc(t, dir, []string{fleetHolderEnv + "=" + dir, "TMPDIR=" + t.TempDir()},
 		os.Args[0], "-test.run=^TestFleetLeaseHolderProcess$", "-test.count=1", "-test.v")
 	waitUntil(t, 30*time.Second, "the holder connects to the receiver, its slot taken", func() (bool, error) {
-		if _, total := proxy.stats(); total > 0 {
+		if _, total := proxy.Stats(); total > 0 {
 			return true, nil
 		}
 		if holder.exited() {
@@ -191,7 +188,7 @@ func fleetKilledHolder(t *testing.T, f *fleetRedis) {
 	if res := fleetDeliver(t, eng, "after-expiry@dest.test"); res.StatusText() != "delivered" {
 		t.Fatalf("once the lease expired: %s %s %q, want delivered", res.StatusText(), res.Class, res.Text)
 	}
-	if peak, total := proxy.stats(); peak > 1 || total != 2 {
+	if peak, total := proxy.Stats(); peak > 1 || total != 2 {
 		t.Errorf("the receiver saw %d connections at once and %d in all, want 1 and 2 (the holder, then the newcomer)", peak, total)
 	}
 }
@@ -268,14 +265,14 @@ func fleetStoreDown(t *testing.T, cluster bool) {
 		}
 	}
 	sink := smtpbed.StartSink(t, smtpbed.SinkOptions{Args: []string{"-w", "2"}})
-	proxy := startConnCounter(t, sink.Addr)
+	proxy := testbed.StartProxy(t, sink.Addr)
 	route := sendRoute("127.0.0.1", proxy.Addr.Port())
 	deferDir := sendDir(t, route+fleetLimits("down", "concurrency: 5", url, extra, "defer"))
 	allowDir := sendDir(t, route+fleetLimits("down", "concurrency: 5", url, extra, "allow"))
 
 	a := startFleetSend(t, deferDir, fleetEnv, []string{"a@dest.test"})
 	waitUntil(t, 30*time.Second, "the first process connects to the receiver", func() (bool, error) {
-		if _, total := proxy.stats(); total > 0 {
+		if _, total := proxy.Stats(); total > 0 {
 			return true, nil
 		}
 		if a.exited() {
@@ -332,7 +329,7 @@ func fleetStoreDown(t *testing.T, cluster bool) {
 func fleetFailover(t *testing.T) {
 	f := startFleetRedis(t, true, 1)
 	sink := smtpbed.StartSink(t, smtpbed.SinkOptions{Args: []string{"-w", "1"}})
-	proxy := startConnCounter(t, sink.Addr)
+	proxy := testbed.StartProxy(t, sink.Addr)
 	dir := sendDir(t, sendRoute("127.0.0.1", proxy.Addr.Port())+fleetLimits("failover", "concurrency: 2", f.url(), "", "defer"))
 
 	var delivered []string
@@ -384,7 +381,7 @@ func fleetFailover(t *testing.T) {
 	if n, classes := round("settled"); n < 2 || classes[string(engine.ClassStore)] > 0 {
 		t.Errorf("after the failover settled: %d delivered, want 2, and no store failure (%v)", n, classes)
 	}
-	peak, total := proxy.stats()
+	peak, total := proxy.Stats()
 	if peak > 2 {
 		t.Errorf("the receiver saw %d connections at once; the fleet's limit is 2", peak)
 	}
@@ -718,94 +715,4 @@ func waitUntil(t testing.TB, timeout time.Duration, what string, cond func() (bo
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-// connCounter is a TCP proxy in front of a real receiver that counts the
-// connections open through it: now, at most at once, and in all. It only
-// forwards bytes. A connection counts from its accept until either side
-// closes it.
-type connCounter struct {
-	Addr netip.AddrPort
-
-	mu                sync.Mutex
-	open, peak, total int
-}
-
-// startConnCounter listens on a free loopback port and forwards every
-// connection to target until the test ends.
-func startConnCounter(t testing.TB, target netip.AddrPort) *connCounter {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &connCounter{Addr: l.Addr().(*net.TCPAddr).AddrPort()}
-	var (
-		mu    sync.Mutex
-		conns []net.Conn // closed at the end, so that the copiers return
-		wg    sync.WaitGroup
-	)
-	track := func(c net.Conn) {
-		mu.Lock()
-		conns = append(conns, c)
-		mu.Unlock()
-	}
-	wg.Go(func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			p.opened()
-			track(c)
-			wg.Go(func() {
-				var once sync.Once
-				closed := func() { once.Do(p.closed) }
-				defer closed()
-				u, err := net.Dial("tcp", target.String())
-				if err != nil {
-					_ = c.Close()
-					return
-				}
-				track(u)
-				wg.Go(func() { _, _ = io.Copy(u, c); closed(); _ = u.(*net.TCPConn).CloseWrite() })
-				_, _ = io.Copy(c, u)
-				closed()
-				_ = c.Close()
-				_ = u.Close()
-			})
-		}
-	})
-	t.Cleanup(func() {
-		_ = l.Close()
-		mu.Lock()
-		for _, c := range conns {
-			_ = c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	return p
-}
-
-func (p *connCounter) opened() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.open++
-	p.total++
-	p.peak = max(p.peak, p.open)
-}
-
-func (p *connCounter) closed() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.open--
-}
-
-// stats returns the most connections ever open at once and the number
-// accepted in all.
-func (p *connCounter) stats() (peak, total int) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.peak, p.total
 }
