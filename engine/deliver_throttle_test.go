@@ -7,6 +7,8 @@ package engine_test
 import (
 	"context"
 	"fmt"
+	"net"
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -235,4 +237,55 @@ func TestDeliverSenderThrottlePerMessage(t *testing.T) {
 	res = runDeliver(t, e, engine.Message{From: "bob@sender.test", To: []string{"x@a.test", "y@b.test"}}, deliverBody)
 	wantResult(t, res, 0, transport.StatusDelivered, transport.ClassNone)
 	wantResult(t, res, 1, transport.StatusDelivered, transport.ClassNone)
+}
+
+// panicDialer panics instead of dialing: a bug in an embedder's Dialer.
+type panicDialer struct{}
+
+func (panicDialer) DialContext(context.Context, string, netip.AddrPort, netip.Addr) (net.Conn, error) {
+	panic("dialer bug")
+}
+
+// TestThrottleSlotsFreedOnPanicAndCancel: the concurrency slots a
+// delivery holds (per group and per connection) come back whatever ends
+// it — a panic inside delivery, a cancelled context — so the next
+// delivery is not refused for slots nobody uses.
+func TestThrottleSlotsFreedOnPanicAndCancel(t *testing.T) {
+	t.Parallel()
+	sink := smtpbed.StartSink(t, smtpbed.SinkOptions{Args: []string{"-w", "5"}})
+	throttles := "limits:\n  throttles:\n    - name: one\n      key: [rcpt_domain]\n      concurrency: 1\n    - name: per-ip\n      key: [remote_ip]\n      concurrency: 1\n"
+	msg := engine.Message{From: "alice@sender.test", To: []string{"u@a.test"}}
+
+	t.Run("panic", func(t *testing.T) {
+		e := newDeliverEngine(t, oneRelayPolicy(sink.Addr, throttles), engine.Options{Dialer: panicDialer{}})
+		for range 2 { // the second would be refused if the first kept its slots
+			res := runDeliver(t, e, msg, deliverBody)
+			wantResult(t, res, 0, transport.StatusTemporary, transport.ClassIO)
+			if !strings.Contains(res[0].Text, "dialer bug") {
+				t.Errorf("result %+v, want the panic reported", res[0])
+			}
+		}
+	})
+	t.Run("cancel", func(t *testing.T) {
+		e := newDeliverEngine(t, oneRelayPolicy(sink.Addr, throttles), engine.Options{})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan []engine.Result, 1)
+		go func() {
+			res, _ := e.Deliver(ctx, msg, strings.NewReader(deliverBody))
+			done <- res
+		}()
+		waitInUse(t, e, "one", "u@a.test") // the slow sink holds it
+		cancel()
+		res := <-done
+		wantResult(t, res, 0, transport.StatusTemporary, transport.ClassIO)
+		d, err := e.Evaluate(context.Background(), msg, engine.WithTrace())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, th := range d.Groups[0].Throttles {
+			if th.InUse != 0 {
+				t.Errorf("throttle %s still has %d in use after the cancelled delivery", th.Name, th.InUse)
+			}
+		}
+	})
 }
