@@ -153,6 +153,29 @@ func (c *Cluster) Slot(t testing.TB, key string) int {
 func (c *Cluster) MasterOf(t testing.TB, key string) *Server {
 	t.Helper()
 	slot := c.Slot(t, key)
+	// Right after a failover the node asked may not know the new master
+	// yet (the shard shows none): ask again, for a while.
+	for deadline := time.Now().Add(15 * time.Second); ; {
+		addr, served := c.masterAddr(t, slot)
+		if !served {
+			t.Fatalf("redisbed: slot %d of %q is not served", slot, key)
+		}
+		for _, n := range c.Nodes {
+			if addr != "" && n.Addr == addr {
+				return n
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("redisbed: slot %d is served by %q, not a running node of this cluster", slot, addr)
+		}
+		time.Sleep(100 * time.Millisecond) // polling the cluster's own view, not synchronising
+	}
+}
+
+// masterAddr is the address of the master serving slot, as a running
+// node sees it ("" when it sees none), and whether any shard serves it.
+func (c *Cluster) masterAddr(t testing.TB, slot int) (string, bool) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	shards, err := c.running()[0].Client(t).ClusterShards(ctx).Result()
@@ -160,19 +183,11 @@ func (c *Cluster) MasterOf(t testing.TB, key string) *Server {
 		t.Fatalf("redisbed: CLUSTER SHARDS: %v", err)
 	}
 	for _, sh := range shards {
-		if !slices.ContainsFunc(sh.Slots, func(r redis.SlotRange) bool { return int64(slot) >= r.Start && int64(slot) <= r.End }) {
-			continue
+		if slices.ContainsFunc(sh.Slots, func(r redis.SlotRange) bool { return int64(slot) >= r.Start && int64(slot) <= r.End }) {
+			return shardMaster(sh), true
 		}
-		addr := shardMaster(sh)
-		for _, n := range c.Nodes {
-			if n.Addr == addr {
-				return n
-			}
-		}
-		t.Fatalf("redisbed: slot %d is served by %q, not a running node of this cluster", slot, addr)
 	}
-	t.Fatalf("redisbed: slot %d of %q is not served", slot, key)
-	return nil
+	return "", false
 }
 
 // Masters returns the running nodes that are masters now.
