@@ -1,6 +1,6 @@
 // Command postern checks, dry-runs and applies outbound mail policies.
 //
-//	postern check   -c POLICY [--print-defaults]
+//	postern check   [-c] POLICY [--strict] [--format text|json] | --print-defaults
 //	postern dry-run -c POLICY --from ADDR --to ADDR ... [--var NAME=VALUE] [--format text|json]
 //	postern send    -c POLICY --from ADDR --to ADDR ... [FILE.eml | -]
 //	postern tlsrpt  --org NAME --contact ADDR [--day YYYY-MM-DD] [RESULTS.json | -]
@@ -81,7 +81,7 @@ func usage(w io.Writer) {
 	fmt.Fprint(w, `usage: postern COMMAND [flags]
 
 commands:
-  check -c POLICY [--print-defaults]   load, type-check and lint a policy
+  check POLICY                         load, type-check and lint a policy (--strict, --format json)
   dry-run -c POLICY --from A --to B    show what the policy decides for a message, and why
   send -c POLICY --from A --to B [FILE] deliver a message for real; one result line per recipient
   tlsrpt --org N --contact A [FILE]    TLS-RPT (RFC 8460) reports from send --format json results

@@ -51,7 +51,9 @@ func TestCheckExitCodes(t *testing.T) {
 func TestCheckWarningsStillExitZero(t *testing.T) {
 	p := writePolicy(t, "version: 1\nlists:\n  unused: [a.example]\n")
 	code, out, errs := runCLI(t, "check", "-c", p)
-	if code != 0 || !strings.Contains(out, "ok (1 warning)") || !strings.Contains(errs, "warning: list unused is never used") {
+	// The warning, then the verdict, on one stream.
+	w := strings.Index(out, "warning: list unused is never used")
+	if code != 0 || errs != "" || w < 0 || !strings.HasSuffix(out, "ok (1 warning)\n") {
 		t.Errorf("exit %d, stdout %q, stderr %q", code, out, errs)
 	}
 }
@@ -62,11 +64,11 @@ func TestCheckWarningsStillExitZero(t *testing.T) {
 func TestCheckWarnsDANERequireWithoutValidation(t *testing.T) {
 	p := writePolicy(t, "version: 1\ntls:\n  dane: require\ndns:\n  resolver: custom\n  servers: [udp://192.0.2.1:53]\n")
 	code, out, errs := runCLI(t, "check", "-c", p)
-	if code != 0 || !strings.Contains(out, "ok (1 warning)") || !strings.Contains(errs, "tls.dane: warning: require needs a resolver that validates DNSSEC") {
+	if code != 0 || !strings.Contains(out, "ok (1 warning)") || !strings.Contains(out, "tls.dane: warning: require needs a resolver that validates DNSSEC") || errs != "" {
 		t.Errorf("exit %d, stdout %q, stderr %q", code, out, errs)
 	}
 	p = writePolicy(t, "version: 1\ntls:\n  dane: require\ndns:\n  resolver: custom\n  servers: [udp://127.0.0.1:53]\n")
-	if code, out, errs := runCLI(t, "check", "-c", p); code != 0 || strings.Contains(out, "warning") || errs != "" {
+	if code, out, errs := runCLI(t, "check", p); code != 0 || strings.Contains(out, "warning") || errs != "" {
 		t.Errorf("loopback resolver: exit %d, stdout %q, stderr %q", code, out, errs)
 	}
 }
@@ -154,5 +156,44 @@ func TestDryRunUsage(t *testing.T) {
 	bad := writePolicy(t, "version: 2\n")
 	if code, _, errs := runCLI(t, "dry-run", "-c", bad, "--from", "a@b.example", "--to", "c@d.example"); code != 1 || !strings.Contains(errs, "version") {
 		t.Errorf("bad policy: exit %d, %q", code, errs)
+	}
+}
+
+// check --strict fails on warnings; --format json gives one object with
+// the verdict, errors and warnings, positioned; the file may be the
+// argument.
+func TestCheckStrictAndJSON(t *testing.T) {
+	warn := writePolicy(t, "version: 1\nlists:\n  unused: [a.example]\n")
+	code, out, errs := runCLI(t, "check", "--strict", warn)
+	if code != 1 || out != "" || !strings.Contains(errs, "list unused is never used") || !strings.HasSuffix(errs, ": 1 warning (--strict: warnings fail)\n") {
+		t.Errorf("--strict: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	type problem struct {
+		Line    int    `json:"line"`
+		Setting string `json:"setting"`
+		Message string `json:"message"`
+	}
+	var report struct {
+		File     string    `json:"file"`
+		OK       bool      `json:"ok"`
+		Errors   []problem `json:"errors"`
+		Warnings []problem `json:"warnings"`
+	}
+	code, out, _ = runCLI(t, "check", "--format", "json", warn)
+	if err := json.Unmarshal([]byte(out), &report); err != nil || code != 0 || !report.OK || report.File != warn ||
+		len(report.Errors) != 0 || len(report.Warnings) != 1 || report.Warnings[0].Line != 3 || report.Warnings[0].Setting != "lists.unused" {
+		t.Errorf("json, warnings: exit %d, %v, %+v\n%s", code, err, report, out)
+	}
+	bad := writePolicy(t, "version: 1\ntls:\n  starttls: sometimes\n")
+	code, out, _ = runCLI(t, "check", "--format", "json", "-c", bad)
+	if err := json.Unmarshal([]byte(out), &report); err != nil || code != 1 || report.OK || len(report.Errors) != 1 ||
+		report.Errors[0].Setting != "tls.starttls" || report.Errors[0].Line != 3 {
+		t.Errorf("json, error: exit %d, %v, %+v\n%s", code, err, report, out)
+	}
+	if code, _, _ := runCLI(t, "check", "--format", "yaml", bad); code != exitUsage {
+		t.Errorf("--format yaml: exit %d", code)
+	}
+	if code, _, _ := runCLI(t, "check", bad, "extra"); code != exitUsage {
+		t.Errorf("two files: exit %d", code)
 	}
 }
