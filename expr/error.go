@@ -10,6 +10,7 @@ import (
 
 	// textsafe is a leaf package with no imports from this module, so expr
 	// stays at the bottom of the import graph (scripts/check-imports.sh).
+	"github.com/postern-mta/postern/internal/suggest"
 	"github.com/postern-mta/postern/internal/textsafe"
 )
 
@@ -154,7 +155,7 @@ func fromExprError(fe *file.Error, spec Spec, pos Position) *Error {
 	e := &Error{
 		File:       pos.File,
 		Setting:    spec.Setting,
-		Message:    fe.Message,
+		Message:    fe.Message + hint(fe.Message),
 		ExprLine:   fe.Line,
 		ExprColumn: fe.Column + 1,
 		Snippet:    windowSnippet(fe.Snippet, fe.Column),
@@ -162,6 +163,59 @@ func fromExprError(fe *file.Error, spec Spec, pos Position) *Error {
 	}
 	e.Line, e.Column = pos.shift(fe.Line, fe.Column)
 	return e
+}
+
+// stalwartNames are functions of Stalwart's expression language (and
+// other habits) with what to write here instead.
+var stalwartNames = map[string]string{
+	"ends_with":    `write x endsWith "suffix" (an operator here)`,
+	"starts_with":  `write x startsWith "prefix" (an operator here)`,
+	"contains":     `write x contains "part" (an operator here), or in_list("NAME", x) for a list`,
+	"to_lowercase": "write lower(x)",
+	"to_uppercase": "write upper(x)",
+	"is_empty":     `write x == ""`,
+	"matches":      `write x matches "regexp" (an operator here; there are no $1 captures: compute each value with its own rule)`,
+	"if_then":      "write cond ? a : b",
+	"is_ip_addr":   "write is_ipv4(x) || is_ipv6(x)",
+}
+
+// hint completes an expr-lang message with what to write instead, for
+// the names and operators people bring from Stalwart or other languages.
+func hint(msg string) string {
+	if name, ok := strings.CutPrefix(msg, "unknown name "); ok {
+		name, _, _ = strings.Cut(name, " ")
+		if h, ok := stalwartNames[name]; ok {
+			return ": " + h
+		}
+		if near := nearestName(name); near != "" {
+			return fmt.Sprintf(": did you mean %s?", near)
+		}
+		return ""
+	}
+	if op, ok := strings.CutPrefix(msg, `unexpected token Operator("`); ok {
+		op, _, _ = strings.Cut(op, `")`)
+		switch {
+		case op == "=":
+			return ": comparison is written == (= is not an operator here)"
+		case stalwartNames[op] != "":
+			return ": " + stalwartNames[op]
+		}
+	}
+	return ""
+}
+
+// nearestName is the variable, function or builtin closest to name, when
+// it is close enough to be a typo.
+func nearestName(name string) string {
+	vars := make([]string, len(Variables))
+	for i, v := range Variables {
+		vars[i] = v.Name
+	}
+	funcs := make([]string, len(Functions))
+	for i, f := range Functions {
+		funcs[i] = f.Name
+	}
+	return suggest.Closest(name, vars, funcs, Builtins)
 }
 
 // snippetWidth is the most of a source line a snippet shows.

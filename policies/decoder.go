@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 
+	suggestpkg "github.com/postern-mta/postern/internal/suggest"
+
 	"github.com/postern-mta/postern/expr"
 	"go.yaml.in/yaml/v3"
 )
@@ -178,42 +180,7 @@ func (d *decoder) unknownKey(k *yaml.Node, setting string, known []string) {
 
 // suggest returns the known word closest to w, if it is close enough to
 // be a typo.
-func suggest(w string, known []string) string {
-	best, bestD := "", max(2, len(w)/3+1)
-	for _, k := range known {
-		if dist := editDistance(w, k); dist < bestD {
-			best, bestD = k, dist
-		}
-	}
-	return best
-}
-
-// editDistance is the optimal string alignment distance: insertions,
-// deletions, substitutions and transpositions of neighbours ("prot" is one
-// edit from "port").
-func editDistance(a, b string) int {
-	d := make([][]int, len(a)+1)
-	for i := range d {
-		d[i] = make([]int, len(b)+1)
-		d[i][0] = i
-	}
-	for j := range d[0] {
-		d[0][j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		for j := 1; j <= len(b); j++ {
-			c := 1
-			if a[i-1] == b[j-1] {
-				c = 0
-			}
-			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+c)
-			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
-				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
-			}
-		}
-	}
-	return d[len(a)][len(b)]
-}
+func suggest(w string, known []string) string { return suggestpkg.Closest(w, known) }
 
 // exprPosition is where the text of scalar n starts in the file, for
 // expression error positions. Block scalars (| and >) start on the next
@@ -254,6 +221,11 @@ func (d *decoder) indentAfter(line int) int { return d.indentOf(line + 1) }
 
 // compile compiles the expression in scalar n.
 func (d *decoder) compile(n *yaml.Node, spec expr.Spec) *expr.Program {
+	if n.Kind == yaml.ScalarNode && strings.HasPrefix(n.Tag, "!") && !strings.HasPrefix(n.Tag, "!!") {
+		// `if: !is_local_domain(x)`: YAML takes the ! for a tag.
+		d.errorf(n, spec.Setting, "YAML reads %s as a tag, not as part of the expression: quote the expression ('%s%s'), or write not instead of !", n.Tag, n.Tag, n.Value)
+		return nil
+	}
 	if n.Kind != yaml.ScalarNode {
 		d.errorf(n, spec.Setting, "expected an expression (a string), found a %s", nodeKind(n))
 		return nil

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/postern-mta/postern/expr"
 	"go.yaml.in/yaml/v3"
@@ -64,6 +65,11 @@ func enumKind[T ~string](values ...T) *kind[T] {
 	return scalarKind("one of "+list, func(s string) (T, error) {
 		if slices.Contains(values, T(s)) {
 			return T(s), nil
+		}
+		// A misspelt word gets a suggestion; a number ("1.4" for a
+		// version) is no typo of another.
+		if near := suggest(strings.ToLower(s), words); near != "" && strings.ContainsFunc(s, unicode.IsLetter) {
+			return "", fmt.Errorf("%q is not one of %s: did you mean %q?", s, list, near)
 		}
 		return "", fmt.Errorf("%q is not one of %s", s, list)
 	}, func(v T) *yaml.Node { return strNode(string(v)) })
@@ -205,6 +211,11 @@ func hostnameKind(allowEmpty bool) *kind[string] {
 func routeKind(exists func(string) bool) *kind[string] {
 	return scalarKind("route name (mx, local, or one of routing.routes)", func(s string) (string, error) {
 		if !exists(s) {
+			// Stalwart's rules quote route names ('mx'): here a literal
+			// is the name itself.
+			if len(s) > 2 && (s[0] == '\'' || s[0] == '"') && s[len(s)-1] == s[0] && exists(s[1:len(s)-1]) {
+				return "", fmt.Errorf("route %q is not defined: the quotes are part of the name here, write %s", s, s[1:len(s)-1])
+			}
 			return "", fmt.Errorf("route %q is not defined (define it under routing.routes, or use mx or local)", s)
 		}
 		return s, nil

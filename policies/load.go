@@ -130,7 +130,7 @@ func Parse(name string, data []byte, opts Options) (*Set, error) {
 				Message: "the policy is empty: start it with `version: 1`"})
 			return nil, ErrorList(d.errs)
 		}
-		return nil, ErrorList{yamlError(name, err)}
+		return nil, ErrorList{yamlError(name, data, err)}
 	}
 	doc := &root
 	if doc.Kind == yaml.DocumentNode && len(doc.Content) == 1 {
@@ -174,7 +174,7 @@ func machineHostname() string {
 
 // yamlError turns a yaml.v3 syntax error ("yaml: line 3: ...") into a
 // positioned error.
-func yamlError(file string, err error) *Error {
+func yamlError(file string, data []byte, err error) *Error {
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")
 	line := 0
 	if rest, ok := strings.CutPrefix(msg, "line "); ok {
@@ -191,6 +191,12 @@ func yamlError(file string, err error) *Error {
 			line++
 			msg += " (in the construct that starts on this line)"
 			break
+		}
+	}
+	if line > 0 {
+		lines := bytes.Split(data, []byte("\n"))
+		if line <= len(lines) && bytes.ContainsRune(bytes.TrimRight(lines[line-1], "\r"), '\t') {
+			msg += ": YAML indents with spaces, never tabs, and this line has a tab"
 		}
 	}
 	return &Error{File: file, Line: line, Column: 1, Message: "YAML syntax: " + msg, Err: err}

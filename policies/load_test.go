@@ -50,7 +50,7 @@ func TestBadPolicies(t *testing.T) {
 		{
 			name:   "bad enum",
 			policy: "version: 1\ntls:\n  starttls:\n    - if: mx == \"a.example\"\n      then: requir\n    - else: optional\n",
-			want:   `p.yaml:5:13: tls.starttls[0].then: "requir" is not one of disable, optional, require`,
+			want:   `p.yaml:5:13: tls.starttls[0].then: "requir" is not one of disable, optional, require: did you mean "require"?`,
 		},
 		{
 			name:   "bad enum literal that looks like an expression",

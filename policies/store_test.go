@@ -116,3 +116,23 @@ func TestSiteAndMetaKeys(t *testing.T) {
 		}
 	}
 }
+
+// Hints for people coming from Stalwart, and "did you mean" for enum
+// values and expression names.
+func TestHints(t *testing.T) {
+	for _, tt := range []struct{ policy, want string }{
+		{"routing:\n  route:\n    - if: ends_with(rcpt_domain, \".x\")\n      then: mx\n    - else: local\n", `unknown name ends_with: write x endsWith "suffix"`},
+		{"routing:\n  route:\n    - if: rcpt_domain = \"x\"\n      then: mx\n    - else: local\n", "comparison is written =="},
+		{"routing:\n  route:\n    - if: matches(\"a\", rcpt)\n      then: mx\n    - else: local\n", "there are no $1 captures"},
+		{"routing:\n  route:\n    - if: rcpt_domian == \"x\"\n      then: mx\n    - else: local\n", "unknown name rcpt_domian: did you mean rcpt_domain?"},
+		{"routing:\n  route:\n    - else: \"'mx'\"\n", `route "'mx'" is not defined: the quotes are part of the name here, write mx`},
+		{"tls:\n  dane: optinal\n", `"optinal" is not one of disable, optional, require: did you mean "optional"?`},
+		{"routing:\n  route:\n    - if: !is_local_domain(rcpt_domain)\n      then: mx\n    - else: local\n", "YAML reads !is_local_domain(rcpt_domain) as a tag, not as part of the expression: quote the expression ('!is_local_domain(rcpt_domain)'), or write not instead of !"},
+		{"tls:\n\tstarttls: require\n", "YAML indents with spaces, never tabs, and this line has a tab"},
+	} {
+		_, err := Parse("p.yaml", []byte("version: 1\n"+tt.policy), Options{})
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%q: error %v, want %q", tt.policy, err, tt.want)
+		}
+	}
+}

@@ -4,8 +4,8 @@
 #
 #   cmd/postern       -> engine policies expr transport transport/tlsrpt internal/textsafe internal/safefile
 #   engine            -> engine/throttle policies expr transport transport/dns transport/mailbox transport/dane transport/mtasts transport/tlsrpt internal/textsafe internal/safefile internal/jsonout
-#   policies          -> expr internal/safefile internal/jsonout
-#   expr              -> internal/textsafe
+#   policies          -> expr internal/safefile internal/jsonout internal/suggest
+#   expr              -> internal/textsafe internal/suggest
 #   transport         -> transport/mailbox
 #   transport/dns     -> internal/safefile
 #   transport/mtasts  -> internal/safefile
@@ -65,4 +65,5 @@ leaf internal/textsafe
 leaf internal/safefile
 leaf internal/jsonout
 leaf internal/procgroup
+leaf internal/suggest
 exit $fail
