@@ -10,7 +10,7 @@ SHORTFUZZ ?= 3s
 all: build
 
 build:
-	$(GO) build -o bin/postern ./cmd/postern
+	$(GO) build -buildvcs=auto -o bin/postern ./cmd/postern
 
 ## test: install the system packages the tests need, lint, run every test
 ## under the race detector, then a short fuzz run of every fuzz target.

@@ -27,14 +27,26 @@ func Marshal(s *Set) ([]byte, error) {
 		sections[path] = m
 		return m
 	}
+	pending := "" // a setting left out as a comment, for the next key
 	for _, f := range fields {
 		if f.node == nil {
 			continue
 		}
 		parent, key := splitPath(f.Path)
+		if f.Path == "hostname" && s.Hostname != nil && s.Hostname.At().Line == 0 {
+			// The default is each machine's own name: writing this
+			// machine's would pin every copy of the file to it.
+			v := f.node(s)
+			pending = fieldComment(f) + "\n" + key + ": " + v.Value + "   (left out: each machine uses its own name)"
+			continue
+		}
 		m := section(parent)
 		k := scalar(key)
 		k.HeadComment = fieldComment(f)
+		if pending != "" {
+			k.HeadComment = pending + "\n\n" + k.HeadComment
+			pending = ""
+		}
 		m.Content = append(m.Content, k, f.node(s))
 	}
 	var buf bytes.Buffer

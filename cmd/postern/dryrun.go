@@ -156,8 +156,8 @@ func cmdDryRun(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "usage: postern dry-run -c POLICY --from ADDR --to ADDR [--to ADDR ...] [--var NAME=VALUE ...] [--meta K=V ...] [--size N] [--seed N] [--no-dns] [--format text|json]")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		return exitUsage
+	if code, done := parseFlags(fs, args); done {
+		return code
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "postern dry-run: unexpected argument %q\n", fs.Arg(0))

@@ -13,6 +13,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -89,4 +91,18 @@ commands:
 
 Run "postern COMMAND -h" for the flags of a command.
 `)
+}
+
+// parseFlags parses a command's flags. done is set when the command must
+// stop with code: -h or --help printed the usage (exit 0, as people
+// expect), or the flags were wrong (exit 2; the flag package said why).
+func parseFlags(fs *flag.FlagSet, args []string) (code int, done bool) {
+	err := fs.Parse(args)
+	switch {
+	case err == nil:
+		return 0, false
+	case errors.Is(err, flag.ErrHelp):
+		return exitOK, true
+	}
+	return exitUsage, true
 }

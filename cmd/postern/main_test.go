@@ -32,7 +32,7 @@ func TestCheckExitCodes(t *testing.T) {
 	}
 	bad := writePolicy(t, "version: 1\ntls:\n  starttls:\n    - if: mx == \"a\"\n      then: requir\nlimits:\n  mx: many\n")
 	code, _, errs := runCLI(t, "check", "-c", bad)
-	want := bad + ":5:13: tls.starttls[0].then: \"requir\" is not one of disable, optional, require\n" +
+	want := bad + ":5:13: tls.starttls[0].then: \"requir\" is not one of disable, optional, require: did you mean \"require\"?\n" +
 		bad + ":7:7: limits.mx: \"many\" is not an integer\n" +
 		bad + ": 2 errors\n"
 	if code != 1 || errs != want {
@@ -195,5 +195,19 @@ func TestCheckStrictAndJSON(t *testing.T) {
 	}
 	if code, _, _ := runCLI(t, "check", bad, "extra"); code != exitUsage {
 		t.Errorf("two files: exit %d", code)
+	}
+}
+
+// -h and --help print the usage and exit 0, for every command; --version
+// is version.
+func TestHelpExitsZero(t *testing.T) {
+	for _, args := range [][]string{{"check", "-h"}, {"dry-run", "--help"}, {"send", "-h"}, {"tlsrpt", "-help"}, {"--help"}, {"help"}} {
+		code, out, errs := runCLI(t, args...)
+		if code != 0 || !strings.Contains(out+errs, "usage:") {
+			t.Errorf("%v: exit %d, output %q", args, code, out+errs)
+		}
+	}
+	if code, out, _ := runCLI(t, "--version"); code != 0 || !strings.HasPrefix(out, "postern ") {
+		t.Errorf("--version: exit %d, %q", code, out)
 	}
 }

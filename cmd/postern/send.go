@@ -39,8 +39,8 @@ func cmdSend(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "Exit status 3 when a recipient was not delivered: temporary, permanent, or local (send has no local store).")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		return exitUsage
+	if code, done := parseFlags(fs, args); done {
+		return code
 	}
 	if fs.NArg() > 1 {
 		fmt.Fprintf(stderr, "postern send: one message at a time (got %d files)\n", fs.NArg())

@@ -32,8 +32,8 @@ func cmdTLSRPT(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "Reads the results of send --format json (arrays or objects, one after the other) and prints the RFC 8460 reports of their tlsrpt records as a JSON array.")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		return exitUsage
+	if code, done := parseFlags(fs, args); done {
+		return code
 	}
 	if *org == "" || *contact == "" {
 		fmt.Fprintln(stderr, "postern tlsrpt: --org and --contact are required (they go into every report)")
