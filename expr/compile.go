@@ -76,7 +76,7 @@ func (l *Library) Compile(source string, spec Spec, pos Position) (*Program, err
 	if err != nil {
 		return nil, convert(err, spec, pos)
 	}
-	lists, vars, err := l.check(tree, spec, pos)
+	c, err := l.check(tree, spec, pos)
 	if err != nil {
 		return nil, err
 	}
@@ -105,7 +105,7 @@ func (l *Library) Compile(source string, spec Spec, pos Position) (*Program, err
 		return nil, &Error{File: pos.File, Line: pos.Line, Column: pos.Column, Setting: spec.Setting,
 			Message: fmt.Sprintf("expected %s, but the expression's type is only known at run time: make every branch of type %s", spec.Type, spec.Type)}
 	}
-	return &Program{prog: prog, steps: l.limits.MaxSteps, typ: spec.Type, source: source, setting: spec.Setting, pos: pos, lists: lists, vars: vars}, nil
+	return &Program{prog: prog, steps: l.limits.MaxSteps, typ: spec.Type, source: source, setting: spec.Setting, pos: pos, lists: c.lists, vars: c.vars, notes: c.notes}, nil
 }
 
 // compileSafely turns a panic inside expr-lang's compiler (a bug there, but
@@ -214,14 +214,14 @@ func isIdentByte(b byte) bool {
 // check walks the parsed tree for what expr-lang cannot know: phases,
 // list names, literal CIDRs, e-mail parts and domain patterns.
 // It returns the names of the lists the expression uses.
-func (l *Library) check(tree *parser.Tree, spec Spec, pos Position) (lists, vars []string, err error) {
+func (l *Library) check(tree *parser.Tree, spec Spec, pos Position) (*checker, error) {
 	c := &checker{lib: l, spec: spec}
 	ast.Walk(&tree.Node, c)
 	if c.bad == nil {
-		return c.lists, c.vars, nil
+		return c, nil
 	}
 	fe := (&file.Error{Location: c.bad.Location(), Message: c.msg}).Bind(tree.Source)
-	return nil, nil, fromExprError(fe, spec, pos)
+	return nil, fromExprError(fe, spec, pos)
 }
 
 type checker struct {
@@ -231,6 +231,7 @@ type checker struct {
 	msg   string
 	lists []string
 	vars  []string // the variables used, each once
+	notes []string // warnings: what loads but cannot be meant
 }
 
 func (c *checker) fail(n ast.Node, format string, args ...any) {
@@ -245,6 +246,8 @@ func (c *checker) Visit(np *ast.Node) {
 		c.identifier(n)
 	case *ast.CallNode:
 		c.call(n)
+	case *ast.BinaryNode:
+		c.binary(n)
 	case *ast.BuiltinNode:
 		if !allowedBuiltins[n.Name] {
 			c.fail(n, "%s is not available in policies (the builtins policies may use: %s)", n.Name, strings.Join(Builtins, ", "))
@@ -294,6 +297,44 @@ func phaseReason(setting, variable Phase) string {
 		return "it is decided per recipient, before any host or address is chosen"
 	default:
 		return "it is decided per host, before the host's addresses are tried"
+	}
+}
+
+// lowerVars are the variables whose values are always lower-case.
+var lowerVars = map[string]bool{"rcpt_domain": true, "sender_domain": true, "mx": true}
+
+// binary notes a comparison of a lower-cased variable with a literal
+// holding upper-case letters: it can never match.
+func (c *checker) binary(n *ast.BinaryNode) {
+	switch n.Operator {
+	case "==", "!=", "endsWith", "startsWith", "contains", "in":
+	default:
+		return
+	}
+	id, ok := n.Left.(*ast.IdentifierNode)
+	other := n.Right
+	if !ok && n.Operator == "==" || !ok && n.Operator == "!=" {
+		id, ok = n.Right.(*ast.IdentifierNode)
+		other = n.Left
+	}
+	if !ok || !lowerVars[id.Value] {
+		return
+	}
+	var lits []string
+	switch o := other.(type) {
+	case *ast.StringNode:
+		lits = append(lits, o.Value)
+	case *ast.ArrayNode:
+		for _, e := range o.Nodes {
+			if sn, ok := e.(*ast.StringNode); ok {
+				lits = append(lits, sn.Value)
+			}
+		}
+	}
+	for _, l := range lits {
+		if strings.ToLower(l) != l {
+			c.notes = append(c.notes, fmt.Sprintf("%s is always lower-case, so comparing it with %q never matches: write %q", id.Value, l, strings.ToLower(l)))
+		}
 	}
 }
 

@@ -22,6 +22,7 @@ type Program struct {
 	pos     Position
 	lists   []string
 	vars    []string
+	notes   []string
 }
 
 // ForSetting returns a copy of p that names setting in its run-time
@@ -39,6 +40,10 @@ func (p *Program) ForSetting(setting string) *Program {
 // ListsUsed returns the names of the lists the expression passes to
 // in_list.
 func (p *Program) ListsUsed() []string { return p.lists }
+
+// Notes are warnings about the expression: what loads but cannot be what
+// was meant (a lower-cased variable compared with upper-case letters).
+func (p *Program) Notes() []string { return p.notes }
 
 // Uses reports whether the expression reads the variable name.
 func (p *Program) Uses(name string) bool { return slices.Contains(p.vars, name) }

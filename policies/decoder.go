@@ -250,6 +250,9 @@ func (d *decoder) compile(n *yaml.Node, spec expr.Spec) *expr.Program {
 		d.usedLists[name] = true
 	}
 	d.usesSite = d.usesSite || p.Uses("site")
+	for _, note := range p.Notes() {
+		d.warnf(n, spec.Setting, "%s", note)
+	}
 	return p
 }
 

@@ -136,3 +136,35 @@ func TestHints(t *testing.T) {
 		}
 	}
 }
+
+// Lints: a repeated condition never matches; an upper-case literal never
+// equals a lower-cased variable. Both load, with a warning that says why.
+func TestLints(t *testing.T) {
+	for _, tt := range []struct{ policy, want string }{
+		{"routing:\n  route:\n    - if: rcpt_domain == \"a.example\"\n      then: mx\n    - if: rcpt_domain  ==  \"a.example\"\n      then: local\n    - else: mx\n",
+			"p.yaml:6:11: routing.route[1].if: warning: this rule can never match: the rule at line 4 has the same condition and comes first"},
+		{"routing:\n  route:\n    - if: rcpt_domain == \"Example.COM\"\n      then: local\n    - else: mx\n",
+			`rcpt_domain is always lower-case, so comparing it with "Example.COM" never matches: write "example.com"`},
+		{"tls:\n  starttls:\n    - if: mx endsWith \".Outlook.com\" || sender_domain in [\"a.example\", \"B.example\"]\n      then: require\n",
+			`mx is always lower-case, so comparing it with ".Outlook.com" never matches`},
+		{"tls:\n  starttls:\n    - if: mx endsWith \".Outlook.com\" || sender_domain in [\"a.example\", \"B.example\"]\n      then: require\n",
+			`sender_domain is always lower-case, so comparing it with "B.example" never matches`},
+	} {
+		s, err := Parse("p.yaml", []byte("version: 1\n"+tt.policy), Options{})
+		if err != nil {
+			t.Fatalf("%q does not load: %v", tt.policy, err)
+		}
+		var all []string
+		for _, w := range s.Warnings {
+			all = append(all, w.String())
+		}
+		if !strings.Contains(strings.Join(all, "\n"), tt.want) {
+			t.Errorf("%q: warnings %q, want %q", tt.policy, all, tt.want)
+		}
+	}
+	// Lower-case literals and other variables: no warning.
+	s, err := Parse("p.yaml", []byte("version: 1\nrouting:\n  route:\n    - if: rcpt_domain == \"example.com\" || rcpt == \"Bob@example.com\"\n      then: local\n    - else: mx\n"), Options{})
+	if err != nil || len(s.Warnings) != 0 {
+		t.Errorf("clean policy: %v %v", err, s.Warnings)
+	}
+}

@@ -312,6 +312,7 @@ func decodeRules[T any](d *decoder, n *yaml.Node, v *Value[T], spec expr.Spec) {
 		return
 	}
 	var alwaysAt *yaml.Node
+	seenIf := map[string]int{} // condition (spaces collapsed) -> line of its first rule
 	for i, item := range n.Content {
 		item = d.resolve(item)
 		path := fmt.Sprintf("%s[%d]", v.setting, i)
@@ -354,6 +355,14 @@ func decodeRules[T any](d *decoder, n *yaml.Node, v *Value[T], spec expr.Spec) {
 		case thenN == nil:
 			d.errorf(item, path, "rule without then: add `then: VALUE` under the if")
 		default:
+			if ifN.Kind == yaml.ScalarNode {
+				norm := strings.Join(strings.Fields(ifN.Value), " ")
+				if line, dup := seenIf[norm]; dup {
+					d.warnf(ifN, path+".if", "this rule can never match: the rule at line %d has the same condition and comes first", line)
+				} else {
+					seenIf[norm] = ifN.Line
+				}
+			}
 			cs := expr.Spec{Setting: path + ".if", Type: expr.Bool, Phase: spec.Phase, Extra: spec.Extra, Why: spec.Why}
 			cond := d.compile(ifN, cs)
 			ts := spec
