@@ -2,6 +2,7 @@ package policies
 
 import (
 	"regexp"
+	"slices"
 
 	"github.com/postern-mta/postern/expr"
 	"go.yaml.in/yaml/v3"
@@ -125,6 +126,7 @@ func (d *decoder) compileDefaults(s *Set) {
 
 // lint adds the warnings that need the whole file.
 func (d *decoder) lint(s *Set) {
+	d.lintCredentials(s)
 	for _, name := range sortedKeys(s.Lists) {
 		if !d.usedLists[name] {
 			d.warns = append(d.warns, &Warning{File: d.file, Line: d.listAt[name].Line, Column: d.listAt[name].Column,
@@ -139,5 +141,31 @@ func (d *decoder) lint(s *Set) {
 					Setting: "routing.routes." + name, Message: "route " + name + " is never chosen by routing.route"})
 			}
 		}
+	}
+}
+
+// lintCredentials warns about a relay that authenticates while its
+// certificate may go unchecked (its allow-invalid-certs, or
+// tls.allow-invalid-certs possibly true): whoever sits on the path could
+// present any certificate and collect the credentials.
+func (d *decoder) lintCredentials(s *Set) {
+	vals, dynamic := s.TLS.AllowInvalidCerts.Outcomes()
+	global := dynamic || slices.Contains(vals, true)
+	for _, name := range sortedKeys(s.Routes) {
+		r := s.Routes[name]
+		if r.Type != RouteRelay || r.Auth == nil || r.At.Line == 0 || r.AddressIP.IsValid() && r.AddressIP.IsLoopback() {
+			continue
+		}
+		why := ""
+		switch {
+		case r.AllowInvalidCerts:
+			why = "its allow-invalid-certs is true"
+		case global:
+			why = "tls.allow-invalid-certs may be true for it"
+		default:
+			continue
+		}
+		d.warns = append(d.warns, &Warning{File: d.file, Line: r.At.Line, Column: r.At.Column, Setting: "routing.routes." + name,
+			Message: "route " + name + " sends credentials but " + why + ": anyone on the path could present a certificate and collect them (verify the relay's certificate, with --ca-file or Options.RootCAs for a private CA)"})
 	}
 }

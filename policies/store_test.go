@@ -168,3 +168,34 @@ func TestLints(t *testing.T) {
 		t.Errorf("clean policy: %v %v", err, s.Warnings)
 	}
 }
+
+// A relay that authenticates while its certificate may go unchecked is
+// warned about; one on loopback (a local content filter) is not.
+func TestLintCredentialsWithoutVerification(t *testing.T) {
+	t.Setenv("RELAY_PW", "x")
+	relay := func(addr, extra string) string {
+		return "routing:\n  route: r\n  routes:\n    r:\n      type: relay\n      address: " + addr + "\n      port: 587\n" + extra +
+			"      auth:\n        username: u\n        secret: {env: RELAY_PW}\n"
+	}
+	for _, tt := range []struct {
+		policy string
+		warn   bool
+	}{
+		{relay("smtp.example.net", "      allow-invalid-certs: true\n"), true},
+		{relay("smtp.example.net", "") + "tls:\n  allow-invalid-certs: {expr: 'retry_num > 2'}\n", true},
+		{relay("smtp.example.net", ""), false},
+		{relay("127.0.0.1", "      allow-invalid-certs: true\n"), false},
+	} {
+		s, err := Parse("p.yaml", []byte("version: 1\n"+tt.policy), Options{})
+		if err != nil {
+			t.Fatalf("%q: %v", tt.policy, err)
+		}
+		got := false
+		for _, w := range s.Warnings {
+			got = got || strings.Contains(w.Message, "sends credentials but")
+		}
+		if got != tt.warn {
+			t.Errorf("%q: warned %v, want %v (%v)", tt.policy, got, tt.warn, s.Warnings)
+		}
+	}
+}
