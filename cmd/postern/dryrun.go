@@ -152,8 +152,9 @@ func cmdDryRun(args []string, stdout, stderr io.Writer) int {
 	mf.register(fs)
 	seed := fs.String("seed", "", "shuffle equal-preference MX hosts with this seed (an integer), so runs repeat")
 	noDNS := fs.Bool("no-dns", false, "stop before any DNS lookup: recipient-phase decisions only")
+	brief := fs.Bool("brief", false, "one line per recipient: route, outcome, first host and address, TLS in effect, source address")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: postern dry-run -c POLICY --from ADDR --to ADDR [--to ADDR ...] [--var NAME=VALUE ...] [--meta K=V ...] [--size N] [--seed N] [--no-dns] [--format text|json]")
+		fmt.Fprintln(stderr, "usage: postern dry-run -c POLICY --from ADDR --to ADDR [--to ADDR ...] [--var NAME=VALUE ...] [--meta K=V ...] [--size N] [--seed N] [--no-dns] [--brief | --format text|json]")
 		fs.PrintDefaults()
 	}
 	if code, done := parseFlags(fs, args); done {
@@ -190,9 +191,12 @@ func cmdDryRun(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "postern dry-run: %s\n", escErr(err))
 		return exitFailed
 	}
-	if mf.format == "json" {
+	switch {
+	case *brief:
+		err = writeBrief(stdout, msg, dec)
+	case mf.format == "json":
 		err = dec.WriteJSON(stdout)
-	} else {
+	default:
 		err = dec.WriteText(stdout)
 	}
 	if err != nil {

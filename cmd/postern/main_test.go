@@ -211,3 +211,18 @@ func TestHelpExitsZero(t *testing.T) {
 		t.Errorf("--version: exit %d, %q", code, out)
 	}
 }
+
+// dry-run --brief: one line per recipient, in order, with the route, the
+// outcome, the first host, address, TLS in effect and source, or why not.
+func TestDryRunBrief(t *testing.T) {
+	t.Setenv("SMARTHOST_SECRET", "x")
+	code, out, errs := runCLI(t, "dry-run", "-c", "../../examples/quickstart/policy.yaml", "--seed", "1", "--brief",
+		"--from", "alice@example.org", "--to", "bob@example.com", "--to", "carol@example.org", "--to", "info@parked.example", "--to", "bob@example.com")
+	want := "bob@example.com route=mx deliver host=mx1.example.com addr=192.0.2.25 tls=required/pkix source=-\n" +
+		"carol@example.org route=local local\n" +
+		"info@parked.example route=mx fail class=dns \"parked.example does not accept mail (null MX, RFC 7505)\"\n" +
+		"bob@example.com route=mx deliver host=mx1.example.com addr=192.0.2.25 tls=required/pkix source=-\n"
+	if code != 0 || errs != "" || out != want {
+		t.Errorf("exit %d, stderr %q, stdout:\n%s\nwant:\n%s", code, errs, out, want)
+	}
+}
