@@ -82,7 +82,7 @@ func (r *run) connThrottles(g *Group, c *Connect, first bool, tr *policies.Trace
 func (r *run) throttleInfo(ref throttleRef, rcpt string) ThrottleInfo {
 	t := ref.t
 	info := ThrottleInfo{Name: t.Name, Key: ref.key, Concurrency: t.Concurrency, Rate: t.Rate, Phase: t.Phase.String(), Recipient: rcpt,
-		PerMessage: perMessage(t), ref: ref}
+		PerMessage: t.PerMessage, ref: ref}
 	if t.AfterMX {
 		info.Phase = "site"
 	}
@@ -99,22 +99,6 @@ func (r *run) throttleInfo(ref throttleRef, rcpt string) ThrottleInfo {
 // limitOf is a throttle's limit, in the store's terms.
 func limitOf(t *policies.Throttle) throttle.Limit {
 	return throttle.Limit{Concurrency: t.Concurrency, Rate: throttle.Rate{Count: t.Rate.Count, Period: t.Rate.Period}}
-}
-
-// perMessage reports whether t counts once per message rather than once
-// per group: a recipient-phase throttle keyed only by the sender (as
-// Stalwart's sender bucket), whose key is the same for every group of a
-// message.
-func perMessage(t *policies.Throttle) bool {
-	if t.Phase != expr.Recipient || len(t.Key) == 0 {
-		return false
-	}
-	for _, k := range t.Key {
-		if k != "sender" && k != "sender_domain" {
-			return false
-		}
-	}
-	return true
 }
 
 // throttleMatches evaluates a throttle's match (true when it has none),

@@ -84,12 +84,7 @@ func (g *Group) tlsPolicy(h *Host) tlsrpt.Result {
 	case g.MTASTS.policy != nil && g.MTASTS.policy.Mode != mtasts.None && (h.TLS.MTASTS != "" || h.skipTLSRPT == tlsrpt.ValidationFailure):
 		pol := g.MTASTS.policy
 		r.PolicyType, r.PolicyStrings = tlsrpt.STS, pol.Lines()
-		for _, pat := range pol.MX {
-			if (&mtasts.Policy{MX: []string{pat}}).Matches(h.Name) {
-				r.MXHost = pat
-				break
-			}
-		}
+		r.MXHost, _ = pol.Match(h.Name)
 	}
 	return r
 }

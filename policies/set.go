@@ -178,7 +178,10 @@ type Throttle struct {
 	// AfterMX marks a recipient-phase throttle keyed by site: it is
 	// checked per group after the MX lookup, and its match may use site.
 	AfterMX bool
-	At      Pos
+	// PerMessage marks a throttle keyed only by sender and/or
+	// sender_domain: counted once per message, whatever its groups.
+	PerMessage bool
+	At         Pos
 }
 
 // DNS holds the dns: section. It is literal-only: the resolver exists

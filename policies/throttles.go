@@ -99,6 +99,10 @@ func decodeThrottles(d *decoder, s *Set, n *yaml.Node) {
 		if t.Phase == expr.Connection {
 			t.AfterMX = false // checked per connection, with every variable
 		}
+		t.PerMessage = t.Phase == expr.Recipient && len(t.Key) > 0
+		for _, k := range t.Key {
+			t.PerMessage = t.PerMessage && (k == "sender" || k == "sender_domain")
+		}
 		if match != nil {
 			spec := expr.Spec{Setting: path + ".match", Type: expr.Bool, Phase: t.Phase, Extra: routeVars,
 				Why: "this throttle is checked per group before DNS because its key has only recipient-phase variables (add site to key to check it per group after the MX lookup, or mx or remote_ip to check it per connection)"}

@@ -37,9 +37,12 @@ type fakeServer struct {
 	msgs  []fakeMsg
 	conns int
 	cmds  []string // every command line received, in order
-	open  map[net.Conn]bool
-	ev    chan struct{} // closed (and replaced) on every command and end of a session
-	done  chan struct{}
+	// rsetWith: for each RSET, whether more commands had arrived with it
+	// (in the same read: the client pipelined them).
+	rsetWith []bool
+	open     map[net.Conn]bool
+	ev       chan struct{} // closed (and replaced) on every command and end of a session
+	done     chan struct{}
 }
 
 // script says how the server behaves. The zero value is a well-behaved
@@ -189,6 +192,14 @@ func (s *fakeServer) Commands() []string {
 	return append([]string(nil), s.cmds...)
 }
 
+// RSETPipelined reports, for each RSET received, whether the commands
+// after it arrived in the same read (pipelined with it).
+func (s *fakeServer) RSETPipelined() []bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]bool(nil), s.rsetWith...)
+}
+
 // Verbs returns the verb of every command received ("MAIL" for "MAIL
 // FROM:<...>"), in order, joined by "|".
 func (s *fakeServer) Verbs() string {
@@ -310,6 +321,9 @@ func (s *fakeServer) serve(nc net.Conn, sc script, connNo int) {
 		if !sc.noRecord {
 			s.mu.Lock()
 			s.cmds = append(s.cmds, line)
+			if verb == "RSET" {
+				s.rsetWith = append(s.rsetWith, br.Buffered() > 0)
+			}
 			s.notify()
 			s.mu.Unlock()
 		}

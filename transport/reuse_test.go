@@ -246,6 +246,14 @@ func TestPipelinedRSET(t *testing.T) {
 			if tt.conns == 1 && !strings.Contains(cmds, "RSET|MAIL FROM") {
 				t.Errorf("commands %s: want RSET right before MAIL FROM", cmds)
 			}
+			// With PIPELINING, MAIL FROM and the rest came with RSET
+			// (no round trip of its own); without, RSET came alone.
+			pipelined := tt.sc.ext == nil
+			for i, with := range s.RSETPipelined() {
+				if with != pipelined {
+					t.Errorf("RSET %d: commands arrived with it = %v, want %v", i+1, with, pipelined)
+				}
+			}
 		})
 	}
 }

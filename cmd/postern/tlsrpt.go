@@ -17,6 +17,10 @@ import (
 // maxResultsInput bounds what tlsrpt reads.
 const maxResultsInput = 1 << 30
 
+// maxSeen bounds the records remembered to count each session once (see
+// readResults).
+const maxSeen = 1 << 16
+
 // cmdTLSRPT reads delivery results (the JSON of send --format json, or one
 // result object a line) and prints the TLS-RPT aggregate reports (RFC 8460
 // section 4) their records make: one per policy domain and UTC day, as one
@@ -104,7 +108,10 @@ func cmdTLSRPT(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 // stream of JSON values, each a result object or an array of them (the
 // output of send --format json, concatenated, or one object a line). The
 // recipients of one group share their records, so a record is added once
-// however many results repeat it. It returns how many results it read.
+// however many results repeat it: within one array (one send's output),
+// and among the last maxSeen records of single objects (one a line): the
+// results of one delivery are near each other, and the set stays bounded
+// however long the input. It returns how many results it read.
 func readResults(r io.Reader, add func(tlsrpt.Result)) (int, error) {
 	type result struct {
 		TLSRPT []json.RawMessage `json:"tlsrpt"`
@@ -120,6 +127,9 @@ func readResults(r io.Reader, add func(tlsrpt.Result)) (int, error) {
 			return n, err
 		}
 		var batch []result
+		if len(raw) > 0 && raw[0] == '[' || len(seen) > maxSeen {
+			clear(seen) // another send's results, or a bound reached
+		}
 		if len(raw) > 0 && raw[0] == '[' {
 			if err := json.Unmarshal(raw, &batch); err != nil {
 				return n, err

@@ -44,18 +44,25 @@ type Policy struct {
 // "example.com" nor "a.b.example.com" (RFC 8461 section 4.1). Case does not
 // matter and a trailing dot on host is ignored.
 func (p *Policy) Matches(host string) bool {
+	_, ok := p.Match(host)
+	return ok
+}
+
+// Match returns the first pattern of the policy that lists host (see
+// Matches), the "mx-host" of a TLS-RPT record.
+func (p *Policy) Match(host string) (pattern string, ok bool) {
 	host = strings.ToLower(strings.TrimSuffix(host, "."))
 	for _, pat := range p.MX {
 		if suffix, ok := strings.CutPrefix(pat, "*"); ok {
 			label, ok := strings.CutSuffix(host, suffix)
 			if ok && label != "" && !strings.Contains(label, ".") {
-				return true
+				return pat, true
 			}
 		} else if host == pat {
-			return true
+			return pat, true
 		}
 	}
-	return false
+	return "", false
 }
 
 // Lines is the policy in its canonical text lines: "version: STSv1",

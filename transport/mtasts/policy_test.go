@@ -136,6 +136,12 @@ func TestMatches(t *testing.T) {
 			t.Errorf("Matches(%q) = %v, want %v", tt.host, got, tt.want)
 		}
 	}
+	// Match names the pattern that listed the host.
+	for host, want := range map[string]string{"MX1.example.org.": "mx1.example.org", "mail.example.com": "*.example.com", "a.b.example.com": ""} {
+		if got, ok := p.Match(host); got != want || ok != (want != "") {
+			t.Errorf("Match(%q) = %q, %v; want %q", host, got, ok, want)
+		}
+	}
 	if (&Policy{Mode: None}).Matches("mx.example.com") {
 		t.Error("a policy without mx patterns matched a host")
 	}
