@@ -106,7 +106,7 @@ func parseMessage(data []byte) (dryRun, error) {
 			if !ok {
 				return d, fmt.Errorf("message:%d: var: want NAME=VALUE", i+1)
 			}
-			err = setVar(&d.msg, name, v)
+			err = d.msg.SetVar(name, v)
 		case "meta":
 			k, v, ok := strings.Cut(value, "=")
 			if !ok {
@@ -135,29 +135,6 @@ func parseMessage(data []byte) (dryRun, error) {
 		return d, fmt.Errorf("message: no to:")
 	}
 	return d, nil
-}
-
-// setVar sets a recipient-phase variable the way `--var` does.
-func setVar(m *engine.Message, name, value string) error {
-	ints := map[string]*int{"size": &m.Size, "priority": &m.Priority, "retry_num": &m.RetryNum,
-		"notify_num": &m.NotifyNum, "expires_in": &m.ExpiresIn, "queue_age": &m.QueueAge,
-		"received_via_port": &m.ReceivedViaPort}
-	strs := map[string]*string{"last_error": &m.LastError, "last_status": &m.LastStatus,
-		"queue_name": &m.QueueName, "source": &m.Source, "received_from_ip": &m.ReceivedFromIP,
-		"authenticated_as": &m.AuthenticatedAs}
-	if p, ok := ints[name]; ok {
-		n, err := strconv.Atoi(value)
-		if err != nil {
-			return fmt.Errorf("var %s: %q is not an integer", name, value)
-		}
-		*p = n
-		return nil
-	}
-	if p, ok := strs[name]; ok {
-		*p = value
-		return nil
-	}
-	return fmt.Errorf("var %s: not a recipient-phase variable the dry-run sets", name)
 }
 
 // seeded is the random source of `postern dry-run --seed n`.

@@ -310,6 +310,15 @@ func (p *printer) lookup(l DNSQuery) {
 // entry prints one trace line: setting, rule, position (file:line),
 // condition and result.
 func (p *printer) entry(e policies.TraceEntry) {
+	p.f("      %s\n", strings.ReplaceAll(TraceLine(e), "\n", "\n      "))
+}
+
+// TraceLine is a trace entry as the dry-run prints it: the setting, what
+// the step did (rule N if COND => YES -> VALUE, else => VALUE, = VALUE,
+// default => VALUE, ...) and where it is written. An entry with an error
+// has its message on the lines after, indented by two spaces. What
+// comes from the policy or the message is escaped.
+func TraceLine(e policies.TraceEntry) string {
 	at := escText(e.At.LineString())
 	value := orDefault(escText(e.Value))
 	var what string
@@ -340,12 +349,13 @@ func (p *printer) entry(e policies.TraceEntry) {
 	if e.Expr != "" && e.Kind != policies.KindExpr {
 		what += "  (from " + escText(e.Expr) + ")"
 	}
-	p.f("      %-28s %s  %s\n", escText(e.Setting), what, at)
+	line := fmt.Sprintf("%-28s %s  %s", escText(e.Setting), what, at)
 	if e.Error != "" {
 		lines := textErrorLines(e.Error)
-		p.f("        error: %s\n", lines[0])
+		line += "\n  error: " + lines[0]
 		for _, l := range lines[1:] {
-			p.f("        %s\n", l)
+			line += "\n  " + l
 		}
 	}
+	return line
 }

@@ -103,3 +103,10 @@ func (v *Value[T]) gave(e TraceEntry, val T, prog *expr.Program, err error) Trac
 	}
 	return e
 }
+
+// Decided reports whether this step gave the setting its value: a rule
+// whose condition held (or failed, giving the fallback), an else, a
+// default, a literal or an expression — not a rule that did not match.
+func (e TraceEntry) Decided() bool {
+	return e.Kind != KindRule || e.Matched || e.Error != ""
+}

@@ -7,12 +7,10 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/postern-mta/postern/engine"
-	"github.com/postern-mta/postern/expr"
 	"github.com/postern-mta/postern/internal/textsafe"
 	"github.com/postern-mta/postern/policies"
 )
@@ -22,15 +20,6 @@ type listFlag []string
 
 func (l *listFlag) String() string     { return strings.Join(*l, ",") }
 func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
-
-// lastErrors are the words last_error takes.
-var lastErrors = func() []string {
-	out := make([]string, len(engine.Classes))
-	for i, c := range engine.Classes {
-		out[i] = string(c)
-	}
-	return out
-}()
 
 // messageFlags are the flags dry-run and send share.
 type messageFlags struct {
@@ -90,57 +79,22 @@ func (m *messageFlags) message() (engine.Message, error) {
 	return msg, nil
 }
 
-// setVar sets a recipient-phase variable on msg.
+// setVar sets a recipient-phase variable on msg; the envelope and meta
+// have flags of their own.
 func setVar(msg *engine.Message, name, value string) error {
-	num := func(dst *int) error {
-		n, err := strconv.Atoi(value)
-		if err != nil {
-			return fmt.Errorf("%q is not an integer", value)
-		}
-		*dst = n
-		return nil
-	}
 	switch name {
-	case "size":
-		return num(&msg.Size)
-	case "priority":
-		return num(&msg.Priority)
-	case "retry_num":
-		return num(&msg.RetryNum)
-	case "notify_num":
-		return num(&msg.NotifyNum)
-	case "expires_in":
-		return num(&msg.ExpiresIn)
-	case "queue_age":
-		return num(&msg.QueueAge)
-	case "received_via_port":
-		return num(&msg.ReceivedViaPort)
-	case "last_error":
-		if !slices.Contains(lastErrors, value) {
-			return fmt.Errorf("%q is not one of %s", value, strings.Join(lastErrors, ", "))
-		}
-		msg.LastError = value
-	case "last_status":
-		msg.LastStatus = value
-	case "queue_name":
-		msg.QueueName = value
-	case "source":
-		msg.Source = value
-	case "received_from_ip":
-		msg.ReceivedFromIP = value
-	case "authenticated_as":
-		msg.AuthenticatedAs = value
 	case "sender", "sender_domain":
 		return errors.New("use --from to set the sender")
 	case "rcpt", "rcpt_domain", "recipients":
 		return errors.New("use --to to set the recipients")
 	case "meta":
 		return errors.New("use --meta K=V")
-	default:
-		if v, ok := expr.LookupVariable(name); ok {
-			return fmt.Errorf("%s is a %s-phase variable: the dry-run computes it for each host or address", name, v.Phase)
-		}
-		return fmt.Errorf("unknown variable (recipient-phase variables: %s)", strings.Join(expr.VariablesOf(expr.Recipient), ", "))
+	}
+	var ve *engine.VarError
+	if err := msg.SetVar(name, value); errors.As(err, &ve) {
+		return errors.New(ve.Reason) // the caller names the variable
+	} else if err != nil {
+		return err
 	}
 	return nil
 }

@@ -2,6 +2,7 @@
 //
 //	postern check   [-c] POLICY [--strict] [--format text|json] | --print-defaults
 //	postern dry-run -c POLICY --from ADDR --to ADDR ... [--var NAME=VALUE] [--format text|json]
+//	postern test    -c POLICY [-v] [-run REGEXP] CASES.yaml...
 //	postern send    -c POLICY --from ADDR --to ADDR ... [FILE.eml | -]
 //	postern tlsrpt  --org NAME --contact ADDR [--day YYYY-MM-DD] [RESULTS.json | -]
 //	postern version
@@ -58,6 +59,8 @@ func runIO(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return cmdCheck(args[1:], stdout, stderr)
 	case "dry-run":
 		return cmdDryRun(args[1:], stdout, stderr)
+	case "test":
+		return cmdTest(args[1:], stdout, stderr)
 	case "send":
 		if stdin == nil {
 			stdin = strings.NewReader("")
@@ -85,6 +88,7 @@ func usage(w io.Writer) {
 commands:
   check POLICY                         load, type-check and lint a policy (--strict, --format json)
   dry-run -c POLICY --from A --to B    show what the policy decides for a message, and why
+  test -c POLICY CASES.yaml...         run dry-run cases and check their facts, like go test
   send -c POLICY --from A --to B [FILE] deliver a message for real; one result line per recipient
   tlsrpt --org N --contact A [FILE]    TLS-RPT (RFC 8460) reports from send --format json results
   version                              version, Go version, module versions

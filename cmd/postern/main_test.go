@@ -140,7 +140,7 @@ func TestDryRunUsage(t *testing.T) {
 		want string
 	}{
 		{[]string{"--to", "b@example.com", "--var", "retry_num=x"}, `--var retry_num: "x" is not an integer`},
-		{[]string{"--to", "b@example.com", "--var", "mx=a"}, "mx is a host-phase variable"},
+		{[]string{"--to", "b@example.com", "--var", "mx=a"}, "--var mx: a host-phase variable"},
 		{[]string{"--to", "b@example.com", "--var", "nope=1"}, "unknown variable (recipient-phase variables: sender,"},
 		{[]string{"--to", "b@example.com", "--var", "last_error=tsl"}, `"tsl" is not one of none, dns,`},
 		{[]string{"--to", "b@example.com", "--meta", "novalue"}, `--meta "novalue": write K=V`},
