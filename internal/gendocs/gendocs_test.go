@@ -12,8 +12,9 @@ import (
 	"github.com/postern-mta/postern/policies"
 )
 
-// TestDocsUpToDate fails when docs/policy.md or docs/variables.md differ
-// from what the code generates.
+// TestDocsUpToDate fails when a generated file — docs/policy.md,
+// docs/variables.md, docs/policy.schema.json — differs from what the code
+// generates.
 func TestDocsUpToDate(t *testing.T) {
 	dir := t.TempDir()
 	if err := write(dir); err != nil {

@@ -1,5 +1,6 @@
-// Command gendocs writes docs/policy.md and docs/variables.md from the
-// definitions the loader and the compiler use — policies.Fields(),
+// Command gendocs writes docs/policy.md, docs/variables.md and
+// docs/policy.schema.json (a JSON Schema, draft 2020-12, for editors) from
+// the definitions the loader and the compiler use — policies.Fields(),
 // expr.Variables and expr.Functions — so the reference cannot drift from
 // the code. Hand-written prose lives in the templates next to this file.
 //
@@ -35,7 +36,7 @@ import (
 var templateFS embed.FS
 
 func main() {
-	out := flag.String("out", "docs", "`directory` to write policy.md and variables.md into")
+	out := flag.String("out", "docs", "`directory` to write policy.md, variables.md and policy.schema.json into")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		fmt.Fprintln(os.Stderr, "usage: gendocs [-out DIR]")
@@ -54,6 +55,7 @@ var docs = []struct {
 }{
 	{"policy.md", renderPolicy},
 	{"variables.md", renderVariables},
+	{"policy.schema.json", renderSchema},
 }
 
 // write renders every document into dir.
@@ -286,7 +288,7 @@ func sections() []*section {
 // defaultCell renders a Field's Default: YAML as code, a description
 // ("the machine's host name", "(required)") as text.
 func defaultCell(d string) string {
-	if strings.HasPrefix(d, "(") || (strings.Contains(d, " ") && !strings.HasPrefix(d, "[") && !strings.HasPrefix(d, "{")) {
+	if isDescription(d) {
 		return cell(d)
 	}
 	return cell(code(d))
