@@ -252,6 +252,10 @@ type evalConfig struct {
 	trace bool
 	noDNS bool
 	rand  func() uint64
+	// domainSeed, when set, seeds each group from the group's domain
+	// (WithDomainSeed) instead of from rand in group order.
+	domainSeed    uint64
+	domainSeeding bool
 }
 
 // WithTrace records every rule evaluated (and every DNS lookup) in the
@@ -265,6 +269,17 @@ func WithoutDNS() EvalOption { return func(c *evalConfig) { c.noDNS = true } }
 // WithRand replaces the engine's random source for this evaluation (a
 // dry-run's --seed).
 func WithRand(r func() uint64) EvalOption { return func(c *evalConfig) { c.rand = r } }
+
+// WithDomainSeed seeds the random source of each group from n and the
+// group's recipient domain, not from the message's source in group order.
+// Two evaluations with the same n then order a domain's equal-preference
+// MX hosts (and spread its source addresses) the same way, whatever the
+// other groups of the message are: `postern diff` compares two policies
+// so, and an edit that changes one group's route does not reshuffle the
+// others.
+func WithDomainSeed(n uint64) EvalOption {
+	return func(c *evalConfig) { c.domainSeed, c.domainSeeding = n, true }
+}
 
 // Evaluate decides, for every recipient of msg, the route and everything up
 // to (not including) connecting: groups of recipients, MX hosts in the

@@ -27,7 +27,11 @@ func (r *run) groups(gs []*Group) [][]*Group {
 	}
 	seeds := make([]uint64, len(todo))
 	for i := range seeds {
-		seeds[i] = r.cfg.rand()
+		if r.cfg.domainSeeding {
+			seeds[i] = domainSeed(r.cfg.domainSeed, gs[todo[i]].Domain)
+		} else {
+			seeds[i] = r.cfg.rand()
+		}
 	}
 	decide := func(k int, g *Group) []*Group {
 		f := r.fork(seeds[k])
@@ -56,6 +60,21 @@ func (r *run) groups(gs []*Group) [][]*Group {
 	}
 	wg.Wait()
 	return out
+}
+
+// domainSeed mixes n with domain (FNV-1a, then SplitMix64's finaliser) into
+// the seed of the domain's group (WithDomainSeed).
+func domainSeed(n uint64, domain string) uint64 {
+	h := uint64(14695981039346656037) ^ n
+	for i := 0; i < len(domain); i++ {
+		h ^= uint64(domain[i])
+		h *= 1099511628211
+	}
+	h ^= h >> 30
+	h *= 0xbf58476d1ce4e5b9
+	h ^= h >> 27
+	h *= 0x94d049bb133111eb
+	return h ^ h>>31
 }
 
 // anyNetwork reports whether one of the groups at todo will likely ask the

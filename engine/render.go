@@ -18,6 +18,14 @@ func (d *Decision) WriteJSON(w io.Writer) error {
 	return enc.Encode(d)
 }
 
+// WriteJSONLine writes d as WriteJSON does, but on one line: JSON Lines,
+// one decision per line (`postern dry-run --format jsonl`).
+func (d *Decision) WriteJSONLine(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	return enc.Encode(d)
+}
+
 // WriteText writes d for a person, top-down: per group the decision first,
 // then hosts, throttles, DNS answers, and the trace under it.
 //

@@ -6,11 +6,15 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"math/rand/v2"
+	"maps"
+	"os"
+	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/postern-mta/postern/engine"
+	"github.com/postern-mta/postern/internal/corpus"
+	"github.com/postern-mta/postern/internal/policytest"
 	"github.com/postern-mta/postern/internal/textsafe"
 	"github.com/postern-mta/postern/policies"
 )
@@ -30,6 +34,10 @@ type messageFlags struct {
 	meta   listFlag
 	size   int
 	format string
+	// formatHelp is the usage of --format, formats the formats a
+	// command takes.
+	formatHelp string
+	formats    []string
 }
 
 func (m *messageFlags) register(fs *flag.FlagSet) {
@@ -39,7 +47,7 @@ func (m *messageFlags) register(fs *flag.FlagSet) {
 	fs.Var(&m.vars, "var", "set a recipient-phase variable: `NAME=VALUE` (repeatable), e.g. --var retry_num=2 --var last_error=tls")
 	fs.Var(&m.meta, "meta", "set meta[K]: `K=V` (repeatable)")
 	fs.IntVar(&m.size, "size", 0, "message size in `bytes`")
-	fs.StringVar(&m.format, "format", "text", "output `format`: text or json")
+	fs.StringVar(&m.format, "format", "text", m.formatHelp)
 }
 
 // message builds the engine message from the flags.
@@ -54,29 +62,46 @@ func (m *messageFlags) message() (engine.Message, error) {
 	if len(m.to) == 0 {
 		return msg, errors.New("at least one --to is required")
 	}
-	if m.format != "text" && m.format != "json" {
-		return msg, fmt.Errorf("--format %q: use text or json", m.format)
+	if err := m.checkFormat(); err != nil {
+		return msg, err
+	}
+	return msg, m.apply(&msg)
+}
+
+// checkFormat refuses a --format the command does not write.
+func (m *messageFlags) checkFormat() error {
+	if !slices.Contains(m.formats, m.format) {
+		return fmt.Errorf("--format %q: use %s", m.format, strings.Join(m.formats, " or "))
+	}
+	return nil
+}
+
+// apply sets the --size, --meta and --var flags on msg, over what it
+// has.
+func (m *messageFlags) apply(msg *engine.Message) error {
+	if m.size > 0 {
+		msg.Size = m.size
 	}
 	for _, kv := range m.meta {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || k == "" {
-			return msg, fmt.Errorf("--meta %q: write K=V", kv)
+			return fmt.Errorf("--meta %q: write K=V", kv)
 		}
-		if msg.Meta == nil {
-			msg.Meta = map[string]string{}
-		}
-		msg.Meta[k] = v
+		meta := make(map[string]string, len(msg.Meta)+1)
+		maps.Copy(meta, msg.Meta)
+		meta[k] = v
+		msg.Meta = meta
 	}
 	for _, kv := range m.vars {
 		name, value, ok := strings.Cut(kv, "=")
 		if !ok {
-			return msg, fmt.Errorf("--var %q: write NAME=VALUE", kv)
+			return fmt.Errorf("--var %q: write NAME=VALUE", kv)
 		}
-		if err := setVar(&msg, name, value); err != nil {
-			return msg, fmt.Errorf("--var %s: %w", name, err)
+		if err := setVar(msg, name, value); err != nil {
+			return fmt.Errorf("--var %s: %w", name, err)
 		}
 	}
-	return msg, nil
+	return nil
 }
 
 // setVar sets a recipient-phase variable on msg; the envelope and meta
@@ -99,65 +124,160 @@ func setVar(msg *engine.Message, name, value string) error {
 	return nil
 }
 
-func cmdDryRun(args []string, stdout, stderr io.Writer) int {
+func cmdDryRun(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("dry-run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var mf messageFlags
+	mf := messageFlags{formatHelp: "output `format`: text, json, or jsonl (one decision per line)", formats: []string{"text", "json", "jsonl"}}
 	mf.register(fs)
 	seed := fs.String("seed", "", "shuffle equal-preference MX hosts with this seed (an integer), so runs repeat")
 	noDNS := fs.Bool("no-dns", false, "stop before any DNS lookup: recipient-phase decisions only")
 	brief := fs.Bool("brief", false, "one line per recipient: route, outcome, first host and address, TLS in effect, source address")
+	envelopes := fs.String("envelopes", "", "decide every envelope of a corpus (JSON Lines `file`, or - for standard input) instead of --from/--to")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: postern dry-run -c POLICY --from ADDR --to ADDR [--to ADDR ...] [--var NAME=VALUE ...] [--meta K=V ...] [--size N] [--seed N] [--no-dns] [--brief | --format text|json]")
+		fmt.Fprintln(stderr, "usage: postern dry-run -c POLICY (--from ADDR --to ADDR [--to ADDR ...] | --envelopes FILE|-) [--var NAME=VALUE ...] [--meta K=V ...] [--size N] [--seed N] [--no-dns] [--brief | --format text|json|jsonl]")
 		fs.PrintDefaults()
 	}
 	if code, done := parseFlags(fs, args); done {
 		return code
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "postern dry-run: unexpected argument %q\n", fs.Arg(0))
+		fmt.Fprintf(stderr, "postern dry-run: unexpected argument %q\n", textsafe.Escape(fs.Arg(0)))
 		return exitUsage
 	}
-	msg, err := mf.message()
+	var msg engine.Message
+	var err error
+	if *envelopes != "" {
+		err = batchFlags(&mf)
+	} else {
+		msg, err = mf.message()
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "postern dry-run: %s\n", escErr(err))
 		return exitUsage
 	}
-	opts := []engine.EvalOption{engine.WithTrace()}
+	var seedN *uint64
 	if *seed != "" {
 		n, err := strconv.ParseUint(*seed, 10, 64)
 		if err != nil {
 			fmt.Fprintf(stderr, "postern dry-run: --seed %q is not a non-negative integer\n", *seed)
 			return exitUsage
 		}
-		rng := rand.New(rand.NewPCG(n, n^0x9e3779b97f4a7c15))
-		opts = append(opts, engine.WithRand(rng.Uint64))
+		seedN = &n
 	}
-	if *noDNS {
-		opts = append(opts, engine.WithoutDNS())
+	opts := func() []engine.EvalOption {
+		opts := []engine.EvalOption{engine.WithTrace()}
+		if seedN != nil {
+			// A source of its own for each message: a corpus gives the
+			// same answers whatever its order.
+			opts = append(opts, engine.WithRand(policytest.Rand(*seedN)))
+		}
+		if *noDNS {
+			opts = append(opts, engine.WithoutDNS())
+		}
+		return opts
 	}
 	eng, code := loadEngine(mf.policy, engine.Options{}, stderr)
 	if eng == nil {
 		return code
 	}
-	dec, err := eng.Evaluate(context.Background(), msg, opts...)
-	if err != nil {
-		fmt.Fprintf(stderr, "postern dry-run: %s\n", escErr(err))
-		return exitFailed
+	defer eng.Close()
+	write := func(msg engine.Message, dec *engine.Decision) error {
+		switch {
+		case *brief:
+			return writeBrief(stdout, msg, dec)
+		case mf.format == "json":
+			return dec.WriteJSON(stdout)
+		case mf.format == "jsonl":
+			return dec.WriteJSONLine(stdout)
+		}
+		return dec.WriteText(stdout)
 	}
-	switch {
-	case *brief:
-		err = writeBrief(stdout, msg, dec)
-	case mf.format == "json":
-		err = dec.WriteJSON(stdout)
-	default:
-		err = dec.WriteText(stdout)
+	if *envelopes != "" {
+		separate := mf.format == "text" && !*brief
+		return dryRunCorpus(eng, &mf, *envelopes, stdin, opts, write, separate, stdout, stderr)
+	}
+	dec, err := eng.Evaluate(context.Background(), msg, opts()...)
+	if err == nil {
+		err = write(msg, dec)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "postern dry-run: %s\n", escErr(err))
 		return exitFailed
 	}
 	return exitOK
+}
+
+// batchFlags checks the flags of a dry-run over a corpus: the envelopes
+// come from the file, and decisions one after the other need a format
+// that separates them.
+func batchFlags(mf *messageFlags) error {
+	switch {
+	case mf.policy == "":
+		return errors.New("-c POLICY is required")
+	case mf.from != "" || len(mf.to) > 0:
+		return errors.New("--envelopes gives the senders and recipients: leave out --from and --to")
+	case mf.format == "json":
+		return errors.New("--format json writes one decision; with --envelopes use --format jsonl (one decision per line)")
+	}
+	return mf.checkFormat()
+}
+
+// dryRunCorpus decides every envelope of a corpus in order and writes
+// each decision (text decisions are separated by a blank line). A line
+// that is not an envelope is reported with its number on stderr, and the
+// rest goes on; the exit status is then 1.
+func dryRunCorpus(eng *engine.Engine, mf *messageFlags, path string, stdin io.Reader, opts func() []engine.EvalOption,
+	write func(engine.Message, *engine.Decision) error, separate bool, stdout, stderr io.Writer) int {
+	in, name := stdin, "standard input"
+	if path != "-" {
+		f, err := os.Open(path)
+		if err != nil {
+			fmt.Fprintf(stderr, "postern dry-run: %s\n", escErr(err))
+			return exitFailed
+		}
+		defer f.Close()
+		in, name = f, path
+	}
+	r := corpus.NewReader(in, name)
+	bad, n := 0, 0
+	for {
+		env, err := r.Next()
+		switch {
+		case errors.Is(err, io.EOF):
+			if bad > 0 {
+				fmt.Fprintf(stderr, "postern dry-run: %d %s of %s not decided\n", bad, plural(bad, "line", "lines"), textsafe.Escape(name))
+				return exitFailed
+			}
+			return exitOK
+		case errors.As(err, new(*corpus.LineError)):
+			fmt.Fprintf(stderr, "postern dry-run: %s\n", escErr(err))
+			bad++
+			continue
+		case err != nil:
+			fmt.Fprintf(stderr, "postern dry-run: %s: %s\n", textsafe.Escape(name), escErr(err))
+			return exitFailed
+		}
+		msg, err := env.Message()
+		if err == nil {
+			err = mf.apply(&msg)
+		}
+		var dec *engine.Decision
+		if err == nil {
+			dec, err = eng.Evaluate(context.Background(), msg, opts()...)
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "postern dry-run: %s:%d: %s\n", textsafe.Escape(name), r.Line(), escErr(err))
+			bad++
+			continue
+		}
+		if n++; n > 1 && separate {
+			fmt.Fprintln(stdout)
+		}
+		if err := write(msg, dec); err != nil {
+			fmt.Fprintf(stderr, "postern dry-run: %s\n", escErr(err))
+			return exitFailed
+		}
+	}
 }
 
 // loadEngine loads the policy, printing its problems; nil means exit with

@@ -1,15 +1,17 @@
 // Command postern checks, dry-runs and applies outbound mail policies.
 //
 //	postern check   [-c] POLICY [--strict] [--format text|json] | --print-defaults
-//	postern dry-run -c POLICY --from ADDR --to ADDR ... [--var NAME=VALUE] [--format text|json]
+//	postern dry-run -c POLICY (--from ADDR --to ADDR ... | --envelopes FILE|-) [--var NAME=VALUE] [--brief | --format text|json|jsonl]
 //	postern test    -c POLICY [-v] [-run REGEXP] CASES.yaml...
+//	postern diff    --old OLD.yaml --new NEW.yaml --envelopes FILE|- [--format text|json]
 //	postern send    -c POLICY --from ADDR --to ADDR ... [FILE.eml | -]
 //	postern tlsrpt  --org NAME --contact ADDR [--day YYYY-MM-DD] [RESULTS.json | -]
 //	postern version
 //
 // Exit status: 0 when the command did its job, 1 when the policy does not
 // load (or delivery could not be attempted), 2 for bad usage, 3 when send
-// left some recipients not delivered.
+// left some recipients not delivered, 4 when diff found a changed
+// decision; test exits 1 when a case fails.
 package main
 
 import (
@@ -58,9 +60,17 @@ func runIO(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	case "check":
 		return cmdCheck(args[1:], stdout, stderr)
 	case "dry-run":
-		return cmdDryRun(args[1:], stdout, stderr)
+		if stdin == nil {
+			stdin = strings.NewReader("")
+		}
+		return cmdDryRun(args[1:], stdin, stdout, stderr)
 	case "test":
 		return cmdTest(args[1:], stdout, stderr)
+	case "diff":
+		if stdin == nil {
+			stdin = strings.NewReader("")
+		}
+		return cmdDiff(args[1:], stdin, stdout, stderr)
 	case "send":
 		if stdin == nil {
 			stdin = strings.NewReader("")
@@ -89,6 +99,7 @@ commands:
   check POLICY                         load, type-check and lint a policy (--strict, --format json)
   dry-run -c POLICY --from A --to B    show what the policy decides for a message, and why
   test -c POLICY CASES.yaml...         run dry-run cases and check their facts, like go test
+  diff --old A --new B --envelopes F   every recipient of a corpus whose decision changes, and the rules why
   send -c POLICY --from A --to B [FILE] deliver a message for real; one result line per recipient
   tlsrpt --org N --contact A [FILE]    TLS-RPT (RFC 8460) reports from send --format json results
   version                              version, Go version, module versions

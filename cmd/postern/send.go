@@ -29,7 +29,7 @@ const maxMessage = 64 << 20
 func cmdSend(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("send", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var mf messageFlags
+	mf := messageFlags{formatHelp: "output `format`: text or json", formats: []string{"text", "json"}}
 	mf.register(fs)
 	caFile := fs.String("ca-file", "", "PEM `file` of CA certificates to trust instead of the system roots")
 	requireTLS := fs.Bool("requiretls", false, "ask for REQUIRETLS (RFC 8689): TLS and a verified certificate on every hop")

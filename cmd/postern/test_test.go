@@ -89,13 +89,13 @@ func TestTestCommandFailing(t *testing.T) {
     bob@example.com: route
         got:  "mx"
         want: "smarthost"
-        routing.route                rule 1  if is_local_domain(rcpt_domain)  => no  ../../examples/quickstart/policy.yaml:24 [rcpt bob@example.com]
-        routing.route                rule 2  if in_list("microsoft", rcpt_domain)  => no  ../../examples/quickstart/policy.yaml:26 [rcpt bob@example.com]
-        routing.route                else  => mx  ../../examples/quickstart/policy.yaml:28 [rcpt bob@example.com]
+        routing.route                rule 1  if is_local_domain(rcpt_domain)  => no  ../../examples/quickstart/policy.yaml:25 [rcpt bob@example.com]
+        routing.route                rule 2  if in_list("microsoft", rcpt_domain)  => no  ../../examples/quickstart/policy.yaml:27 [rcpt bob@example.com]
+        routing.route                else  => mx  ../../examples/quickstart/policy.yaml:29 [rcpt bob@example.com]
     bob@example.com: host mx2.example.com: starttls
         got:  "optional"
         want: "require"
-        tls.starttls                 rule 1  if retry_num > 2 && last_error == "tls"  => YES -> optional  ../../examples/quickstart/policy.yaml:42 [host mx2.example.com]
+        tls.starttls                 rule 1  if retry_num > 2 && last_error == "tls"  => YES -> optional  ../../examples/quickstart/policy.yaml:43 [host mx2.example.com]
     rerun: postern dry-run -c ../../examples/quickstart/policy.yaml --from alice@example.org --to bob@example.com --var last_error=tls --var retry_num=3 --seed 1
 FAIL	` + cases + `	1 of 2 cases failed
 FAIL

@@ -105,10 +105,26 @@ func NewReader(r io.Reader, name string) *Reader {
 // Line is the line number of the envelope Next returned last.
 func (r *Reader) Line() int { return r.line }
 
-// Next returns the next envelope, or io.EOF after the last. An error
-// names the file and line and says what is wrong; reading may go on after
-// it (the next call reads the next line).
-func (r *Reader) Next() (Envelope, error) {
+// Next returns the next envelope, or io.EOF after the last. A line that
+// is not an envelope gives a *LineError, and reading may go on after it
+// (the next call reads the next line); any other error is the reader's.
+func (r *Reader) Next() (Envelope, error) { return r.next() }
+
+// LineError is a corpus line that is not an envelope.
+type LineError struct {
+	File string
+	Line int
+	Err  error // what is wrong
+}
+
+// Error returns "FILE:LINE: what is wrong".
+func (e *LineError) Error() string { return fmt.Sprintf("%s:%d: %v", e.File, e.Line, e.Err) }
+
+// Unwrap returns what is wrong.
+func (e *LineError) Unwrap() error { return e.Err }
+
+// next is Next.
+func (r *Reader) next() (Envelope, error) {
 	for {
 		line, err := r.readLine()
 		if err != nil {
@@ -119,7 +135,7 @@ func (r *Reader) Next() (Envelope, error) {
 		}
 		env, err := parse(line)
 		if err != nil {
-			return Envelope{}, fmt.Errorf("%s:%d: %w", r.name, r.line, err)
+			return Envelope{}, &LineError{File: r.name, Line: r.line, Err: err}
 		}
 		return env, nil
 	}
@@ -137,7 +153,7 @@ func (r *Reader) readLine() ([]byte, error) {
 			for errors.Is(err, bufio.ErrBufferFull) {
 				_, err = r.r.ReadSlice('\n')
 			}
-			return nil, fmt.Errorf("%s:%d: line longer than %d bytes: one envelope per line", r.name, r.line, maxLine)
+			return nil, &LineError{File: r.name, Line: r.line, Err: fmt.Errorf("line longer than %d bytes: one envelope per line", maxLine)}
 		}
 		switch {
 		case err == nil:

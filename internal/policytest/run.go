@@ -190,9 +190,9 @@ func (f *Facts) check(d *engine.Decision) []Problem {
 			keys[th.Name] = th.Key
 		}
 	}
-	list(k, "throttles", throttles, f.Throttles, "throttles")
+	list(k, "throttles", throttles, f.Throttles, "limits.throttles")
 	for _, name := range slices.Sorted(maps.Keys(f.ThrottleKeys)) {
-		k.fact("throttle_keys."+name, keys[name], f.ThrottleKeys[name], "throttles."+name)
+		k.fact("throttle_keys."+name, keys[name], f.ThrottleKeys[name], "limits.throttles."+name)
 	}
 	num(k, "limits_mx", g.Limits.MX, f.LimitsMX, "limits.mx")
 	num(k, "limits_recipients", g.Limits.Recipients, f.LimitsRecipients, "limits.recipients")
@@ -267,8 +267,8 @@ func hostNames(g *engine.Group) []string {
 }
 
 // decided returns the trace steps of g that decided one of settings (a
-// name, or a prefix ending before a dot: "throttles" covers
-// throttles.NAME.*) for rcpt, for the group, and — when host is set — for
+// name, or a prefix ending before a dot: "limits.throttles" covers
+// limits.throttles.NAME.match) for rcpt, for the group, and — when host is set — for
 // host and its addresses: the rules that did not match, and the step that
 // gave the value.
 func decided(g *engine.Group, rcpt, host string, settings []string) []policies.TraceEntry {
