@@ -2,7 +2,7 @@
 # Imports flow one way: nothing imports upward. The module's own imports
 # (tests aside; README.md, section Layout, draws the same graph):
 #
-#   cmd/postern       -> engine policies expr transport transport/tlsrpt internal/textsafe internal/safefile
+#   cmd/postern       -> engine policies expr transport transport/tlsrpt internal/textsafe internal/safefile internal/jsonout internal/corpus internal/mtalog internal/policytest internal/policydiff
 #   engine            -> engine/throttle policies expr transport transport/dns transport/mailbox transport/dane transport/mtasts transport/tlsrpt internal/textsafe internal/safefile internal/jsonout
 #   policies          -> expr internal/safefile internal/jsonout internal/suggest
 #   expr              -> internal/textsafe internal/suggest
@@ -13,8 +13,11 @@
 #
 # transport and transport/dns do not know each other: the engine resolves,
 # the transport dials the addresses it is handed. Tools and tests sit on
-# top: internal/gendocs -> policies expr, examples/embed -> engine policies,
-# bench/e2e -> engine transport, internal/testbed/* for tests only.
+# top: internal/gendocs -> policies expr internal/jsonout, internal/corpus ->
+# engine, internal/mtalog -> internal/corpus, internal/policytest and
+# internal/policydiff -> engine policies internal/corpus, examples/embed ->
+# engine policies, bench/e2e -> engine transport, internal/testbed/* for
+# tests only.
 #
 # This script checks the rules below (run it from the module's root).
 set -euo pipefail
@@ -55,6 +58,9 @@ leaf() {
 check expr/... policies engine transport
 check policies/... engine transport
 check transport/... expr policies engine
+# The review tools sit on top: nothing the engine is built of imports them.
+check engine/... internal/corpus internal/mtalog internal/policytest internal/policydiff internal/gendocs
+check policies/... internal/corpus internal/mtalog internal/policytest internal/policydiff
 check transport transport/dns transport/dane transport/mtasts transport/tlsrpt
 check transport/mtasts transport/dns transport/dane transport/tlsrpt transport/mailbox
 leaf transport/mailbox

@@ -4,6 +4,7 @@
 //	postern dry-run -c POLICY (--from ADDR --to ADDR ... | --envelopes FILE|-) [--var NAME=VALUE] [--brief | --format text|json|jsonl]
 //	postern test    -c POLICY [-v] [-run REGEXP] CASES.yaml...
 //	postern diff    --old OLD.yaml --new NEW.yaml --envelopes FILE|- [--format text|json]
+//	postern envelopes (--postfix-log FILE | --exim-log FILE) [FILE...] > corpus.jsonl
 //	postern send    -c POLICY --from ADDR --to ADDR ... [FILE.eml | -]
 //	postern tlsrpt  --org NAME --contact ADDR [--day YYYY-MM-DD] [RESULTS.json | -]
 //	postern version
@@ -71,6 +72,8 @@ func runIO(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			stdin = strings.NewReader("")
 		}
 		return cmdDiff(args[1:], stdin, stdout, stderr)
+	case "envelopes":
+		return cmdEnvelopes(args[1:], stdin, stdout, stderr)
 	case "send":
 		if stdin == nil {
 			stdin = strings.NewReader("")
@@ -100,6 +103,7 @@ commands:
   dry-run -c POLICY --from A --to B    show what the policy decides for a message, and why
   test -c POLICY CASES.yaml...         run dry-run cases and check their facts, like go test
   diff --old A --new B --envelopes F   every recipient of a corpus whose decision changes, and the rules why
+  envelopes --postfix-log FILE         a corpus for diff (JSON Lines) from a Postfix or Exim log
   send -c POLICY --from A --to B [FILE] deliver a message for real; one result line per recipient
   tlsrpt --org N --contact A [FILE]    TLS-RPT (RFC 8460) reports from send --format json results
   version                              version, Go version, module versions
