@@ -127,6 +127,7 @@ func (d *decoder) compileDefaults(s *Set) {
 // lint adds the warnings that need the whole file.
 func (d *decoder) lint(s *Set) {
 	d.lintCredentials(s)
+	d.lintLoopbackRelays(s)
 	for _, name := range sortedKeys(s.Lists) {
 		if !d.usedLists[name] {
 			d.warns = append(d.warns, &Warning{File: d.file, Line: d.listAt[name].Line, Column: d.listAt[name].Column,

@@ -1,6 +1,7 @@
 package policies
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -196,6 +197,44 @@ func TestLintCredentialsWithoutVerification(t *testing.T) {
 		}
 		if got != tt.warn {
 			t.Errorf("%q: warned %v, want %v (%v)", tt.policy, got, tt.warn, s.Warnings)
+		}
+	}
+}
+
+// Source addresses and EHLO names chosen without looking at the route
+// reach a relay on loopback too: warned about; guarded rules, rules about
+// hosts, and relays elsewhere are not.
+func TestLintLoopbackRelay(t *testing.T) {
+	relay := func(addr string) string {
+		return "routing:\n  route: store\n  routes:\n    store:\n      type: relay\n      address: " + addr + "\n      port: 24\n      protocol: lmtp\n"
+	}
+	const bySender = "ip-strategy:\n  source-ips:\n    - if: sender_domain == \"bulk.example\"\n      then: [192.0.2.10]\n"
+	for _, tt := range []struct {
+		name, policy string
+		want         []string // settings warned about
+	}{
+		{"rule on the sender", relay("127.0.0.1") + bySender, []string{"ip-strategy.source-ips"}},
+		{"localhost", relay("localhost") + bySender, []string{"ip-strategy.source-ips"}},
+		{"::1 and a literal", relay("::1") + "ip-strategy:\n  source-ips: [192.0.2.10]\n", []string{"ip-strategy.source-ips"}},
+		{"guarded", relay("127.0.0.1") + "ip-strategy:\n  source-ips:\n    - if: route_type != \"mx\"\n      then: []\n    - if: sender_domain == \"bulk.example\"\n      then: [192.0.2.10]\n", nil},
+		{"about hosts", relay("127.0.0.1") + "ip-strategy:\n  source-ips:\n    - if: mx endsWith \".google.com\"\n      then: [192.0.2.10]\n", nil},
+		{"expression on the route", relay("127.0.0.1") + "ip-strategy:\n  source-ips: {expr: 'route == \"mx\" ? [\"192.0.2.10\"] : []'}\n", nil},
+		{"ehlo on the sender", relay("127.0.0.1") + "ip-strategy:\n  ehlo-hostname:\n    - if: sender_domain == \"bulk.example\"\n      then: out1.example.org\n", []string{"ip-strategy.ehlo-hostname"}},
+		{"ehlo on the source address", relay("127.0.0.1") + "ip-strategy:\n  ehlo-hostname:\n    - if: local_ip == \"192.0.2.10\"\n      then: out1.example.org\n", nil},
+		{"relay elsewhere", relay("192.0.2.60") + bySender, nil},
+	} {
+		s, err := Parse("p.yaml", []byte("version: 1\n"+tt.policy), Options{})
+		if err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		var got []string
+		for _, w := range s.Warnings {
+			if strings.Contains(w.Message, "(a relay on loopback, ") {
+				got = append(got, w.Setting)
+			}
+		}
+		if !slices.Equal(got, tt.want) {
+			t.Errorf("%s: warnings about %v, want %v (%v)", tt.name, got, tt.want, s.Warnings)
 		}
 	}
 }
