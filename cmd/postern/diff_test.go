@@ -11,9 +11,10 @@ import (
 )
 
 // diffDir holds two policies, a zone and a corpus with known changes:
-// relayed.example goes direct (route), partner.example needs STARTTLS
-// (TLS) and gets a throttle of its own, bulk.example's mail leaves from
-// another address (source IP).
+// relayed.example goes direct (route; its first host is compared with
+// the relay's), partner.example needs STARTTLS (TLS) and gets a throttle
+// of its own, bulk.example's mail leaves from another address (source
+// IP).
 const diffDir = "testdata/diff"
 
 func runDiff(t *testing.T, stdin string, args ...string) (int, string, string) {
@@ -41,6 +42,9 @@ line 2 (Q2): c@relayed.example: route: relay -> mx
 line 2 (Q2): c@relayed.example: hosts: relay.example -> mx.relayed.example
     old: routing.route                rule 1  if rcpt_domain == "relayed.example"  => YES -> relay  old.yaml:8
     new: routing.route                else  => mx  new.yaml:11
+line 2 (Q2): c@relayed.example: source-ip at relay.example 192.0.2.200 -> mx.relayed.example 192.0.2.30: 192.0.2.1 -> 192.0.2.2
+    old: ip-strategy.source-ips       = [192.0.2.1]  old.yaml:20
+    new: ip-strategy.source-ips       rule 1  if sender_domain == "bulk.example"  => YES -> [192.0.2.2]  new.yaml:25
 line 2 (Q2): h@shuffled.example: source-ip at mx1.shuffled.example 192.0.2.11, mx3.shuffled.example 192.0.2.13, mx2.shuffled.example 192.0.2.12: 192.0.2.1 -> 192.0.2.2
     old: ip-strategy.source-ips       = [192.0.2.1]  old.yaml:20
     new: ip-strategy.source-ips       rule 1  if sender_domain == "bulk.example"  => YES -> [192.0.2.2]  new.yaml:25
@@ -67,16 +71,20 @@ func TestDiffJSON(t *testing.T) {
 			Line             int
 			ID               string
 			Recipient, Field string
-			At               []struct{ Host, Address string }
-			Old, New         string
-			OldRule          map[string]any `json:"old_rule"`
-			NewRule          map[string]any `json:"new_rule"`
+			At               []struct {
+				Host, Address string
+				OldHost       string `json:"old_host"`
+				OldAddress    string `json:"old_address"`
+			}
+			Old, New string
+			OldRule  map[string]any `json:"old_rule"`
+			NewRule  map[string]any `json:"new_rule"`
 		}
 	}
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	if code != exitChanged || rep.Envelopes != 4 || rep.Recipients != 8 || rep.Changed != 4 || len(rep.Changes) != 9 {
+	if code != exitChanged || rep.Envelopes != 4 || rep.Recipients != 8 || rep.Changed != 4 || len(rep.Changes) != 10 {
 		t.Fatalf("exit %d, report %+v", code, rep)
 	}
 	route := rep.Changes[3]
@@ -84,9 +92,14 @@ func TestDiffJSON(t *testing.T) {
 		route.Old != "relay" || route.New != "mx" || route.OldRule["at"] != "old.yaml:8:7" || route.NewRule["at"] != "new.yaml:11:7" {
 		t.Errorf("route change %+v", route)
 	}
-	src := rep.Changes[5]
-	if src.Field != "source-ip" || len(src.At) != 3 || src.At[0].Address == "" || src.NewRule["at"] != "new.yaml:25:7" {
+	src := rep.Changes[6]
+	if src.Field != "source-ip" || len(src.At) != 3 || src.At[0].Address == "" || src.At[0].OldHost != "" || src.NewRule["at"] != "new.yaml:25:7" {
 		t.Errorf("source-ip change %+v", src)
+	}
+	paired := rep.Changes[5].At
+	if len(paired) != 1 || paired[0].OldHost != "relay.example" || paired[0].OldAddress != "192.0.2.200" ||
+		paired[0].Host != "mx.relayed.example" || paired[0].Address != "192.0.2.30" {
+		t.Errorf("first hosts compared across a route change: %+v", paired)
 	}
 	if rep.Changes[0].OldRule != nil {
 		t.Errorf("a throttle the old policy does not have has an old rule: %+v", rep.Changes[0])

@@ -47,18 +47,39 @@ type Change struct {
 	NewRule *policies.TraceEntry `json:"new_rule"`
 }
 
-// Place is a host, or one of its addresses.
+// Place is a host, or one of its addresses. When the two decisions have
+// no host in common (the route changed, say), the first host each would
+// try is compared: OldHost (and OldAddress) is then the old decision's.
 type Place struct {
-	Host    string `json:"host"`
-	Address string `json:"address,omitempty"`
+	Host       string `json:"host"`
+	Address    string `json:"address,omitempty"`
+	OldHost    string `json:"old_host,omitempty"`
+	OldAddress string `json:"old_address,omitempty"`
 }
 
-// String is "HOST" or "HOST ADDRESS".
+// String is "HOST", "HOST ADDRESS", or for two hosts "OLD -> NEW" and
+// "OLD OLDADDRESS -> NEW ADDRESS".
 func (p Place) String() string {
-	if p.Address == "" {
-		return p.Host
+	s := join(p.Host, p.Address)
+	if p.OldHost != "" {
+		s = join(p.OldHost, p.OldAddress) + " -> " + s
 	}
-	return p.Host + " " + p.Address
+	return s
+}
+
+func join(host, addr string) string {
+	if addr == "" {
+		return host
+	}
+	return host + " " + addr
+}
+
+// side is the place as one decision knows it.
+func (p Place) side(old bool) (host, addr string) {
+	if old && p.OldHost != "" {
+		return p.OldHost, p.OldAddress
+	}
+	return p.Host, p.Address
 }
 
 // Differ evaluates envelopes under two engines.

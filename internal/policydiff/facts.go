@@ -97,16 +97,42 @@ func diffGroups(og, ng *engine.Group) []Change {
 		d.str("mta-sts", nil, og.MTASTS.Setting, ng.MTASTS.Setting)
 		d.num("limits.mx", nil, og.Limits.MX, ng.Limits.MX)
 	}
+	common := false
 	for _, nh := range ng.Hosts {
 		if oh := findHost(og, nh.Name); oh != nil {
-			d.host(oh, nh)
+			d.host(oh, nh, false)
+			common = true
+		}
+	}
+	if !common {
+		// Other hosts altogether (a route that changed, say): compare
+		// the first host each side would try, so that what the first
+		// connection gets (TLS, source address, EHLO) shows too.
+		if oh, nh := firstTried(og), firstTried(ng); oh != nil && nh != nil {
+			d.host(oh, nh, true)
 		}
 	}
 	return d.out
 }
 
-func (d *differences) host(oh, nh *engine.Host) {
+// firstTried is the first host not skipped, nil when there is none.
+func firstTried(g *engine.Group) *engine.Host {
+	for _, h := range g.Hosts {
+		if h.Skipped == nil {
+			return h
+		}
+	}
+	return nil
+}
+
+// host compares the facts of two hosts: the same host, or the first host
+// of each side (paired: their connections are compared in order, not by
+// address).
+func (d *differences) host(oh, nh *engine.Host, paired bool) {
 	at := &Place{Host: nh.Name}
+	if paired {
+		at.OldHost = oh.Name
+	}
 	if oh.Skipped != nil || nh.Skipped != nil {
 		if o, n := skipped(oh), skipped(nh); o != n {
 			d.add("tls", at, o, n)
@@ -124,16 +150,23 @@ func (d *differences) host(oh, nh *engine.Host) {
 		d.add("tls", at, tlsInEffect(oh), tlsInEffect(nh))
 	}
 	d.str("ip-strategy.lookup", at, string(oh.IPLookup), string(nh.IPLookup))
-	if !slices.Equal(oh.Addresses, nh.Addresses) {
-		d.add("addresses", at, addrList(oh), addrList(nh))
+	if !paired && !slices.Equal(oh.Addresses, nh.Addresses) {
+		d.add("addresses", at, addrList(oh), addrList(nh)) // other hosts have other addresses
 	}
 	d.num("limits.messages-per-connection", at, oh.MessagesPerConnection, nh.MessagesPerConnection)
-	for _, nc := range nh.Connections {
-		oc := findConn(oh, nc.RemoteIP)
+	for i, nc := range nh.Connections {
+		var oc *engine.Connect
+		cat := &Place{Host: nh.Name, Address: nc.RemoteIP.String()}
+		switch {
+		case !paired:
+			oc = findConn(oh, nc.RemoteIP)
+		case i < len(oh.Connections):
+			oc = oh.Connections[i]
+			cat.OldHost, cat.OldAddress = oh.Name, oc.RemoteIP.String()
+		}
 		if oc == nil {
 			continue
 		}
-		cat := &Place{Host: nh.Name, Address: nc.RemoteIP.String()}
 		if o, n := source(oc), source(nc); o != n {
 			d.add("source-ip", cat, o, n)
 		}

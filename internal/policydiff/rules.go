@@ -16,7 +16,7 @@ import (
 func decider(og, ng *engine.Group, c Change) (*policies.TraceEntry, *policies.TraceEntry) {
 	var firstOld, firstNew *policies.TraceEntry
 	for i, s := range settings[c.Field] {
-		olds, news := steps(og, c, s), steps(ng, c, s)
+		olds, news := steps(og, c, s, true), steps(ng, c, s, false)
 		for k := 0; k < max(len(olds), len(news)); k++ {
 			var o, n *policies.TraceEntry
 			if k < len(olds) {
@@ -48,13 +48,13 @@ func sameStep(a, b *policies.TraceEntry) bool {
 // steps are the trace steps of g that gave setting (or, for a prefix such
 // as "limits.throttles", a setting under it) in the contexts the change is
 // about: the recipient and the group; the host; the address.
-func steps(g *engine.Group, c Change, setting string) []policies.TraceEntry {
+func steps(g *engine.Group, c Change, setting string, old bool) []policies.TraceEntry {
 	var out []policies.TraceEntry
 	for _, e := range g.Trace {
 		// A throttle's match that did not hold decides too: the
 		// throttle does not apply.
 		decides := e.Decided() || strings.HasSuffix(e.Setting, ".match")
-		if decides && (e.Setting == setting || strings.HasPrefix(e.Setting, setting+".")) && about(e.Context, c) {
+		if decides && (e.Setting == setting || strings.HasPrefix(e.Setting, setting+".")) && about(e.Context, c, old) {
 			out = append(out, e)
 		}
 	}
@@ -66,18 +66,18 @@ func steps(g *engine.Group, c Change, setting string) []policies.TraceEntry {
 // connection's setting may be decided for its address, its host or the
 // group; a host's for the host or the group; the others for the
 // recipient or the group.
-func about(context string, c Change) bool {
-	var at Place // the first place stands for all: the change is the same
+func about(context string, c Change, old bool) bool {
+	var host, addr string // the first place stands for all: the change is the same
 	if len(c.At) > 0 {
-		at = c.At[0]
+		host, addr = c.At[0].side(old)
 	}
 	switch {
 	case strings.HasPrefix(context, "group "):
 		return true
-	case at.Address != "" && context == "address "+at.Address+" of "+at.Host:
+	case addr != "" && context == "address "+addr+" of "+host:
 		return true
-	case at.Host != "":
-		return context == "host "+at.Host
+	case host != "":
+		return context == "host "+host
 	}
 	return context == "rcpt "+c.Recipient
 }
