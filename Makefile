@@ -51,6 +51,7 @@ fmt:
 
 docs:
 	$(GO) run ./internal/gendocs -out docs
+	$(GO) run ./cmd/postern man > docs/postern.1
 
 ## demo: an offline dry-run of the quickstart policy (static zone file):
 ## direct MX, a local domain, a smarthost, a null-MX domain.

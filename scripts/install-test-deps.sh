@@ -2,12 +2,14 @@
 # Installs the Debian packages the test suite needs: real DNS servers (Knot,
 # Unbound), real SMTP/LMTP receivers (Postfix's smtp-sink, aiosmtpd), openssl
 # for throwaway certificates, iproute2 for network namespaces, Redis for shared
-# throttles. Idempotent and non-interactive; a no-op when all are present.
+# throttles, zsh and groff/man to check the generated shell completion and man
+# page. Idempotent and non-interactive; a no-op when all are present.
 # No daemon is started: the tests start their own instances on loopback.
 set -euo pipefail
 
 pkgs=(postfix swaks knot knot-dnsutils unbound ldnsutils python3-aiosmtpd
-      openssl iproute2 redis-server nginx-light ca-certificates)
+      openssl iproute2 redis-server nginx-light ca-certificates
+      zsh groff-base man-db)
 
 missing=()
 for p in "${pkgs[@]}"; do

@@ -6,39 +6,53 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
+	"strings"
 
 	"github.com/postern-mta/postern/engine"
 	"github.com/postern-mta/postern/internal/textsafe"
 	"github.com/postern-mta/postern/policies"
 )
 
+// checkOptions are check's flags.
+type checkOptions struct {
+	file          string
+	printDefaults bool
+	strict        bool
+	format        string
+}
+
+// checkFlags builds the FlagSet check parses (and completion and the man
+// page describe).
+func checkFlags() (*flag.FlagSet, *checkOptions) {
+	fs := newFlagSet("check")
+	o := &checkOptions{}
+	fs.StringVar(&o.file, "c", "", "policy `file` to check (or give it as the argument)")
+	fs.BoolVar(&o.printDefaults, "print-defaults", false, "print a complete policy with every setting at its default, and exit")
+	fs.BoolVar(&o.strict, "strict", false, "warnings fail the check too (exit 1), for CI")
+	fs.StringVar(&o.format, "format", "text", "output `format`: text, or json (one object on standard output, for CI and editors)")
+	return fs, o
+}
+
 func cmdCheck(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("check", flag.ContinueOnError)
+	fs, o := checkFlags()
 	fs.SetOutput(stderr)
-	file := fs.String("c", "", "policy `file` to check (or give it as the argument)")
-	printDefaults := fs.Bool("print-defaults", false, "print a complete policy with every setting at its default, and exit")
-	strict := fs.Bool("strict", false, "warnings fail the check too (exit 1), for CI")
-	format := fs.String("format", "text", "output `format`: text, or json (one object on standard output, for CI and editors)")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: postern check [-c] POLICY [--strict] [--format text|json] | postern check --print-defaults")
-		fs.PrintDefaults()
-	}
 	if code, done := parseFlags(fs, args); done {
 		return code
 	}
-	if *format != "text" && *format != "json" {
-		fmt.Fprintf(stderr, "postern check: --format %q: want text or json\n", *format)
+	if !slices.Contains(checkFormats, o.format) {
+		fmt.Fprintf(stderr, "postern check: --format %q: want %s\n", o.format, strings.Join(checkFormats, " or "))
 		return exitUsage
 	}
 	switch {
-	case fs.NArg() == 1 && *file == "":
-		*file = fs.Arg(0)
+	case fs.NArg() == 1 && o.file == "":
+		o.file = fs.Arg(0)
 	case fs.NArg() > 0:
 		fmt.Fprintf(stderr, "postern check: unexpected argument %q\n", textsafe.Escape(fs.Arg(fs.NArg()-1)))
 		fs.Usage()
 		return exitUsage
 	}
-	if *printDefaults {
+	if o.printDefaults {
 		out, err := policies.Marshal(policies.Defaults(policies.Options{}))
 		if err != nil {
 			fmt.Fprintf(stderr, "postern check: %s\n", escErr(err))
@@ -47,15 +61,15 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 		_, _ = stdout.Write(out)
 		return exitOK
 	}
-	if *file == "" {
+	if o.file == "" {
 		fmt.Fprintln(stderr, "postern check: a policy file is required: postern check POLICY")
 		fs.Usage()
 		return exitUsage
 	}
-	r := checkPolicy(*file)
-	r.Strict = *strict
-	r.OK = len(r.Errors) == 0 && !(*strict && len(r.Warnings) > 0)
-	if *format == "json" {
+	r := checkPolicy(o.file)
+	r.Strict = o.strict
+	r.OK = len(r.Errors) == 0 && !(o.strict && len(r.Warnings) > 0)
+	if o.format == "json" {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		enc.SetEscapeHTML(false) // messages quote <addresses> and -> arrows

@@ -9,6 +9,7 @@ import (
 	"os"
 	"reflect"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -23,62 +24,73 @@ import (
 // exitChanged is diff's status when a decision changed.
 const exitChanged = 4
 
+// diffOptions are diff's flags.
+type diffOptions struct {
+	oldPath, newPath string
+	envelopes        string
+	format           string
+	seed             uint64
+}
+
+// diffFlags builds the FlagSet diff parses (and completion and the man
+// page describe).
+func diffFlags() (*flag.FlagSet, *diffOptions) {
+	fs := newFlagSet("diff")
+	o := &diffOptions{}
+	fs.StringVar(&o.oldPath, "old", "", "the policy in force (`file`); its dns section gives the one resolver both are evaluated with")
+	fs.StringVar(&o.newPath, "new", "", "the edited policy (`file`)")
+	fs.StringVar(&o.envelopes, "envelopes", "", "the corpus: JSON Lines, one envelope per line (`file`, or - for standard input)")
+	fs.StringVar(&o.format, "format", "text", "output `format`: text, or json (one object)")
+	fs.Uint64Var(&o.seed, "seed", 1, "seeds the shuffle of equal-preference MX hosts, the same under both policies")
+	return fs, o
+}
+
 // cmdDiff evaluates a corpus of envelopes under two policies against one
 // resolver and reports every recipient whose decision changes.
 func cmdDiff(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("diff", flag.ContinueOnError)
+	fs, o := diffFlags()
 	fs.SetOutput(stderr)
-	oldPath := fs.String("old", "", "the policy in force (`file`); its dns section gives the one resolver both are evaluated with")
-	newPath := fs.String("new", "", "the edited policy (`file`)")
-	envelopes := fs.String("envelopes", "", "the corpus: JSON Lines, one envelope per line (`file`, or - for standard input)")
-	format := fs.String("format", "text", "output `format`: text, or json (one object)")
-	seed := fs.Uint64("seed", 1, "seeds the shuffle of equal-preference MX hosts, the same under both policies")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: postern diff --old OLD.yaml --new NEW.yaml --envelopes FILE|- [--format text|json] [--seed N]")
-		fmt.Fprintln(stderr, "Exit status: 0 nothing changed, 4 some decision changed, 1 a policy or part of the corpus did not load, 2 bad usage.")
-		fs.PrintDefaults()
-	}
 	if code, done := parseFlags(fs, args); done {
 		return code
 	}
 	switch {
-	case *oldPath == "" || *newPath == "" || *envelopes == "":
+	case o.oldPath == "" || o.newPath == "" || o.envelopes == "":
 		fmt.Fprintln(stderr, "postern diff: --old, --new and --envelopes are required")
 		fs.Usage()
 		return exitUsage
-	case *format != "text" && *format != "json":
-		fmt.Fprintf(stderr, "postern diff: --format %q: want text or json\n", *format)
+	case !slices.Contains(diffFormats, o.format):
+		fmt.Fprintf(stderr, "postern diff: --format %q: want %s\n", o.format, strings.Join(diffFormats, " or "))
 		return exitUsage
 	case fs.NArg() > 0:
 		fmt.Fprintf(stderr, "postern diff: unexpected argument %q\n", textsafe.Escape(fs.Arg(0)))
 		return exitUsage
 	}
-	oldEng, code := loadEngine(*oldPath, engine.Options{}, stderr)
+	oldEng, code := loadEngine(o.oldPath, engine.Options{}, stderr)
 	if oldEng == nil {
 		return code
 	}
 	defer oldEng.Close()
 	// One resolver, one cache: DNS cannot make a difference of its own.
-	newEng, code := loadEngine(*newPath, engine.Options{Resolver: oldEng.Resolver()}, stderr)
+	newEng, code := loadEngine(o.newPath, engine.Options{Resolver: oldEng.Resolver()}, stderr)
 	if newEng == nil {
 		return code
 	}
 	defer newEng.Close()
 	if dnsDiffers(oldEng.Policy(), newEng.Policy()) {
 		fmt.Fprintf(stderr, "postern diff: note: %s's dns section differs; both policies are evaluated with %s's resolver\n",
-			textsafe.Escape(*newPath), textsafe.Escape(*oldPath))
+			textsafe.Escape(o.newPath), textsafe.Escape(o.oldPath))
 	}
 	in, name := stdin, "standard input"
-	if *envelopes != "-" {
-		f, err := os.Open(*envelopes)
+	if o.envelopes != "-" {
+		f, err := os.Open(o.envelopes)
 		if err != nil {
 			fmt.Fprintf(stderr, "postern diff: %s\n", escErr(err))
 			return exitFailed
 		}
 		defer f.Close()
-		in, name = f, *envelopes
+		in, name = f, o.envelopes
 	}
-	d := &policydiff.Differ{Old: oldEng, New: newEng, Seed: *seed}
+	d := &policydiff.Differ{Old: oldEng, New: newEng, Seed: o.seed}
 	rep, err := policydiff.Run(context.Background(), d, corpus.NewReader(in, name), name, runtime.GOMAXPROCS(0))
 	if err != nil {
 		fmt.Fprintf(stderr, "postern diff: %s: %s\n", textsafe.Escape(name), escErr(err))
@@ -87,7 +99,7 @@ func cmdDiff(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	for _, e := range rep.Errors {
 		fmt.Fprintf(stderr, "postern diff: %s\n", escErr(e))
 	}
-	if *format == "json" {
+	if o.format == "json" {
 		err = writeDiffJSON(stdout, rep)
 	} else {
 		err = writeDiffText(stdout, rep)

@@ -124,19 +124,32 @@ func setVar(msg *engine.Message, name, value string) error {
 	return nil
 }
 
+// dryRunOptions are dry-run's flags.
+type dryRunOptions struct {
+	messageFlags
+	seed      string
+	noDNS     bool
+	brief     bool
+	envelopes string
+}
+
+// dryRunFlags builds the FlagSet dry-run parses (and completion and the
+// man page describe).
+func dryRunFlags() (*flag.FlagSet, *dryRunOptions) {
+	fs := newFlagSet("dry-run")
+	o := &dryRunOptions{messageFlags: messageFlags{formatHelp: "output `format`: text, json, or jsonl (one decision per line)", formats: dryRunFormats}}
+	o.register(fs)
+	fs.StringVar(&o.seed, "seed", "", "shuffle equal-preference MX hosts with this seed (an integer), so runs repeat")
+	fs.BoolVar(&o.noDNS, "no-dns", false, "stop before any DNS lookup: recipient-phase decisions only")
+	fs.BoolVar(&o.brief, "brief", false, "one line per recipient: route, outcome, first host and address, TLS in effect, source address")
+	fs.StringVar(&o.envelopes, "envelopes", "", "decide every envelope of a corpus (JSON Lines `file`, or - for standard input) instead of --from/--to")
+	return fs, o
+}
+
 func cmdDryRun(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("dry-run", flag.ContinueOnError)
+	fs, o := dryRunFlags()
 	fs.SetOutput(stderr)
-	mf := messageFlags{formatHelp: "output `format`: text, json, or jsonl (one decision per line)", formats: []string{"text", "json", "jsonl"}}
-	mf.register(fs)
-	seed := fs.String("seed", "", "shuffle equal-preference MX hosts with this seed (an integer), so runs repeat")
-	noDNS := fs.Bool("no-dns", false, "stop before any DNS lookup: recipient-phase decisions only")
-	brief := fs.Bool("brief", false, "one line per recipient: route, outcome, first host and address, TLS in effect, source address")
-	envelopes := fs.String("envelopes", "", "decide every envelope of a corpus (JSON Lines `file`, or - for standard input) instead of --from/--to")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: postern dry-run -c POLICY (--from ADDR --to ADDR [--to ADDR ...] | --envelopes FILE|-) [--var NAME=VALUE ...] [--meta K=V ...] [--size N] [--seed N] [--no-dns] [--brief | --format text|json|jsonl]")
-		fs.PrintDefaults()
-	}
+	mf := &o.messageFlags
 	if code, done := parseFlags(fs, args); done {
 		return code
 	}
@@ -146,8 +159,8 @@ func cmdDryRun(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	var msg engine.Message
 	var err error
-	if *envelopes != "" {
-		err = batchFlags(&mf)
+	if o.envelopes != "" {
+		err = batchFlags(mf)
 	} else {
 		msg, err = mf.message()
 	}
@@ -156,10 +169,10 @@ func cmdDryRun(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	var seedN *uint64
-	if *seed != "" {
-		n, err := strconv.ParseUint(*seed, 10, 64)
+	if o.seed != "" {
+		n, err := strconv.ParseUint(o.seed, 10, 64)
 		if err != nil {
-			fmt.Fprintf(stderr, "postern dry-run: --seed %q is not a non-negative integer\n", *seed)
+			fmt.Fprintf(stderr, "postern dry-run: --seed %q is not a non-negative integer\n", o.seed)
 			return exitUsage
 		}
 		seedN = &n
@@ -171,7 +184,7 @@ func cmdDryRun(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			// same answers whatever its order.
 			opts = append(opts, engine.WithRand(policytest.Rand(*seedN)))
 		}
-		if *noDNS {
+		if o.noDNS {
 			opts = append(opts, engine.WithoutDNS())
 		}
 		return opts
@@ -183,7 +196,7 @@ func cmdDryRun(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	defer eng.Close()
 	write := func(msg engine.Message, dec *engine.Decision) error {
 		switch {
-		case *brief:
+		case o.brief:
 			return writeBrief(stdout, msg, dec)
 		case mf.format == "json":
 			return dec.WriteJSON(stdout)
@@ -192,9 +205,9 @@ func cmdDryRun(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 		return dec.WriteText(stdout)
 	}
-	if *envelopes != "" {
-		separate := mf.format == "text" && !*brief
-		return dryRunCorpus(eng, &mf, *envelopes, stdin, opts, write, separate, stdout, stderr)
+	if o.envelopes != "" {
+		separate := mf.format == "text" && !o.brief
+		return dryRunCorpus(eng, mf, o.envelopes, stdin, opts, write, separate, stdout, stderr)
 	}
 	dec, err := eng.Evaluate(context.Background(), msg, opts()...)
 	if err == nil {

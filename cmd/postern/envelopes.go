@@ -15,55 +15,52 @@ import (
 	"github.com/postern-mta/postern/internal/textsafe"
 )
 
+// envelopesOptions are envelopes' flags.
+type envelopesOptions struct {
+	postfixLogs, eximLogs listFlag
+	instance              string
+}
+
+// envelopesFlags builds the FlagSet envelopes parses (and completion and
+// the man page describe).
+func envelopesFlags() (*flag.FlagSet, *envelopesOptions) {
+	fs := newFlagSet("envelopes")
+	o := &envelopesOptions{}
+	fs.Var(&o.postfixLogs, "postfix-log", "read Postfix's mail log `FILE` (repeatable)")
+	fs.Var(&o.eximLogs, "exim-log", "read Exim's main log `FILE` (repeatable)")
+	fs.StringVar(&o.instance, "postfix-instance", "", "keep only the Postfix lines of this syslog_name (`NAME`, e.g. postfix-out), for hosts running several instances")
+	return fs, o
+}
+
 // cmdEnvelopes writes a corpus (docs/corpus.md) from a Postfix or Exim
 // log: one JSON line per message, for diff and dry-run --envelopes.
 func cmdEnvelopes(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	if stdin == nil { // run() has none
-		stdin = strings.NewReader("")
-	}
-	fs := flag.NewFlagSet("envelopes", flag.ContinueOnError)
+	fs, o := envelopesFlags()
 	fs.SetOutput(stderr)
-	var postfixLogs, eximLogs listFlag
-	fs.Var(&postfixLogs, "postfix-log", "read Postfix's mail log `FILE` (repeatable)")
-	fs.Var(&eximLogs, "exim-log", "read Exim's main log `FILE` (repeatable)")
-	instance := fs.String("postfix-instance", "", "keep only the Postfix lines of this syslog_name (`NAME`, e.g. postfix-out), for hosts running several instances")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: postern envelopes (--postfix-log FILE | --exim-log FILE) [FILE ...] [--postfix-instance NAME]")
-		fmt.Fprintln(stderr, "Writes one JSON line per message of the log to standard output (sender, recipients, size; docs/corpus.md).")
-		fmt.Fprintln(stderr, "The files (those of the flag, then the other arguments) are one log, read in order: give rotated logs oldest")
-		fmt.Fprintln(stderr, "first (mail.log.2.gz mail.log.1 mail.log). \"-\" is standard input; gzip-compressed files are decompressed.")
-		fs.PrintDefaults()
-	}
 	if code, done := parseFlags(fs, args); done {
 		return code
 	}
 	var format mtalog.Format
-	files := []string(postfixLogs)
+	files := []string(o.postfixLogs)
 	switch {
-	case len(postfixLogs) > 0 && len(eximLogs) > 0:
+	case len(o.postfixLogs) > 0 && len(o.eximLogs) > 0:
 		fmt.Fprintln(stderr, "postern envelopes: --postfix-log and --exim-log: one MTA's log at a time")
 		return exitUsage
-	case len(postfixLogs) > 0:
+	case len(o.postfixLogs) > 0:
 		format = mtalog.Postfix
-	case len(eximLogs) > 0:
-		format, files = mtalog.Exim, eximLogs
+	case len(o.eximLogs) > 0:
+		format, files = mtalog.Exim, o.eximLogs
 	default:
 		fmt.Fprintln(stderr, "postern envelopes: say which MTA wrote the log: --postfix-log FILE or --exim-log FILE")
 		fs.Usage()
 		return exitUsage
 	}
-	if *instance != "" && format != mtalog.Postfix {
+	if o.instance != "" && format != mtalog.Postfix {
 		fmt.Fprintln(stderr, "postern envelopes: --postfix-instance is for Postfix logs")
 		return exitUsage
 	}
 	files = append(files, fs.Args()...)
 	stdinUsed := false
-	for _, f := range fs.Args() {
-		if strings.HasPrefix(f, "-") && f != "-" {
-			fmt.Fprintf(stderr, "postern envelopes: %s: flags go before the files\n", textsafe.Escape(f))
-			return exitUsage
-		}
-	}
 	for _, f := range files {
 		if f == "-" {
 			if stdinUsed {
@@ -75,7 +72,7 @@ func cmdEnvelopes(args []string, stdin io.Reader, stdout, stderr io.Writer) int 
 	}
 
 	w := corpus.NewWriter(stdout)
-	im := mtalog.NewImporter(format, mtalog.Options{PostfixInstance: *instance}, func(e corpus.Envelope) error {
+	im := mtalog.NewImporter(format, mtalog.Options{PostfixInstance: o.instance}, func(e corpus.Envelope) error {
 		if err := w.Write(e); err != nil {
 			return writeError{err}
 		}

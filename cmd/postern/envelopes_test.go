@@ -209,7 +209,7 @@ func TestEnvelopesUsage(t *testing.T) {
 		{[]string{"envelopes", "mail.log"}, exitUsage, "say which MTA wrote the log"},
 		{[]string{"envelopes", "--postfix-log", "a", "--exim-log", "b"}, exitUsage, "one MTA's log at a time"},
 		{[]string{"envelopes", "--exim-log", "a", "--postfix-instance", "x"}, exitUsage, "--postfix-instance is for Postfix logs"},
-		{[]string{"envelopes", "--postfix-log", "a", "b", "--postfix-instance", "x"}, exitUsage, "--postfix-instance: flags go before the files"},
+		{[]string{"envelopes", "--postfix-log", "missing-a", "missing-b", "--postfix-instance", "x"}, exitFailed, "missing-a: no such file"}, // flags after the files too
 		{[]string{"envelopes", "--postfix-log", "-", "-"}, exitUsage, `"-" (standard input) given twice`},
 		{[]string{"envelopes", "--postfix-log"}, exitUsage, "flag needs an argument"},
 		{[]string{"envelopes", "--sendmail-log", "a"}, exitUsage, "flag provided but not defined"},

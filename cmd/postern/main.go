@@ -7,6 +7,8 @@
 //	postern envelopes (--postfix-log FILE | --exim-log FILE) [FILE...] > corpus.jsonl
 //	postern send    -c POLICY --from ADDR --to ADDR ... [FILE.eml | -]
 //	postern tlsrpt  --org NAME --contact ADDR [--day YYYY-MM-DD] [RESULTS.json | -]
+//	postern completion bash|zsh
+//	postern man
 //	postern version
 //
 // Exit status: 0 when the command did its job, 1 when the policy does not
@@ -52,76 +54,54 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return runIO(args, nil, stdout, stderr)
 }
 
+// runIO runs the command args[0] names, from the table in commands.go.
 func runIO(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		usage(stderr)
 		return exitUsage
 	}
-	switch args[0] {
-	case "check":
-		return cmdCheck(args[1:], stdout, stderr)
-	case "dry-run":
-		if stdin == nil {
-			stdin = strings.NewReader("")
-		}
-		return cmdDryRun(args[1:], stdin, stdout, stderr)
-	case "test":
-		return cmdTest(args[1:], stdout, stderr)
-	case "diff":
-		if stdin == nil {
-			stdin = strings.NewReader("")
-		}
-		return cmdDiff(args[1:], stdin, stdout, stderr)
-	case "envelopes":
-		return cmdEnvelopes(args[1:], stdin, stdout, stderr)
-	case "send":
-		if stdin == nil {
-			stdin = strings.NewReader("")
-		}
-		return cmdSend(args[1:], stdin, stdout, stderr)
-	case "tlsrpt":
-		if stdin == nil {
-			stdin = strings.NewReader("")
-		}
-		return cmdTLSRPT(args[1:], stdin, stdout, stderr)
-	case "version", "--version", "-version":
-		return cmdVersion(stdout)
-	case "help", "-h", "--help":
-		usage(stdout)
-		return exitOK
+	c := lookup(args[0])
+	if c == nil {
+		fmt.Fprintf(stderr, "postern: unknown command %q\n\n", args[0])
+		usage(stderr)
+		return exitUsage
 	}
-	fmt.Fprintf(stderr, "postern: unknown command %q\n\n", args[0])
-	usage(stderr)
-	return exitUsage
+	if stdin == nil { // run() has none
+		stdin = strings.NewReader("")
+	}
+	return c.run(args[1:], stdin, stdout, stderr)
 }
 
-func usage(w io.Writer) {
-	fmt.Fprint(w, `usage: postern COMMAND [flags]
-
-commands:
-  check POLICY                         load, type-check and lint a policy (--strict, --format json)
-  dry-run -c POLICY --from A --to B    show what the policy decides for a message, and why
-  test -c POLICY CASES.yaml...         run dry-run cases and check their facts, like go test
-  diff --old A --new B --envelopes F   every recipient of a corpus whose decision changes, and the rules why
-  envelopes --postfix-log FILE         a corpus for diff (JSON Lines) from a Postfix or Exim log
-  send -c POLICY --from A --to B [FILE] deliver a message for real; one result line per recipient
-  tlsrpt --org N --contact A [FILE]    TLS-RPT (RFC 8460) reports from send --format json results
-  version                              version, Go version, module versions
-
-Run "postern COMMAND -h" for the flags of a command.
-`)
-}
-
-// parseFlags parses a command's flags. done is set when the command must
-// stop with code: -h or --help printed the usage (exit 0, as people
-// expect), or the flags were wrong (exit 2; the flag package said why).
+// parseFlags parses a command's flags, before and after its arguments
+// (`postern check policy.yaml --strict` as well as `--strict
+// policy.yaml`); "--" ends the flags, and what follows it are arguments
+// even when they start with "-". fs.Args() are then the arguments, in
+// order. done is set when the command must stop with code: -h or --help
+// printed the usage (exit 0, as people expect), or the flags were wrong
+// (exit 2; the flag package said why).
 func parseFlags(fs *flag.FlagSet, args []string) (code int, done bool) {
-	err := fs.Parse(args)
-	switch {
-	case err == nil:
-		return 0, false
-	case errors.Is(err, flag.ErrHelp):
-		return exitOK, true
+	var operands []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return exitOK, true
+			}
+			return exitUsage, true
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			break
+		}
+		if used := len(args) - len(rest); used > 0 && args[used-1] == "--" {
+			operands = append(operands, rest...) // the flags ended
+			break
+		}
+		operands = append(operands, rest[0])
+		args = rest[1:]
 	}
-	return exitUsage, true
+	// Parse once more so that fs.Args() are the arguments.
+	if err := fs.Parse(append([]string{"--"}, operands...)); err != nil {
+		return exitUsage, true
+	}
+	return 0, false
 }

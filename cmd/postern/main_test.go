@@ -226,3 +226,19 @@ func TestDryRunBrief(t *testing.T) {
 		t.Errorf("exit %d, stderr %q, stdout:\n%s\nwant:\n%s", code, errs, out, want)
 	}
 }
+
+// Flags come before and after the arguments, as people write them; "--"
+// ends them.
+func TestFlagsAfterArguments(t *testing.T) {
+	t.Setenv("SMARTHOST_SECRET", "x")
+	if code, out, errs := runCLI(t, "check", "../../examples/quickstart/policy.yaml", "--format", "json", "--strict"); code != 0 ||
+		!strings.Contains(out, `"strict": true,`) {
+		t.Errorf("check POLICY --format json --strict: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	if code, _, errs := runCLI(t, "check", "--", "-strict"); code != 1 || !strings.Contains(errs, "-strict") {
+		t.Errorf(`check -- -strict: exit %d (want 1: "-strict" is the file), stderr %q`, code, errs)
+	}
+	if code, _, errs := runCLI(t, "check", "../../examples/quickstart/policy.yaml", "--bogus"); code != 2 || !strings.Contains(errs, "flag provided but not defined: -bogus") {
+		t.Errorf("check POLICY --bogus: exit %d, stderr %q", code, errs)
+	}
+}

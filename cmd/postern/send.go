@@ -26,19 +26,30 @@ const maxCAFile = 16 << 20
 // before anything is connected to.
 const maxMessage = 64 << 20
 
+// sendOptions are send's flags.
+type sendOptions struct {
+	messageFlags
+	caFile     string
+	requireTLS bool
+	timeout    time.Duration
+}
+
+// sendFlags builds the FlagSet send parses (and completion and the man
+// page describe).
+func sendFlags() (*flag.FlagSet, *sendOptions) {
+	fs := newFlagSet("send")
+	o := &sendOptions{messageFlags: messageFlags{formatHelp: "output `format`: text or json", formats: sendFormats}}
+	o.register(fs)
+	fs.StringVar(&o.caFile, "ca-file", "", "PEM `file` of CA certificates to trust instead of the system roots")
+	fs.BoolVar(&o.requireTLS, "requiretls", false, "ask for REQUIRETLS (RFC 8689): TLS and a verified certificate on every hop")
+	fs.DurationVar(&o.timeout, "timeout", 30*time.Minute, "give up on the whole delivery after this `duration`")
+	return fs, o
+}
+
 func cmdSend(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("send", flag.ContinueOnError)
+	fs, o := sendFlags()
 	fs.SetOutput(stderr)
-	mf := messageFlags{formatHelp: "output `format`: text or json", formats: []string{"text", "json"}}
-	mf.register(fs)
-	caFile := fs.String("ca-file", "", "PEM `file` of CA certificates to trust instead of the system roots")
-	requireTLS := fs.Bool("requiretls", false, "ask for REQUIRETLS (RFC 8689): TLS and a verified certificate on every hop")
-	timeout := fs.Duration("timeout", 30*time.Minute, "give up on the whole delivery after this `duration`")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: postern send -c POLICY --from ADDR --to ADDR [--to ADDR ...] [--var NAME=VALUE ...] [--format text|json] [--ca-file PEM] [FILE.eml | -]")
-		fmt.Fprintln(stderr, "Exit status 3 when a recipient was not delivered: temporary, permanent, or local (send has no local store).")
-		fs.PrintDefaults()
-	}
+	mf := &o.messageFlags
 	if code, done := parseFlags(fs, args); done {
 		return code
 	}
@@ -51,7 +62,7 @@ func cmdSend(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "postern send: %s\n", escErr(err))
 		return exitUsage
 	}
-	msg.RequireTLS = *requireTLS
+	msg.RequireTLS = o.requireTLS
 
 	in, name := stdin, "standard input"
 	if fs.NArg() == 1 && fs.Arg(0) != "-" {
@@ -77,15 +88,15 @@ func cmdSend(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 
 	opts := engine.Options{}
-	if *caFile != "" {
-		pem, err := safefile.Read(*caFile, maxCAFile)
+	if o.caFile != "" {
+		pem, err := safefile.Read(o.caFile, maxCAFile)
 		if err != nil {
 			fmt.Fprintf(stderr, "postern send: --ca-file: %s\n", escErr(err))
 			return exitFailed
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
-			fmt.Fprintf(stderr, "postern send: --ca-file %s: no PEM certificate in it\n", textsafe.Escape(*caFile))
+			fmt.Fprintf(stderr, "postern send: --ca-file %s: no PEM certificate in it\n", textsafe.Escape(o.caFile))
 			return exitFailed
 		}
 		opts.RootCAs = pool
@@ -98,7 +109,7 @@ func cmdSend(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
 	results, err := eng.Deliver(ctx, msg, bytes.NewReader(body))
 	if err != nil {

@@ -13,44 +13,55 @@ import (
 	"github.com/postern-mta/postern/internal/textsafe"
 )
 
+// testOptions are test's flags.
+type testOptions struct {
+	policy     string
+	verbose    bool
+	runPattern string
+}
+
+// testFlags builds the FlagSet test parses (and completion and the man
+// page describe).
+func testFlags() (*flag.FlagSet, *testOptions) {
+	fs := newFlagSet("test")
+	o := &testOptions{}
+	fs.StringVar(&o.policy, "c", "", "policy `file`")
+	fs.BoolVar(&o.verbose, "v", false, "list passing cases too")
+	fs.StringVar(&o.runPattern, "run", "", "run only the cases whose name matches this `regexp`")
+	return fs, o
+}
+
 // cmdTest runs dry-run cases files against a policy and reports like go
 // test: a "--- FAIL:" block per failing case (each fact: got, want, and
 // the trace steps behind it), one ok/FAIL line per file, exit 1 when any
 // case failed.
 func cmdTest(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	fs, o := testFlags()
 	fs.SetOutput(stderr)
-	policy := fs.String("c", "", "policy `file`")
-	verbose := fs.Bool("v", false, "list passing cases too")
-	runPattern := fs.String("run", "", "run only the cases whose name matches this `regexp`")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: postern test -c POLICY [-v] [-run REGEXP] CASES.yaml [CASES.yaml ...]")
-		fs.PrintDefaults()
-	}
 	if code, done := parseFlags(fs, args); done {
 		return code
 	}
-	if *policy == "" || fs.NArg() == 0 {
+	if o.policy == "" || fs.NArg() == 0 {
 		fmt.Fprintln(stderr, "postern test: -c POLICY and at least one cases file are required")
 		fs.Usage()
 		return exitUsage
 	}
 	var match *regexp.Regexp
-	if *runPattern != "" {
+	if o.runPattern != "" {
 		var err error
-		if match, err = regexp.Compile(*runPattern); err != nil {
+		if match, err = regexp.Compile(o.runPattern); err != nil {
 			fmt.Fprintf(stderr, "postern test: -run: %s\n", escErr(err))
 			return exitUsage
 		}
 	}
-	eng, code := loadEngine(*policy, engine.Options{}, stderr)
+	eng, code := loadEngine(o.policy, engine.Options{}, stderr)
 	if eng == nil {
 		return code
 	}
 	defer eng.Close()
 	failed := false
 	for _, file := range fs.Args() {
-		if !testFile(eng, *policy, file, match, *verbose, stdout) {
+		if !testFile(eng, o.policy, file, match, o.verbose, stdout) {
 			failed = true
 		}
 	}

@@ -21,34 +21,43 @@ const maxResultsInput = 1 << 30
 // readResults).
 const maxSeen = 1 << 16
 
+// tlsrptOptions are tlsrpt's flags.
+type tlsrptOptions struct {
+	org, contact string
+	day          string
+}
+
+// tlsrptFlags builds the FlagSet tlsrpt parses (and completion and the
+// man page describe).
+func tlsrptFlags() (*flag.FlagSet, *tlsrptOptions) {
+	fs := newFlagSet("tlsrpt")
+	o := &tlsrptOptions{}
+	fs.StringVar(&o.org, "org", "", "organization-name of the reports (required)")
+	fs.StringVar(&o.contact, "contact", "", "contact-info of the reports: an address at the submitting domain (required)")
+	fs.StringVar(&o.day, "day", "", "only the reports of this UTC `day` (YYYY-MM-DD); default: every day the records cover")
+	return fs, o
+}
+
 // cmdTLSRPT reads delivery results (the JSON of send --format json, or one
 // result object a line) and prints the TLS-RPT aggregate reports (RFC 8460
 // section 4) their records make: one per policy domain and UTC day, as one
 // JSON array.
 func cmdTLSRPT(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("tlsrpt", flag.ContinueOnError)
+	fs, o := tlsrptFlags()
 	fs.SetOutput(stderr)
-	org := fs.String("org", "", "organization-name of the reports (required)")
-	contact := fs.String("contact", "", "contact-info of the reports: an address at the submitting domain (required)")
-	dayFlag := fs.String("day", "", "only the reports of this UTC `day` (YYYY-MM-DD); default: every day the records cover")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: postern tlsrpt --org NAME --contact ADDR [--day YYYY-MM-DD] [RESULTS.json | -]")
-		fmt.Fprintln(stderr, "Reads the results of send --format json (arrays or objects, one after the other) and prints the RFC 8460 reports of their tlsrpt records as a JSON array.")
-		fs.PrintDefaults()
-	}
 	if code, done := parseFlags(fs, args); done {
 		return code
 	}
-	if *org == "" || *contact == "" {
+	if o.org == "" || o.contact == "" {
 		fmt.Fprintln(stderr, "postern tlsrpt: --org and --contact are required (they go into every report)")
 		fs.Usage()
 		return exitUsage
 	}
 	var only time.Time
-	if *dayFlag != "" {
-		d, err := time.Parse(time.DateOnly, *dayFlag)
+	if o.day != "" {
+		d, err := time.Parse(time.DateOnly, o.day)
 		if err != nil {
-			fmt.Fprintf(stderr, "postern tlsrpt: --day %q: want YYYY-MM-DD\n", *dayFlag)
+			fmt.Fprintf(stderr, "postern tlsrpt: --day %q: want YYYY-MM-DD\n", o.day)
 			return exitUsage
 		}
 		only = d
@@ -86,7 +95,7 @@ func cmdTLSRPT(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	slices.SortFunc(sorted, func(a, b time.Time) int { return a.Compare(b) })
 	for _, d := range sorted {
-		reports = append(reports, agg.Reports(d, *org, *contact, true)...)
+		reports = append(reports, agg.Reports(d, o.org, o.contact, true)...)
 	}
 	if reports == nil {
 		reports = []*tlsrpt.Report{}
