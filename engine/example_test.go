@@ -124,7 +124,7 @@ func ExampleWithTrace() {
 	}
 	fmt.Println("route:", dec.Groups[0].Route.Name)
 	// Output:
-	// routing.route rule 1 at ../examples/quickstart/policy.yaml:24:7: if is_local_domain(rcpt_domain) => matched false
-	// routing.route rule 2 at ../examples/quickstart/policy.yaml:26:7: if in_list("microsoft", rcpt_domain) => matched true
+	// routing.route rule 1 at ../examples/quickstart/policy.yaml:25:7: if is_local_domain(rcpt_domain) => matched false
+	// routing.route rule 2 at ../examples/quickstart/policy.yaml:27:7: if in_list("microsoft", rcpt_domain) => matched true
 	// route: smarthost
 }
