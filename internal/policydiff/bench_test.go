@@ -15,7 +15,7 @@ import (
 // benchEngines are an old and a new policy over one static zone of 100
 // domains: the new one requires STARTTLS for a tenth of them and gives
 // bulk mail its own source address.
-func benchEngines(b *testing.B) (*engine.Engine, *engine.Engine) {
+func benchEngines(b testing.TB) (*engine.Engine, *engine.Engine) {
 	var zone bytes.Buffer
 	zone.WriteString("$TTL 300\n$ORIGIN example.\n")
 	for d := range 100 {
