@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"os"
 	"reflect"
 	"slices"
 	"strconv"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/postern-mta/postern/engine"
 	"github.com/postern-mta/postern/internal/corpus"
+	"github.com/postern-mta/postern/internal/safefile"
 	"github.com/postern-mta/postern/internal/suggest"
 )
 
@@ -84,12 +84,15 @@ type Facts struct {
 	Sources               []string `yaml:"sources"`
 }
 
+// maxCasesFile bounds a cases file: a regular file of at most 16 MiB.
+const maxCasesFile = 16 << 20
+
 // ReadFile reads a cases file: a YAML list of cases. Unknown keys are
 // errors (a misspelt fact must not silently check nothing), and so are a
 // case without a name or recipients, and facts about a recipient the case
 // does not send to. Errors carry file:line.
 func ReadFile(path string) ([]Case, error) {
-	data, err := os.ReadFile(path)
+	data, err := safefile.Read(path, maxCasesFile)
 	if err != nil {
 		return nil, err
 	}
