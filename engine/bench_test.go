@@ -214,6 +214,15 @@ func (hw *handwritten) group(ctx context.Context, m *engine.Message, g *engine.G
 		g.Outcome = engine.OutcomeLocal
 		return
 	}
+	// The default schedule (queue.*), for a message just queued.
+	retry := []time.Duration{2 * time.Minute, 5 * time.Minute, 10 * time.Minute, 15 * time.Minute, 30 * time.Minute, time.Hour, 2 * time.Hour}
+	notify := []time.Duration{24 * time.Hour, 72 * time.Hour}
+	age, expire := time.Duration(m.QueueAge)*time.Second, 120*time.Hour
+	g.Schedule = &engine.Schedule{RetryIn: engine.Duration(retry[min(m.RetryNum, len(retry)-1)]), Expire: engine.Duration(expire),
+		ExpiresIn: engine.Duration(expire - age)}
+	if m.NotifyNum < len(notify) {
+		g.Schedule.NotifyAt, g.Schedule.NotifyDue = engine.Duration(notify[m.NotifyNum]), age >= notify[m.NotifyNum]
+	}
 	// Without a trace the engine reports no throttle usage (delivery
 	// acquires instead), so neither does the baseline.
 	g.Throttles = append(g.Throttles, engine.ThrottleInfo{Name: "per-domain", Key: g.Domain, Concurrency: 20,

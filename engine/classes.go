@@ -19,7 +19,7 @@ const ClassStore transport.Class = "store"
 
 // Classes are every last_error word, as the policy variable and
 // `postern dry-run --var last_error=` take them: the transport's classes,
-// ClassPolicy and ClassStore.
+// ClassPolicy, ClassStore and ClassExpired.
 var Classes = []transport.Class{transport.ClassNone, transport.ClassDNS, transport.ClassConnection, transport.ClassTLS,
 	transport.ClassDANE, transport.ClassMTASTS, transport.ClassUnexpectedReply, transport.ClassRate, transport.ClassConcurrency,
-	transport.ClassIO, ClassPolicy, ClassStore}
+	transport.ClassIO, ClassPolicy, ClassStore, ClassExpired}

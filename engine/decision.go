@@ -85,6 +85,9 @@ type Group struct {
 	Site string `json:"site,omitempty"`
 	// Limits settled for the group.
 	Limits GroupLimits `json:"limits"`
+	// Schedule is the retry schedule (queue.*) of a group that is not
+	// local; nil for local groups and groups that failed before it.
+	Schedule *Schedule `json:"schedule,omitempty"`
 	// Hosts in the order they would be tried, cut at limits.mx.
 	Hosts     []*Host        `json:"hosts"`
 	Throttles []ThrottleInfo `json:"throttles"`

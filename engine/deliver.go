@@ -31,6 +31,15 @@ type Result struct {
 	// Local is set for recipients whose route is local: the engine did not
 	// deliver them, the embedding MTA must (Status is StatusUnknown).
 	Local bool
+	// RetryFrom says where a temporary result's RetryAfter comes from:
+	// RetryFromSchedule (queue.retry), RetryFromThrottle (a full
+	// throttle) or RetryFromReply (the server said when); "" for other
+	// results.
+	RetryFrom string
+	// NotifyDelay says a delay notification (a "delayed" DSN, RFC 3464)
+	// is due with this temporary result: the message's queue age has
+	// reached queue.notify's entry for notify_num.
+	NotifyDelay bool
 	// TLSRPT are the TLS-RPT result records (RFC 8460) of the attempt
 	// that gave this result: one per TLS session tried (success or
 	// failure) and one per host a TLS policy made the engine pass over.
@@ -85,6 +94,7 @@ func (e *Engine) Deliver(ctx context.Context, msg Message, body Body) ([]Result,
 			defer wg.Done()
 			defer func() { <-sem }()
 			out := e.deliverGroup(ctx, s, &msg, body, g, msgT)
+			g.retryAfter(out, e.opts.Clock())
 			for i, k := range idx {
 				results[k] = out[i]
 				done[k] = true

@@ -144,6 +144,12 @@ func (r *run) group(g *Group) []*Group {
 	if rt.Type == policies.RouteMX {
 		g.Limits.MX = eval(r, set.Limits.MX, tr)
 	}
+	// The retry schedule, for what the engine delivers: a message past
+	// queue.expire is not attempted.
+	if rt.Type != policies.RouteLocal && !r.schedule(g, tr) {
+		flush(g, tr, ctx)
+		return split(g, maxRcpt)
+	}
 	flush(g, tr, ctx)
 
 	// Throttles checked per group (recipient phase). Local deliveries are

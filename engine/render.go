@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/postern-mta/postern/internal/textsafe"
 	"github.com/postern-mta/postern/policies"
@@ -144,6 +145,10 @@ func (p *printer) group(n int, g *Group) {
 	if g.Limits.MX > 0 {
 		p.f("  limits:     mx %d, recipients %d\n", g.Limits.MX, g.Limits.Recipients)
 	}
+	if sc := g.Schedule; sc != nil {
+		p.f("  schedule:   retry in %s after a temporary failure, %s, %s\n", policies.FormatDuration(time.Duration(sc.RetryIn)),
+			notifyText(sc), expiryText(sc))
+	}
 	if g.Site != "" {
 		p.f("  site:       %s\n", escText(g.Site))
 	}
@@ -205,6 +210,25 @@ func (p *printer) group(n int, g *Group) {
 			i = j
 		}
 	}
+}
+
+// notifyText says when the next delay notification is due.
+func notifyText(sc *Schedule) string {
+	switch {
+	case sc.NotifyAt == 0:
+		return "no delay notice left"
+	case sc.NotifyDue:
+		return "delay notice due (at " + policies.FormatDuration(time.Duration(sc.NotifyAt)) + " queued)"
+	}
+	return "delay notice at " + policies.FormatDuration(time.Duration(sc.NotifyAt)) + " queued"
+}
+
+// expiryText says when the message expires.
+func expiryText(sc *Schedule) string {
+	if sc.ExpiresIn <= 0 {
+		return "EXPIRED (queue.expire " + policies.FormatDuration(time.Duration(sc.Expire)) + ")"
+	}
+	return "expires in " + policies.FormatDuration(time.Duration(sc.ExpiresIn))
 }
 
 func orDefault(s string) string {

@@ -29,6 +29,8 @@ type resultJSON struct {
 	Warnings  []string        `json:"warnings,omitempty"`
 	Duration  string          `json:"duration"`
 	RetryAt   string          `json:"retry_after,omitempty"`
+	RetryFrom string          `json:"retry_from,omitempty"`
+	Notify    bool            `json:"notify_delay,omitempty"`
 	TLSRPT    []tlsrpt.Result `json:"tlsrpt,omitempty"`
 }
 
@@ -45,7 +47,9 @@ type resultTLSJSON struct {
 // enhanced_code, text, class (left out when "none"), host, address, source,
 // protocol (with host), tls (version and cipher by name, and how the
 // certificate was verified) and warnings when set; duration rounded to the
-// millisecond ("1.235s"); retry_after in RFC 3339, UTC, when set; tlsrpt,
+// millisecond ("1.235s"); retry_after in RFC 3339, UTC, when set, with
+// retry_from (schedule, throttle or reply); notify_delay when a delay
+// notification is due; tlsrpt,
 // the TLS-RPT result records (tlsrpt.Result's JSON), when there are any.
 func (r Result) MarshalJSON() ([]byte, error) {
 	j := resultJSON{
@@ -82,7 +86,9 @@ func (r Result) MarshalJSON() ([]byte, error) {
 	}
 	if !r.RetryAfter.IsZero() {
 		j.RetryAt = r.RetryAfter.UTC().Format(time.RFC3339)
+		j.RetryFrom = r.RetryFrom
 	}
+	j.Notify = r.NotifyDelay
 	j.TLSRPT = r.TLSRPT
 	return jsonout.Marshal(j)
 }

@@ -278,6 +278,79 @@ var ipListKind = &kind[[]netip.Addr]{
 	},
 }
 
+// durationListKind is a list of durations, at least min of them, each
+// positive (queue.retry, queue.notify).
+func durationListKind(min int) *kind[[]time.Duration] {
+	check := func(l []time.Duration) ([]time.Duration, error) {
+		if len(l) < min {
+			return nil, fmt.Errorf("needs at least %d duration", min)
+		}
+		for _, d := range l {
+			if d <= 0 {
+				return nil, fmt.Errorf("%s: each duration must be positive", FormatDuration(d))
+			}
+		}
+		return l, nil
+	}
+	name := "list of durations (" + durationKind.name[len("duration ("):]
+	if min > 0 {
+		name = "non-empty " + name
+	}
+	return &kind[[]time.Duration]{
+		name: name,
+		typ:  expr.StringList,
+		list: true,
+		parse: func(n *yaml.Node) ([]time.Duration, error) {
+			items := []*yaml.Node{n}
+			switch n.Kind {
+			case yaml.ScalarNode:
+			case yaml.SequenceNode:
+				items = n.Content
+			default:
+				return nil, errors.New("expected a list of durations")
+			}
+			out := make([]time.Duration, 0, len(items))
+			for _, it := range items {
+				s, err := scalarText(it)
+				if err != nil {
+					return nil, err
+				}
+				d, err := ParseDuration(s)
+				if err != nil {
+					return nil, err
+				}
+				out = append(out, d)
+			}
+			return check(out)
+		},
+		fromExpr: func(a any) ([]time.Duration, error) {
+			out := make([]time.Duration, 0, len(a.([]string)))
+			for _, s := range a.([]string) {
+				d, err := ParseDuration(s)
+				if err != nil {
+					return nil, err
+				}
+				out = append(out, d)
+			}
+			return check(out)
+		},
+		format: func(l []time.Duration) *yaml.Node {
+			seq := &yaml.Node{Kind: yaml.SequenceNode, Style: yaml.FlowStyle}
+			for _, d := range l {
+				seq.Content = append(seq.Content, strNode(FormatDuration(d)))
+			}
+			return seq
+		},
+		text: func(l []time.Duration) string {
+			s := make([]string, len(l))
+			for i, d := range l {
+				s[i] = FormatDuration(d)
+			}
+			return "[" + strings.Join(s, ", ") + "]"
+		},
+	}
+}
+
 var (
 	tlsModeKind    = enumKind(TLSDisable, TLSOptional, TLSRequire)
 	lookupKind     = enumKind(IPv4Only, IPv6Only, IPv4ThenIPv6, IPv6ThenIPv4)

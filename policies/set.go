@@ -27,6 +27,7 @@ type Set struct {
 	TLS        TLS
 	IPStrategy IPStrategy
 	Limits     Limits
+	Queue      Queue
 	DNS        DNS
 
 	// Warnings found while loading: a literal secret, a rule that can
@@ -79,6 +80,20 @@ type Timeouts struct {
 }
 
 // Limits holds the limits: section.
+// Queue holds the queue: section, the retry schedule the embedding MTA's
+// queue follows (recipient phase, evaluated per group).
+type Queue struct {
+	// Retry are the waits after a temporary failure: the first after the
+	// first attempt, and so on (retry_num picks it); the last repeats.
+	Retry *Value[[]time.Duration]
+	// Notify are the times since the message was queued at which a
+	// delay notification is due, one each (notify_num picks it).
+	Notify *Value[[]time.Duration]
+	// Expire is how long a message may stay queued: after it, temporary
+	// failures are permanent.
+	Expire *Value[time.Duration]
+}
+
 type Limits struct {
 	MX                    *Value[int] // recipient phase
 	Multihomed            *Value[int] // host phase

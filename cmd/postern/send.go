@@ -170,6 +170,15 @@ func writeResultsText(w io.Writer, results []engine.Result) error {
 		for _, warn := range r.Warnings {
 			fmt.Fprintf(&b, " warning=%q", warn.String())
 		}
+		if !r.RetryAfter.IsZero() {
+			fmt.Fprintf(&b, " retry_after=%s", r.RetryAfter.UTC().Format(time.RFC3339))
+			if r.RetryFrom != "" {
+				fmt.Fprintf(&b, " retry_from=%s", r.RetryFrom)
+			}
+		}
+		if r.NotifyDelay {
+			b.WriteString(" notify_delay")
+		}
 		fmt.Fprintf(&b, " in %s\n", r.Duration.Round(time.Millisecond))
 		if _, err := io.WriteString(w, b.String()); err != nil {
 			return err

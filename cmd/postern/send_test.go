@@ -263,9 +263,11 @@ type sendResultJSON struct {
 		Cipher   string `json:"cipher"`
 		Verified string `json:"verified"`
 	} `json:"tls"`
-	Warnings []string `json:"warnings"`
-	Duration string   `json:"duration"`
-	RetryAt  string   `json:"retry_after"`
+	Warnings  []string `json:"warnings"`
+	Duration  string   `json:"duration"`
+	RetryAt   string   `json:"retry_after"`
+	RetryFrom string   `json:"retry_from"`
+	Notify    bool     `json:"notify_delay"`
 }
 
 func decodeSendJSON(t testing.TB, r sendRun) []sendResultJSON {

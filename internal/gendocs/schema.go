@@ -298,6 +298,16 @@ func literalOf(f policies.Field) (literal, error) {
 		return boolLit, nil
 	case strings.HasPrefix(t, "duration"):
 		return durationLit, nil
+	case strings.HasPrefix(t, "list of durations"), strings.HasPrefix(t, "non-empty list of durations"):
+		// One duration alone, or a list of them (positive: the loader
+		// refuses 0, which the schema leaves to it).
+		list := obj("type", "array", "items", str(duration))
+		name := "durations"
+		if strings.HasPrefix(t, "non-empty") {
+			list.set("minItems", 1)
+			name = "durations-non-empty"
+		}
+		return literal{name, anyOf(str(duration), list), "expr-string"}, nil
 	case t == "host name":
 		// A setting whose default is empty takes the empty string.
 		if def, _ := defaultOf(f); def == "" {

@@ -37,6 +37,9 @@ type AIOOptions struct {
 	// LMTPReplies are used in turn for the recipients of each LMTP message
 	// (default: all "250 2.0.0 ok").
 	LMTPReplies []string
+	// DataReply is the SMTP reply to the end of DATA (default "250 2.0.0
+	// queued"); the message is recorded whatever it says.
+	DataReply string
 }
 
 // AIOSink is a running aiosmtpd receiver (Debian python3-aiosmtpd) with
@@ -91,7 +94,11 @@ func StartAIOSink(t testing.TB, o AIOOptions) *AIOSink {
 	if o.RequireTLS {
 		flags = "requiretls"
 	}
-	argv := []string{py, script, mode, host, strconv.Itoa(port), cert, key, out, strings.Join(o.LMTPReplies, "|"), flags}
+	dataReply := "-"
+	if o.DataReply != "" {
+		dataReply = o.DataReply
+	}
+	argv := []string{py, script, mode, host, strconv.Itoa(port), cert, key, out, strings.Join(o.LMTPReplies, "|"), flags, dataReply}
 	ready := testbed.DialReady(addr.String())
 	if o.Netns != nil {
 		argv = append(o.Netns.ExecPrefix(), argv...)

@@ -14,6 +14,7 @@ from aiosmtpd.lmtp import LMTP
 mode, host, port, cert, key, outdir = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5], sys.argv[6]
 lmtp_replies = sys.argv[7].split("|") if len(sys.argv) > 7 and sys.argv[7] else []
 flags = sys.argv[8].split(",") if len(sys.argv) > 8 else []
+data_reply = sys.argv[9] if len(sys.argv) > 9 and sys.argv[9] != "-" else "250 2.0.0 queued"
 requiretls = "requiretls" in flags
 ctx = None
 if cert != "-":
@@ -51,7 +52,7 @@ class Handler:
             for i, _ in enumerate(envelope.rcpt_tos):
                 out.append(lmtp_replies[i % len(lmtp_replies)] if lmtp_replies else "250 2.0.0 ok")
             return "\r\n".join(out)
-        return "250 2.0.0 queued"
+        return data_reply
 
 
 class RequireTLSMixin:
