@@ -3,13 +3,14 @@
 # Unbound), real SMTP/LMTP receivers (Postfix's smtp-sink, aiosmtpd), openssl
 # for throwaway certificates, iproute2 for network namespaces, Redis for shared
 # throttles, zsh and groff/man to check the generated shell completion and man
-# page. Idempotent and non-interactive; a no-op when all are present.
+# page, and Prometheus for promtool, which lints the metrics exposition.
+# Idempotent and non-interactive; a no-op when all are present.
 # No daemon is started: the tests start their own instances on loopback.
 set -euo pipefail
 
 pkgs=(postfix swaks knot knot-dnsutils unbound ldnsutils python3-aiosmtpd
       openssl iproute2 redis-server nginx-light ca-certificates
-      zsh groff-base man-db)
+      zsh groff-base man-db prometheus)
 
 missing=()
 for p in "${pkgs[@]}"; do
@@ -23,7 +24,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 # Keep package scripts from starting system daemons (Postfix on :25, unbound,
-# knot, redis): the tests run their own, on their own ports.
+# knot, redis, prometheus): the tests run their own, on their own ports.
 cleanup_policy=0
 if [ ! -e /usr/sbin/policy-rc.d ]; then
 	printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
