@@ -13,6 +13,9 @@ import (
 // Message is what the engine needs to know about a message: its envelope
 // and the recipient-phase variables of section 4 of the policy format.
 type Message struct {
+	// ID is the embedder's name for the message (its queue ID): every log
+	// line and OnAttempt call about the message carries it.
+	ID   string
 	From string   // return path; "" for the null sender <>
 	To   []string // recipients, in envelope order
 	Size int      // bytes

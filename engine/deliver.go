@@ -9,6 +9,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/postern-mta/postern/transport"
 	"github.com/postern-mta/postern/transport/tlsrpt"
@@ -77,7 +78,9 @@ func (e *Engine) Deliver(ctx context.Context, msg Message, body Body) ([]Result,
 		msg.TLSRequiredNo = tlsRequiredNo(body)
 	}
 	s := e.state.Load()
+	start := time.Now()
 	dec := e.evaluate(ctx, s, &msg, evalConfig{rand: e.opts.Rand})
+	e.opts.Metrics.Evaluation(time.Since(start).Seconds())
 
 	results := make([]Result, len(msg.To))
 	done := make([]bool, len(msg.To))
@@ -107,6 +110,7 @@ func (e *Engine) Deliver(ctx context.Context, msg Message, body Body) ([]Result,
 			results[i] = failed(msg.To[i], "", true, transport.ClassNone, "engine: no result was produced for this recipient")
 		}
 	}
+	e.observe(ctx, &msg, results)
 	return results, nil
 }
 
@@ -250,7 +254,14 @@ func (e *Engine) deliverGroup(ctx context.Context, s *state, msg *Message, body 
 		reports []tlsrpt.Result
 	)
 	if len(tm.Recipients) > 0 {
+		start := time.Now()
 		sent = e.client.Deliver(ctx, p, tm)
+		accepted := false
+		for i := range sent {
+			accepted = accepted || sent[i].Status == transport.StatusDelivered
+		}
+		e.opts.Metrics.Attempt(g.Route.Name, time.Since(start).Seconds(), accepted)
+		e.reportAttempts(msg, g, p, sent)
 		reports = g.tlsReports(hooks.hosts, sent[0].Attempts, e.opts.Clock())
 	} else {
 		reports = g.tlsReports(nil, nil, now)

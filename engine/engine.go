@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/postern-mta/postern/engine/metrics"
 	"github.com/postern-mta/postern/engine/throttle"
 	"github.com/postern-mta/postern/expr"
 	"github.com/postern-mta/postern/policies"
@@ -56,6 +57,14 @@ type Options struct {
 	// Parallel bounds the groups of one message delivered at once; zero
 	// means 8.
 	Parallel int
+	// Metrics records what the engine does (package engine/metrics: built
+	// with metrics.New on the embedder's prometheus.Registerer); nil
+	// records nothing.
+	Metrics *metrics.Metrics
+	// OnAttempt, when set, is called after each delivery of a group with
+	// each connection attempt it made and how it ended, in order. It runs
+	// on the delivering goroutine, before Deliver returns: keep it quick.
+	OnAttempt func(AttemptInfo)
 	// MTASTSCache is the directory where fetched MTA-STS policies are
 	// kept across restarts (RFC 8461 section 5.1); empty means the
 	// policy's tls.mta-sts-cache, and when that is empty too, policies
@@ -136,7 +145,15 @@ func New(set *policies.Set, opts Options) (*Engine, error) {
 	if e.opts.Rand == nil {
 		e.opts.Rand = rand.Uint64
 	}
-	e.client = &transport.Client{Dialer: e.opts.Dialer, RootCAs: e.opts.RootCAs, Logger: e.opts.Logger}
+	dialer := e.opts.Dialer
+	if e.opts.Metrics != nil {
+		if dialer == nil {
+			dialer = transport.NetDialer{}
+		}
+		dialer = countingDialer{Dialer: dialer, m: e.opts.Metrics}
+	}
+	e.client = &transport.Client{Dialer: dialer, RootCAs: e.opts.RootCAs, Logger: e.opts.Logger}
+	e.opts.Metrics.PoolSize(e.client.Idle)
 	if err := e.Reload(set); err != nil {
 		return nil, err
 	}
@@ -144,8 +161,15 @@ func New(set *policies.Set, opts Options) (*Engine, error) {
 }
 
 // Reload replaces the policy. Evaluations already running keep the policy
-// they started with. On error the old policy stays in force.
+// they started with. On error the old policy stays in force. Either way
+// Options.Metrics counts it.
 func (e *Engine) Reload(set *policies.Set) error {
+	err := e.reload(set)
+	e.opts.Metrics.Reload(err == nil, e.opts.Clock())
+	return err
+}
+
+func (e *Engine) reload(set *policies.Set) error {
 	if set == nil {
 		return errors.New("engine: Reload with a nil policy")
 	}
@@ -174,6 +198,11 @@ func (e *Engine) Reload(set *policies.Set) error {
 		return ev
 	}
 	e.state.Store(s)
+	if c, ok := s.resolver.(interface{ Stats() dns.Stats }); ok {
+		e.opts.Metrics.DNSCache(func() metrics.DNSStats { return metrics.DNSStats(c.Stats()) })
+	} else {
+		e.opts.Metrics.DNSCache(nil)
+	}
 	e.opts.Logger.Info("policy loaded", "file", set.File, "warnings", len(set.Warnings))
 	return nil
 }
@@ -301,7 +330,10 @@ func (e *Engine) Evaluate(ctx context.Context, msg Message, opts ...EvalOption) 
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("engine: %w", err)
 	}
-	return e.evaluate(ctx, e.state.Load(), &msg, cfg), nil
+	start := time.Now()
+	d := e.evaluate(ctx, e.state.Load(), &msg, cfg)
+	e.opts.Metrics.Evaluation(time.Since(start).Seconds())
+	return d, nil
 }
 
 // evaluate decides msg with the policy state s. Its DNS lookups share one

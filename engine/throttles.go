@@ -207,6 +207,8 @@ func (e *Engine) acquire(ctx context.Context, s *state, ref throttleRef) (lease 
 	if g.Lease.Held() {
 		return g.Lease, nil, 0, ""
 	}
+	e.opts.Metrics.ThrottleDeferred(t.Name)
+	e.opts.Metrics.ThrottleWait(t.Name, g.Wait.Seconds())
 	return throttle.Lease{}, &transport.Error{Code: 451, Enhanced: transport.EnhancedCode{4, 7, 0}, Class: transport.Class(g.Class),
 		Message: fmt.Sprintf("throttle %s (%s) is full: retry in %s", t.Name, ref.key, g.Wait.Round(time.Millisecond))}, g.Wait, ""
 }

@@ -3,13 +3,13 @@
 # (tests aside; README.md, section Layout, draws the same graph):
 #
 #   cmd/postern       -> engine policies expr transport transport/tlsrpt internal/textsafe internal/safefile internal/jsonout internal/corpus internal/mtalog internal/policytest internal/policydiff
-#   engine            -> engine/throttle policies expr transport transport/dns transport/mailbox transport/dane transport/mtasts transport/tlsrpt internal/textsafe internal/safefile internal/jsonout
+#   engine            -> engine/throttle engine/metrics policies expr transport transport/dns transport/mailbox transport/dane transport/mtasts transport/tlsrpt internal/textsafe internal/safefile internal/jsonout
 #   policies          -> expr internal/safefile internal/jsonout internal/suggest
 #   expr              -> internal/textsafe internal/suggest
 #   transport         -> transport/mailbox
 #   transport/dns     -> internal/safefile
 #   transport/mtasts  -> internal/safefile
-#   engine/throttle, transport/mailbox, transport/dane, transport/tlsrpt, internal/textsafe, internal/safefile, internal/jsonout: leaves (nothing of the module)
+#   engine/throttle, engine/dsn, engine/metrics, transport/mailbox, transport/dane, transport/tlsrpt, internal/textsafe, internal/safefile, internal/jsonout: leaves (nothing of the module)
 #
 # transport and transport/dns do not know each other: the engine resolves,
 # the transport dials the addresses it is handed. Tools and tests sit on
@@ -66,6 +66,8 @@ check transport/mtasts transport/dns transport/dane transport/tlsrpt transport/m
 leaf transport/mailbox
 leaf transport/dane
 leaf engine/throttle
+leaf engine/dsn
+leaf engine/metrics
 leaf transport/tlsrpt
 leaf internal/textsafe
 leaf internal/safefile

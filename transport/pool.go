@@ -117,3 +117,10 @@ func (c *Client) release(s *session) {
 	}
 	c.pool.put(s, idle, maxIdle)
 }
+
+// Idle is the number of connections kept idle for reuse now.
+func (c *Client) Idle() int {
+	c.pool.mu.Lock()
+	defer c.pool.mu.Unlock()
+	return c.pool.n
+}
