@@ -124,7 +124,7 @@ type evaluator struct {
 // LoadFile loads the policy at path and returns an engine for it. Policy
 // errors come back as a [policies.ErrorList].
 func LoadFile(path string, opts Options) (*Engine, error) {
-	set, err := policies.LoadFile(path, policies.Options{Hostname: opts.Hostname})
+	set, err := policies.LoadFile(path, policyOptions(opts))
 	if err != nil {
 		return nil, err
 	}
