@@ -39,7 +39,11 @@ type Message struct {
 	RequireTLS bool                  // REQUIRETLS (RFC 8689)
 	Ret        transport.DSNReturn   // DSN RET: full message or headers (RFC 3461)
 	EnvID      string                // DSN ENVID
-	Notify     transport.NotifyFlags // DSN NOTIFY for every recipient
+	Notify     transport.NotifyFlags // DSN NOTIFY for every recipient without one of its own
+	// RcptDSN are the DSN parameters of each recipient (RFC 3461), by
+	// position in To; a recipient without an entry takes Notify and
+	// sends no ORCPT.
+	RcptDSN []RcptDSN
 	// TLSRequiredNo says the message's header has "TLS-Required: No"
 	// (RFC 8689 section 5): the sender asks that the recipient domain's
 	// TLS policies (DANE, MTA-STS) not stop delivery; TLS is still used
@@ -47,6 +51,29 @@ type Message struct {
 	// REQUIRETLS wins over it. [Engine.Deliver] sets it from the body's
 	// header.
 	TLSRequiredNo bool
+}
+
+// RcptDSN are one recipient's DSN parameters (RFC 3461 section 4).
+type RcptDSN struct {
+	// Notify is the recipient's NOTIFY; zero means Message.Notify.
+	Notify transport.NotifyFlags
+	// ORcpt is the original recipient address (ORCPT), sent as
+	// rfc822;ADDRESS when the server offers DSN, and the
+	// Original-Recipient of the DSNs about the recipient.
+	ORcpt string
+}
+
+// dsnOf returns the DSN parameters of recipient i of m: its own, with
+// Message.Notify when it has none.
+func (m *Message) dsnOf(i int) RcptDSN {
+	var p RcptDSN
+	if i >= 0 && i < len(m.RcptDSN) {
+		p = m.RcptDSN[i]
+	}
+	if p.Notify == 0 {
+		p.Notify = m.Notify
+	}
+	return p
 }
 
 // Outcome is what happens to a group.

@@ -41,6 +41,9 @@ type Result struct {
 	// is due with this temporary result: the message's queue age has
 	// reached queue.notify's entry for notify_num.
 	NotifyDelay bool
+	// ExpiresAt is when the message expires (queue.expire), for a
+	// temporary result: the Will-Retry-Until of a delay notification.
+	ExpiresAt time.Time
 	// TLSRPT are the TLS-RPT result records (RFC 8460) of the attempt
 	// that gave this result: one per TLS session tried (success or
 	// failure) and one per host a TLS policy made the engine pass over.
@@ -96,7 +99,7 @@ func (e *Engine) Deliver(ctx context.Context, msg Message, body Body) ([]Result,
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			out := e.deliverGroup(ctx, s, &msg, body, g, msgT)
+			out := e.deliverGroup(ctx, s, &msg, body, g, idx, msgT)
 			g.retryAfter(out, e.opts.Clock())
 			for i, k := range idx {
 				results[k] = out[i]
@@ -199,13 +202,16 @@ func failed(rcpt, route string, temporary bool, class transport.Class, text stri
 		enh[1], enh[2] = 7, 10 // x.7.10 encryption needed
 	case ClassInvalidAddress:
 		enh[1], enh[2] = 1, 3 // x.1.3 bad destination mailbox address syntax
+	case ClassExpired:
+		enh[1], enh[2] = 4, 7 // x.4.7 delivery time expired
 	}
 	return resultOf(rcpt, route, &transport.Error{Code: code, Enhanced: enh, Message: text, Class: class, Permanent: !temporary})
 }
 
-// deliverGroup delivers one group; it always returns one result per
-// recipient of g, and turns a panic into temporary results.
-func (e *Engine) deliverGroup(ctx context.Context, s *state, msg *Message, body Body, g *Group, msgT *messageThrottles) (out []Result) {
+// deliverGroup delivers one group (its recipients are msg.To at idx); it
+// always returns one result per recipient of g, and turns a panic into
+// temporary results.
+func (e *Engine) deliverGroup(ctx context.Context, s *state, msg *Message, body Body, g *Group, idx []int, msgT *messageThrottles) (out []Result) {
 	defer func() {
 		if p := recover(); p != nil {
 			e.opts.Logger.Error("delivery panicked", "domain", g.Domain, "panic", fmt.Sprint(p))
@@ -246,7 +252,8 @@ func (e *Engine) deliverGroup(ctx context.Context, s *state, msg *Message, body 
 		if _, ok := held[r]; !ok {
 			// The canonical form goes on the wire (a trailing dot
 			// dropped, the domain lower-cased).
-			tm.Recipients = append(tm.Recipients, transport.Recipient{Address: g.wire[i], Notify: msg.Notify})
+			p := msg.dsnOf(idx[i])
+			tm.Recipients = append(tm.Recipients, transport.Recipient{Address: g.wire[i], Notify: p.Notify, ORcpt: p.ORcpt})
 		}
 	}
 	var (

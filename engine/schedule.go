@@ -75,6 +75,7 @@ func (g *Group) retryAfter(out []Result, now time.Time) {
 			continue
 		}
 		res.NotifyDelay = g.Schedule.NotifyDue
+		res.ExpiresAt = now.Add(time.Duration(g.Schedule.ExpiresIn))
 		switch {
 		case !res.RetryAfter.IsZero():
 			res.RetryFrom = RetryFromThrottle

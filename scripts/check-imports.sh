@@ -3,7 +3,7 @@
 # (tests aside; README.md, section Layout, draws the same graph):
 #
 #   cmd/postern       -> engine policies expr transport transport/tlsrpt internal/textsafe internal/safefile internal/jsonout internal/corpus internal/mtalog internal/policytest internal/policydiff
-#   engine            -> engine/throttle engine/metrics policies expr transport transport/dns transport/mailbox transport/dane transport/mtasts transport/tlsrpt internal/textsafe internal/safefile internal/jsonout
+#   engine            -> engine/throttle engine/metrics engine/dsn policies expr transport transport/dns transport/mailbox transport/dane transport/mtasts transport/tlsrpt internal/textsafe internal/safefile internal/jsonout
 #   policies          -> expr internal/safefile internal/jsonout internal/suggest
 #   expr              -> internal/textsafe internal/suggest
 #   transport         -> transport/mailbox

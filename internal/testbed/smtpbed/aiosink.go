@@ -37,6 +37,10 @@ type AIOOptions struct {
 	// LMTPReplies are used in turn for the recipients of each LMTP message
 	// (default: all "250 2.0.0 ok").
 	LMTPReplies []string
+	// DSN advertises DSN (RFC 3461) and records the NOTIFY and ORCPT
+	// parameters of each RCPT TO (RcptParams) and RET and ENVID of MAIL
+	// FROM (MailOptions).
+	DSN bool
 	// DataReply is the SMTP reply to the end of DATA (default "250 2.0.0
 	// queued"); the message is recorded whatever it says.
 	DataReply string
@@ -56,6 +60,9 @@ type AIOMessage struct {
 	Rcpts       []string `json:"rcpts"`
 	MailOptions []string `json:"mail_options"`
 	RcptOptions []string `json:"rcpt_options"`
+	// RcptParams are the DSN parameters of each recipient, with
+	// AIOOptions.DSN.
+	RcptParams map[string][]string `json:"rcpt_params"`
 	TLS         bool     `json:"tls"`
 	Peer        string   `json:"peer"`
 	Helo        string   `json:"helo"`
@@ -90,9 +97,16 @@ func StartAIOSink(t testing.TB, o AIOOptions) *AIOSink {
 	if o.Leaf != nil {
 		cert, key = o.Leaf.CertFile, o.Leaf.KeyFile
 	}
-	flags := "-"
+	var fl []string
 	if o.RequireTLS {
-		flags = "requiretls"
+		fl = append(fl, "requiretls")
+	}
+	if o.DSN {
+		fl = append(fl, "dsn")
+	}
+	flags := strings.Join(fl, ",")
+	if flags == "" {
+		flags = "-"
 	}
 	dataReply := "-"
 	if o.DataReply != "" {

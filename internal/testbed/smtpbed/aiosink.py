@@ -16,6 +16,7 @@ lmtp_replies = sys.argv[7].split("|") if len(sys.argv) > 7 and sys.argv[7] else 
 flags = sys.argv[8].split(",") if len(sys.argv) > 8 else []
 data_reply = sys.argv[9] if len(sys.argv) > 9 and sys.argv[9] != "-" else "250 2.0.0 queued"
 requiretls = "requiretls" in flags
+dsn = "dsn" in flags
 ctx = None
 if cert != "-":
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -38,6 +39,7 @@ class Handler:
             "rcpts": envelope.rcpt_tos,
             "mail_options": envelope.mail_options,
             "rcpt_options": envelope.rcpt_options,
+            "rcpt_params": getattr(envelope, "rcpt_params", {}),
             "tls": session.ssl is not None,
             "peer": session.peer[0],
             "helo": session.host_name,
@@ -63,12 +65,44 @@ class RequireTLSMixin:
         await super().smtp_EHLO(hostname)
 
     async def push(self, status):
-        if requiretls and self.session.ssl is not None and status.startswith("250 ") and self._ehlo_pending:
+        if status.startswith("250 ") and self._ehlo_pending:
             self._ehlo_pending = False
-            await super().push("250-REQUIRETLS")
+            if requiretls and self.session.ssl is not None:
+                await super().push("250-REQUIRETLS")
+            if dsn:
+                await super().push("250-DSN")
         await super().push(status)
 
+    # DSN (RFC 3461): advertised with the "dsn" flag; NOTIFY and ORCPT are
+    # taken off RCPT TO's parameters before aiosmtpd sees them, and
+    # recorded per recipient in rcpt_params.
+    async def smtp_RCPT(self, arg):
+        kept, params = [], []
+        if dsn and arg:
+            for p in arg.split():
+                (params if p.upper().startswith(("NOTIFY=", "ORCPT=")) else kept).append(p)
+            arg = " ".join(kept)
+        before = len(self.envelope.rcpt_tos) if self.envelope else 0
+        await super().smtp_RCPT(arg)
+        if params and self.envelope and len(self.envelope.rcpt_tos) > before:
+            if not hasattr(self.envelope, "rcpt_params"):
+                self.envelope.rcpt_params = {}
+            self.envelope.rcpt_params[self.envelope.rcpt_tos[-1]] = params
+
     async def smtp_MAIL(self, arg):
+        if dsn and arg:
+            # RET and ENVID are recorded as mail options.
+            parts = arg.split()
+            kept = [p for p in parts if not p.upper().startswith(("RET=", "ENVID="))]
+            dsnparams = [p for p in parts if p.upper().startswith(("RET=", "ENVID="))]
+            arg = " ".join(kept)
+            await self._mail_with(arg)
+            if self.envelope.mail_from is not None:
+                self.envelope.mail_options.extend(dsnparams)
+            return
+        await self._mail_with(arg)
+
+    async def _mail_with(self, arg):
         self._requiretls = False
         if requiretls and arg:
             parts = arg.split()
@@ -87,6 +121,11 @@ def make_class(base):
         async def smtp_EHLO(self, hostname):
             self._ehlo_pending = True
             await base.smtp_EHLO(self, hostname)
+            self._ehlo_pending = False
+
+        async def smtp_LHLO(self, arg):
+            self._ehlo_pending = True
+            await base.smtp_LHLO(self, arg)
             self._ehlo_pending = False
     return S
 
