@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/postern-mta/postern/engine/metrics"
 	"github.com/postern-mta/postern/policies"
 	"github.com/postern-mta/postern/transport/dane"
 	"github.com/postern-mta/postern/transport/dns"
@@ -34,10 +35,10 @@ func (r *run) dane(g *Group, p *hostPlan) {
 	st := &h.TLS.DANEState
 	switch {
 	case mode == policies.TLSDisable:
-		st.Reason = "tls.dane is disable"
+		st.Reason, h.daneWord = "tls.dane is disable", metrics.DANEDisabled
 		return
 	case r.ignoreTLSPolicy():
-		st.Reason = "the message carries TLS-Required: No (RFC 8689 section 5): recipient TLS policies are not applied"
+		st.Reason, h.daneWord = "the message carries TLS-Required: No (RFC 8689 section 5): recipient TLS policies are not applied", metrics.DANEDisabled
 		return
 	case p.literal.IsValid():
 		r.noDANE(p, "an address literal has no name to hold TLSA records")
@@ -75,9 +76,10 @@ func (r *run) dane(g *Group, p *hostPlan) {
 	switch {
 	case notFound(a.err) || (a.err == nil && len(a.res.Records) == 0):
 		r.noDANE(p, "no TLSA records at "+a.name)
+		h.daneWord = metrics.DANENoRecords
 		return
 	case a.err != nil:
-		st.Reason = "the TLSA lookup failed: " + a.err.Error()
+		st.Reason, h.daneWord = "the TLSA lookup failed: "+a.err.Error(), metrics.DANELookupFailed
 		skip(h, true, "dane", "TLSA lookup for %s failed, DANE state unknown (no downgrade, RFC 7672 section 2.1.1): %v", a.name, a.err)
 		h.skipTLSRPT = tlsrpt.DNSSECInvalid
 		return
@@ -98,6 +100,7 @@ func (r *run) dane(g *Group, p *hostPlan) {
 	}
 	st.Base, st.Names = base, names
 	if len(usable) == 0 {
+		h.daneWord = metrics.DANEUnusable
 		st.Reason = "TLSA records at " + a.name + ", none usable: TLS is required, without authentication (RFC 7672 section 2.2)"
 		if mode == policies.TLSRequire {
 			skip(h, true, "dane", "tls.dane is require but none of the TLSA records at %s is usable", a.name)
@@ -113,7 +116,7 @@ func (r *run) dane(g *Group, p *hostPlan) {
 		return
 	}
 	h.verifier = v
-	st.Active = true
+	st.Active, h.daneWord = true, metrics.DANEActive
 	st.Reason = strconv.Itoa(len(usable)) + " usable TLSA " + plural(len(usable), "record", "records") + " at " + a.name + ": the certificate must match one (DANE replaces PKIX)"
 }
 
@@ -124,6 +127,7 @@ func (r *run) dane(g *Group, p *hostPlan) {
 // then the insecure answer proves nothing, and our own configuration must
 // never bounce mail.
 func (r *run) noDANE(p *hostPlan, why string) {
+	p.h.daneWord = metrics.DANEInsecure
 	h := p.h
 	h.TLS.DANEState.Reason = why
 	if p.dane != policies.TLSRequire {

@@ -221,6 +221,7 @@ type Host struct {
 	verifier   *dane.Verifier // DANE is active
 	stsEnforce bool           // an MTA-STS enforce policy lists the host
 	anyCert    bool           // TLS required without authentication (unusable TLSA records)
+	daneWord   string         // the DANE decision, as the metrics count it
 }
 
 // HostTLS are the TLS settings of a host, and what delivery will do.

@@ -268,6 +268,7 @@ func (e *Engine) deliverGroup(ctx context.Context, s *state, msg *Message, body 
 			accepted = accepted || sent[i].Status == transport.StatusDelivered
 		}
 		e.opts.Metrics.Attempt(g.Route.Name, time.Since(start).Seconds(), accepted)
+		e.countDANE(g, sent[0].Attempts)
 		e.reportAttempts(msg, g, p, sent)
 		reports = g.tlsReports(hooks.hosts, sent[0].Attempts, e.opts.Clock())
 	} else {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/postern-mta/postern/engine/metrics"
 	"github.com/postern-mta/postern/internal/safefile"
 	"github.com/postern-mta/postern/policies"
 	"github.com/postern-mta/postern/transport/dns"
@@ -173,8 +174,37 @@ func (e *Engine) mtaSTSSource(s *state) error {
 		}
 		fetcher = f
 	}
+	if e.opts.Metrics != nil {
+		fetcher = countingFetcher{PolicyFetcher: fetcher, m: e.opts.Metrics}
+		if cache != nil {
+			e.opts.Metrics.MTASTSCache(cache.Len)
+		}
+	}
 	s.sts = &mtasts.Source{Fetcher: fetcher, Cache: cache, Now: e.opts.Clock}
 	return nil
+}
+
+// countingFetcher counts each MTA-STS policy fetch and how it ended
+// (postern_mta_sts_fetches_total).
+type countingFetcher struct {
+	mtasts.PolicyFetcher
+	m *metrics.Metrics
+}
+
+// Fetch fetches with the wrapped fetcher and counts the result: ok, or
+// the failure's TLS-RPT result type.
+func (f countingFetcher) Fetch(ctx context.Context, domain string) (*mtasts.Policy, error) {
+	p, err := f.PolicyFetcher.Fetch(ctx, domain)
+	result := metrics.FetchOK
+	if err != nil {
+		result = mtasts.ResultFetchError
+		var fe *mtasts.FetchError
+		if errors.As(err, &fe) {
+			result = fe.TLSResultType()
+		}
+	}
+	f.m.MTASTSFetch(result)
+	return p, err
 }
 
 // stsCache returns the MTA-STS cache of dir, opening it on first use: one

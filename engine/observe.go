@@ -167,3 +167,22 @@ func (c *countedConn) Close() error {
 	c.once.Do(c.m.ConnClosed)
 	return c.Conn.Close()
 }
+
+// countDANE counts the DANE decision of each host of a group delivered,
+// and each attempt whose certificate matched none of the TLSA records.
+func (e *Engine) countDANE(g *Group, attempts []transport.Attempt) {
+	m := e.opts.Metrics
+	if m == nil {
+		return
+	}
+	for _, h := range g.Hosts {
+		if h.daneWord != "" {
+			m.DANE(h.daneWord)
+		}
+	}
+	for _, a := range attempts {
+		if a.Err != nil && a.Err.Class == transport.ClassDANE {
+			m.DANE(metrics.DANEVerifyFailed)
+		}
+	}
+}

@@ -541,4 +541,5 @@ func TestRealTLS(t *testing.T) {
 	t.Run("MTA-STS", b.mtaSTSRows)
 	t.Run("REQUIRETLS", b.requireTLSRows)
 	t.Run("TLS-Required-No", b.tlsRequiredNoRows)
+	t.Run("metrics", b.metricsRows)
 }

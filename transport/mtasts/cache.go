@@ -254,3 +254,10 @@ func (c *Cache) Errors() []error {
 	defer c.mu.Unlock()
 	return append([]error(nil), c.problems...)
 }
+
+// Len is the number of policies the cache holds.
+func (c *Cache) Len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.entries)
+}
