@@ -100,7 +100,7 @@ func (e *Engine) Deliver(ctx context.Context, msg Message, body Body) ([]Result,
 			defer wg.Done()
 			defer func() { <-sem }()
 			out := e.deliverGroup(ctx, s, &msg, body, g, idx, msgT)
-			g.retryAfter(out, e.opts.Clock())
+			g.retryAfter(out, e.opts.Clock(), s.set, &msg)
 			for i, k := range idx {
 				results[k] = out[i]
 				done[k] = true

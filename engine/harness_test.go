@@ -232,16 +232,7 @@ func rcptArgs(m smtpbed.Dumped) []string {
 var crlfBody = strings.ReplaceAll(sinkBody, "\n", "\r\n")
 
 // closedPort returns a loopback address nothing listens on.
-func closedPort(t testing.TB) netip.AddrPort {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := l.Addr().(*net.TCPAddr).AddrPort()
-	_ = l.Close()
-	return a
-}
+func closedPort(t testing.TB) netip.AddrPort { return testbed.ClosedPort(t) }
 
 // startCountingProxy puts a connection-counting proxy in front of target.
 func startCountingProxy(t testing.TB, target netip.AddrPort) *testbed.Proxy {

@@ -39,19 +39,12 @@ type Schedule struct {
 // than queue.expire. It reports whether the group is still to be decided.
 func (r *run) schedule(g *Group, tr *policies.Trace) bool {
 	set, m := r.s.set, r.msg
+	// In the file's order, so the trace reads as the policy does.
 	retry := eval(r, set.Queue.Retry, tr)
 	notify := eval(r, set.Queue.Notify, tr)
 	expire := eval(r, set.Queue.Expire, tr)
+	g.Schedule = makeSchedule(retry, notify, expire, m)
 	age := time.Duration(m.QueueAge) * time.Second
-	sc := &Schedule{Expire: Duration(expire), ExpiresIn: Duration(expire - age)}
-	if len(retry) > 0 {
-		sc.RetryIn = Duration(retry[min(max(m.RetryNum, 0), len(retry)-1)])
-	}
-	if n := max(m.NotifyNum, 0); n < len(notify) {
-		sc.NotifyAt = Duration(notify[n])
-		sc.NotifyDue = age >= notify[n]
-	}
-	g.Schedule = sc
 	if age < expire {
 		return true
 	}
@@ -65,9 +58,12 @@ func (r *run) schedule(g *Group, tr *policies.Trace) bool {
 // already set comes from a full throttle; else the server's reply may
 // say when ("try again in 5 minutes"); else queue.retry decides. A
 // temporary result also says whether a delay notification is due.
-func (g *Group) retryAfter(out []Result, now time.Time) {
+func (g *Group) retryAfter(out []Result, now time.Time, set *policies.Set, msg *Message) {
 	if g.Schedule == nil {
-		return
+		// Failed before its schedule was decided (a route that failed to
+		// evaluate, a panic): the schedule as written when it is a
+		// literal, else its default.
+		g.Schedule = literalSchedule(set, msg)
 	}
 	for i := range out {
 		res := &out[i]
@@ -87,6 +83,38 @@ func (g *Group) retryAfter(out []Result, now time.Time) {
 			}
 		}
 	}
+}
+
+// literalSchedule is the schedule of a group that failed before its own
+// was decided: each queue setting's literal, or its default when it is
+// computed (nothing is known to compute it with).
+func literalSchedule(set *policies.Set, m *Message) *Schedule {
+	lit := func(v *policies.Value[[]time.Duration]) []time.Duration {
+		if l, ok := v.Literal(); ok {
+			return l
+		}
+		return v.Default()
+	}
+	expire, ok := set.Queue.Expire.Literal()
+	if !ok {
+		expire = set.Queue.Expire.Default()
+	}
+	return makeSchedule(lit(set.Queue.Retry), lit(set.Queue.Notify), expire, m)
+}
+
+// makeSchedule is the schedule of message m under retry, notify and
+// expire: the retry for its retry_num (the last repeats), the
+// notification for its notify_num, what remains of expire.
+func makeSchedule(retry, notify []time.Duration, expire time.Duration, m *Message) *Schedule {
+	age := time.Duration(m.QueueAge) * time.Second
+	sc := &Schedule{Expire: Duration(expire), ExpiresIn: Duration(expire - age)}
+	if len(retry) > 0 {
+		sc.RetryIn = Duration(retry[min(max(m.RetryNum, 0), len(retry)-1)])
+	}
+	if n := max(m.NotifyNum, 0); n < len(notify) {
+		sc.NotifyAt, sc.NotifyDue = Duration(notify[n]), age >= notify[n]
+	}
+	return sc
 }
 
 // Where a temporary result's RetryAfter comes from.

@@ -3,7 +3,6 @@
 package engine_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/postern-mta/postern/engine"
 	"github.com/postern-mta/postern/engine/metrics"
+	"github.com/postern-mta/postern/internal/testbed"
 	"github.com/postern-mta/postern/policies"
 	"github.com/postern-mta/postern/transport/dns"
 	"github.com/prometheus/client_golang/prometheus"
@@ -212,22 +212,7 @@ func replaceFile(t *testing.T, path, text string) {
 }
 
 // lockedBuffer is a log destination for a handler used by two goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+type lockedBuffer = testbed.Buffer
 
 // TestWatchEdits: a good edit written in place is in force once OnReload
 // reports success; a broken edit (a YAML syntax error, then an unknown

@@ -1,116 +1,124 @@
-// Command embed is the smallest program that embeds Postern's engine: it
-// loads a policy, decides one message and prints one line per group of
-// recipients (one SMTP transaction each): the route, the outcome and the
-// hosts in the order they would be tried.
+// Command embed is the outbound core of a mail server built on Postern's
+// engine: a queue directory, a delivery loop, delivery status
+// notifications (RFC 3461, 3464), Prometheus metrics on /metrics, a JSON
+// log with one line per recipient, and the policy reloaded when its file
+// changes or on SIGHUP. The queue is the program's; each attempt is the
+// engine's.
 //
-//	go run ./examples/embed -from alice@example.org -to bob@example.com -to carol@example.org
+//	printf 'Subject: hi\r\n\r\nhello\r\n' | embed -queue q -enqueue -from alice@example.org -to bob@example.com
+//	embed -c policy.yaml -queue q            # deliver, serve 127.0.0.1:9125/metrics, until SIGINT/SIGTERM
+//	embed -c policy.yaml -queue q -once      # attempt what is due, then exit
 //
-// It connects to nothing: the default policy, examples/quickstart, answers
-// DNS from its zone file. See README.md.
+// See README.md, and docs/embedding.md for the reasoning behind each part.
 package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
+	"os/signal"
 	"strings"
-
-	"github.com/postern-mta/postern/engine"
-	"github.com/postern-mta/postern/policies"
+	"syscall"
+	"time"
 )
 
-// recipients collects the repeatable -to flag.
-type recipients []string
-
-func (r *recipients) String() string     { return strings.Join(*r, ",") }
-func (r *recipients) Set(v string) error { *r = append(*r, v); return nil }
-
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
 }
 
-// run is the program; it returns the exit status.
-func run(args []string, stdout, stderr io.Writer) int {
+// addrs collects a repeatable flag.
+type addrs []string
+
+func (a *addrs) String() string     { return strings.Join(*a, ",") }
+func (a *addrs) Set(v string) error { *a = append(*a, v); return nil }
+
+// run is the program; it returns the exit status: 0, 1 for a failure, 2
+// for bad usage.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("embed", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	policy := fs.String("c", "examples/quickstart/policy.yaml", "policy `file`")
-	from := fs.String("from", "alice@example.org", "envelope sender `address` (\"\" for the null sender)")
-	var to recipients
-	fs.Var(&to, "to", "recipient `address` (repeat for several)")
+	cfg := config{logOut: stderr}
+	fs.StringVar(&cfg.policy, "c", "policy.yaml", "policy `file`")
+	fs.StringVar(&cfg.queueDir, "queue", "queue", "queue `directory`")
+	fs.StringVar(&cfg.hostname, "hostname", "", "this MTA's host `name` (default the machine's)")
+	listen := fs.String("listen", "127.0.0.1:9125", "`address` to serve /metrics on")
+	interval := fs.Duration("interval", 10*time.Second, "how often to look for due messages")
+	once := fs.Bool("once", false, "attempt the messages that are due, then exit")
+	enqueue := fs.Bool("enqueue", false, "queue the message on standard input for -from and -to, print its ID, and exit")
+	var env envelope
+	fs.StringVar(&env.From, "from", "", "envelope sender (-enqueue); empty for the null sender")
+	var to addrs
+	fs.Var(&to, "to", "recipient (-enqueue; repeat for several)")
+	notify := fs.String("notify", "", "DSN NOTIFY of every recipient (-enqueue): NEVER, or SUCCESS,FAILURE,DELAY")
+	fs.StringVar(&env.Ret, "ret", "", "DSN RET (-enqueue): FULL or HDRS")
+	fs.StringVar(&env.EnvID, "envid", "", "DSN ENVID (-enqueue)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if len(to) == 0 {
-		fmt.Fprintln(stderr, "embed: at least one -to is required")
-		return 2
-	}
-
-	eng, err := engine.LoadFile(*policy, engine.Options{})
-	if err != nil {
-		var list policies.ErrorList
-		if errors.As(err, &list) {
-			for _, e := range list { // every problem, with its position
-				fmt.Fprintln(stderr, e)
-			}
-			return 1
+	if *enqueue {
+		for _, a := range to {
+			env.Rcpts = append(env.Rcpts, recipient{Addr: a, Notify: *notify})
 		}
-		fmt.Fprintln(stderr, "embed:", err)
-		return 1
+		return enqueueStdin(cfg.queueDir, env, stdin, stdout, stderr)
 	}
-	defer eng.Close()
 
-	dec, err := eng.Evaluate(context.Background(), engine.Message{From: *from, To: to})
+	m, err := newMTA(cfg)
 	if err != nil {
 		fmt.Fprintln(stderr, "embed:", err)
 		return 1
 	}
-	for _, g := range dec.Groups {
-		fmt.Fprintln(stdout, groupLine(g))
+	defer m.eng.Close()
+	if *once {
+		err = m.runOnce(ctx)
+	} else {
+		var ln net.Listener
+		if ln, err = net.Listen("tcp", *listen); err == nil {
+			err = m.serve(ctx, ln, *interval)
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "embed:", err)
+		return 1
 	}
 	return 0
 }
 
-// groupLine describes a group on one line, for example
-//
-//	example.com via mx (mx): deliver [bob@example.com] hosts mx1.example.com (192.0.2.25, 2001:db8::25; starttls require), ...
-func groupLine(g *engine.Group) string {
-	var b strings.Builder
-	route := g.Route.Name
-	if route == "" {
-		route = "(no route)"
-	} else {
-		route += " (" + string(g.Route.Type) + ")"
+// enqueueStdin queues the message on stdin for env's sender and
+// recipients and prints its queue ID.
+func enqueueStdin(dir string, env envelope, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(env.Rcpts) == 0 {
+		fmt.Fprintln(stderr, "embed: -enqueue needs at least one -to")
+		return 2
 	}
-	fmt.Fprintf(&b, "%s via %s: %s [%s]", g.Domain, route, g.Outcome, strings.Join(g.Recipients, ", "))
-	if g.Error != nil {
-		kind := "permanent"
-		if g.Error.Temporary {
-			kind = "temporary"
-		}
-		fmt.Fprintf(&b, " %s %s: %s", kind, g.Error.Class, firstLine(g.Error.Message))
+	if _, err := parseNotify(env.Rcpts[0].Notify); err != nil {
+		fmt.Fprintln(stderr, "embed: -notify:", err)
+		return 2
 	}
-	var hosts []string
-	for _, h := range g.Hosts {
-		if h.Skipped != nil {
-			hosts = append(hosts, fmt.Sprintf("%s (skipped: %s)", h.Name, *h.Skipped))
-			continue
-		}
-		addrs := make([]string, len(h.Addresses))
-		for i, a := range h.Addresses {
-			addrs[i] = a.String()
-		}
-		hosts = append(hosts, fmt.Sprintf("%s (%s; starttls %s)", h.Name, strings.Join(addrs, ", "), h.TLS.STARTTLS))
+	if r := strings.ToUpper(env.Ret); r != "" && r != "FULL" && r != "HDRS" {
+		fmt.Fprintf(stderr, "embed: -ret %q: want FULL or HDRS\n", env.Ret)
+		return 2
 	}
-	if len(hosts) > 0 {
-		fmt.Fprintf(&b, " hosts %s", strings.Join(hosts, ", "))
+	body, err := io.ReadAll(stdin)
+	if err == nil && len(body) == 0 {
+		err = fmt.Errorf("no message on standard input")
 	}
-	return b.String()
-}
-
-func firstLine(s string) string {
-	line, _, _ := strings.Cut(s, "\n")
-	return line
+	if err == nil {
+		err = os.MkdirAll(dir, 0o700)
+	}
+	var id string
+	if err == nil {
+		id, err = (&queue{dir: dir, now: time.Now}).enqueue(env, body)
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "embed: -enqueue:", err)
+		return 1
+	}
+	fmt.Fprintln(stdout, id)
+	return 0
 }

@@ -12,6 +12,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"strconv"
@@ -170,3 +171,37 @@ func DialReady(addr string) func(ctx context.Context) error {
 
 // Addr joins host and port.
 func Addr(host string, port int) string { return net.JoinHostPort(host, strconv.Itoa(port)) }
+
+// ClosedPort returns a loopback address nothing listens on (it was free a
+// moment ago): a connection to it is refused.
+func ClosedPort(t testing.TB) netip.AddrPort {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := l.Addr().(*net.TCPAddr).AddrPort()
+	_ = l.Close()
+	return a
+}
+
+// Buffer is a bytes.Buffer that goroutines may write while a test reads
+// it: a log destination.
+type Buffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+// Write appends p.
+func (s *Buffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+// String returns what was written so far.
+func (s *Buffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
