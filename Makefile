@@ -91,3 +91,14 @@ bench-tls:
 .PHONY: bench-diff
 bench-diff:
 	$(GO) run ./bench/diff $(DIFFFLAGS)
+
+## bench-soak: the soak benchmark: 100,000 messages through engine.Deliver
+## into three smtp-sinks with connection reuse, metrics and logging on; RSS,
+## heap, goroutines and open fds sampled; then the cost of metrics+logging
+## (alternating short runs). bench/README.md, "Soak". Needs postfix's
+## smtp-sink; not part of `make test`.
+## Flags: make bench-soak SOAKFLAGS="-n 20000" COMPAREFLAGS="-compare-runs 5"
+.PHONY: bench-soak
+bench-soak:
+	$(GO) run ./bench/soak -metrics -log $(SOAKFLAGS)
+	$(GO) run ./bench/soak -compare $(COMPAREFLAGS)

@@ -96,8 +96,9 @@ func (e *Engine) observe(ctx context.Context, msg *Message, results []Result) {
 		if !lg.Enabled(ctx, level) {
 			continue
 		}
-		attrs := []slog.Attr{slog.String("id", msg.ID), slog.String("to", r.Recipient), slog.String("status", status),
-			slog.String("route", r.Route)}
+		attrs := make([]slog.Attr, 0, 14)
+		attrs = append(attrs, slog.String("id", msg.ID), slog.String("to", r.Recipient), slog.String("status", status),
+			slog.String("route", r.Route))
 		if r.Host != "" {
 			relay := r.Host
 			if r.Address.IsValid() {
@@ -124,7 +125,12 @@ func (e *Engine) observe(ctx context.Context, msg *Message, results []Result) {
 		if !r.RetryAfter.IsZero() {
 			attrs = append(attrs, slog.Time("retry_after", r.RetryAfter), slog.String("retry_from", r.RetryFrom))
 		}
-		lg.LogAttrs(ctx, level, "delivery", attrs...)
+		// The record is built here, without the caller's source line
+		// (runtime.Callers costs more than the rest of the line): it
+		// would always name this function.
+		rec := slog.NewRecord(time.Now(), level, "delivery", 0)
+		rec.AddAttrs(attrs...)
+		_ = lg.Handler().Handle(ctx, rec)
 	}
 }
 

@@ -1,0 +1,215 @@
+// Command soak is the soak benchmark of engine.Deliver: many messages
+// (100,000 by default) delivered over SMTP (RFC 5321, with PIPELINING,
+// RFC 2920) to Postfix smtp-sinks on loopback through one engine, with
+// its memory, goroutines and open files sampled along the way, to show
+// that an engine embedded in an MTA for days keeps flat memory and gives
+// back its goroutines and file descriptors when closed.
+//
+// The parent starts the sinks (-sinks, one relay route each, connection
+// reuse up to limits.messages-per-connection) and re-executes itself as
+// the engine process, so that /proc/self/status, /proc/self/fd and
+// runtime.NumGoroutine describe the engine alone. That process samples
+// itself before the engine exists (the baseline), every -sample messages,
+// after the last result, and after engine.Close (the only sample taken
+// after a forced runtime.GC). The parent prints the curve as a Markdown
+// table and a verdict against the targets: memory growth after warm-up
+// ≤ 10 %, goroutines and file descriptors back to the baseline.
+//
+// -metrics gives the engine engine/metrics on a fresh Prometheus registry,
+// scraped (Gather) at every sample; -log gives it a slog JSON handler that
+// formats every record into a counting io.Discard. -compare runs short
+// soaks without and with both (or the -variants named), alternately, and
+// prints the median throughput and CPU per message of each: the cost of
+// observability (target ≤ 5 %).
+//
+//	go run ./bench/soak [-n 100000] [-parallel 20] [-size 2048] [-sample 5000] [-metrics] [-log]
+//	go run ./bench/soak -compare [-compare-n 20000] [-compare-runs 3] [-variants plain,metrics,log,metrics+log]
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// config is the command line, shared by the parent and the engine process.
+type config struct {
+	n, parallel, size, sample, sinks, mpc int
+	warmup                                float64
+	metrics, log                          bool
+	compare                               bool
+	compareN, compareRuns                 int
+	variants                              string // -compare: the variants, the first being the reference
+	cpuprofile                            string // engine process: where to write the CPU profile of the deliveries
+	timeout, settle                       time.Duration
+	addrs                                 string // engine process: the sinks, comma-separated
+}
+
+func parseFlags(args []string) (config, error) {
+	var c config
+	fs := flag.NewFlagSet("soak", flag.ContinueOnError)
+	fs.IntVar(&c.n, "n", 100000, "messages to deliver")
+	fs.IntVar(&c.parallel, "parallel", 20, "goroutines calling engine.Deliver")
+	fs.IntVar(&c.size, "size", 2048, "message payload in bytes")
+	fs.IntVar(&c.sample, "sample", 5000, "sample every this many messages")
+	fs.IntVar(&c.sinks, "sinks", 3, "smtp-sinks, one relay route each")
+	fs.IntVar(&c.mpc, "mpc", 1000, "limits.messages-per-connection")
+	fs.Float64Var(&c.warmup, "warmup", 0.1, "fraction of the messages counted as warm-up: memory growth is measured from the first sample after it")
+	fs.BoolVar(&c.metrics, "metrics", false, "engine metrics on a fresh Prometheus registry, scraped at every sample")
+	fs.BoolVar(&c.log, "log", false, "engine logging: a slog JSON handler writing to a counting io.Discard")
+	fs.BoolVar(&c.compare, "compare", false, "compare the throughput without and with -metrics -log (alternating short runs)")
+	fs.IntVar(&c.compareN, "compare-n", 20000, "messages per -compare run")
+	fs.IntVar(&c.compareRuns, "compare-runs", 3, "-compare runs of each variant")
+	fs.StringVar(&c.variants, "variants", "plain,metrics+log", "-compare: the variants (plain, metrics, log, metrics+log), each compared with the first")
+	fs.StringVar(&c.cpuprofile, "cpuprofile", "", "write the CPU profile of the engine's deliveries to `file` (not with -compare)")
+	fs.DurationVar(&c.timeout, "timeout", 15*time.Minute, "bound on the deliveries of one run")
+	fs.DurationVar(&c.settle, "settle", 5*time.Second, "after Close, how long to wait for goroutines and fds to fall back to the baseline")
+	fs.StringVar(&c.addrs, "addrs", "", "internal (engine process): the sinks' addresses")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if c.n < 1 || c.parallel < 1 || c.sample < 1 || c.sinks < 1 || c.compareN < 1 || c.compareRuns < 1 {
+		return c, fmt.Errorf("-n, -parallel, -sample, -sinks, -compare-n and -compare-runs must be positive")
+	}
+	return c, nil
+}
+
+func main() {
+	cfg, err := parseFlags(os.Args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	} else if err != nil {
+		fmt.Fprintln(os.Stderr, "soak:", err)
+		os.Exit(2)
+	}
+	if os.Getenv(childEnv) == "1" {
+		os.Exit(engineWorker(cfg))
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if cfg.compare {
+		err = compare(ctx, cfg, os.Stdout)
+	} else {
+		err = soakOnce(ctx, cfg, os.Stdout)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "soak:", err)
+		stop()
+		os.Exit(1)
+	}
+}
+
+// soakOnce runs one soak and prints its curve and verdict.
+func soakOnce(ctx context.Context, cfg config, w io.Writer) error {
+	printMachine(w, cfg)
+	o, err := runOnce(ctx, cfg, os.Stderr)
+	if err != nil {
+		return err
+	}
+	printCurve(w, cfg, o)
+	printVerdict(w, cfg, o)
+	return nil
+}
+
+// outcome is one run as the parent saw it.
+type outcome struct {
+	w     workerResult
+	cpu   time.Duration // user+system of the engine process, start to exit
+	sinks []sinkCounts  // per sink, the readiness probe excluded
+}
+
+func (o outcome) rate() float64 {
+	return float64(o.w.Delivered) / time.Duration(o.w.ElapsedNS).Seconds()
+}
+
+// runOnce starts fresh sinks, runs the engine process against them and
+// checks that the sinks received every message. The engine process's
+// progress goes to progress.
+func runOnce(ctx context.Context, cfg config, progress io.Writer) (outcome, error) {
+	bin, err := findSmtpSink()
+	if err != nil {
+		return outcome{}, err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return outcome{}, err
+	}
+	tmp, err := os.MkdirTemp("", "postern-soak-sinks-")
+	if err != nil {
+		return outcome{}, err
+	}
+	defer os.RemoveAll(tmp)
+	if err := os.Chmod(tmp, 0o755); err != nil { // smtp-sink runs as nobody
+		return outcome{}, err
+	}
+	ss, err := startSinks(ctx, bin, tmp, cfg.sinks)
+	if err != nil {
+		return outcome{}, err
+	}
+	defer stopSinks(ss)
+	var addrs []string
+	for _, s := range ss {
+		addrs = append(addrs, s.addr)
+	}
+	cmd := exec.CommandContext(ctx, self, childArgs(cfg, strings.Join(addrs, ","))...)
+	cmd.Env = append(os.Environ(), childEnv+"=1")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, progress
+	if err := cmd.Run(); err != nil {
+		return outcome{}, fmt.Errorf("engine process: %w", err)
+	}
+	var o outcome
+	if err := json.Unmarshal([]byte(out.String()), &o.w); err != nil {
+		return o, fmt.Errorf("engine process output %q: %w", out.String(), err)
+	}
+	if o.w.Failed > 0 {
+		return o, fmt.Errorf("%d of %d messages not delivered (first: %s)", o.w.Failed, cfg.n, o.w.FirstError)
+	}
+	o.cpu = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	o.sinks, err = settleSinks(ctx, ss, cfg.n)
+	return o, err
+}
+
+// childArgs are the engine process's flags.
+func childArgs(cfg config, addrs string) []string {
+	return []string{"-addrs", addrs, "-n", fmt.Sprint(cfg.n), "-parallel", fmt.Sprint(cfg.parallel),
+		"-size", fmt.Sprint(cfg.size), "-sample", fmt.Sprint(cfg.sample), "-mpc", fmt.Sprint(cfg.mpc),
+		"-metrics=" + fmt.Sprint(cfg.metrics), "-log=" + fmt.Sprint(cfg.log),
+		"-timeout", cfg.timeout.String(), "-settle", cfg.settle.String(), "-cpuprofile", cfg.cpuprofile}
+}
+
+func printMachine(w io.Writer, cfg config) {
+	fmt.Fprintf(w, "machine: nproc=%d, CPU %q, %s/%s, %s, load average %s\n",
+		runtime.NumCPU(), cpuModel(), runtime.GOOS, runtime.GOARCH, runtime.Version(), loadAvg())
+	fmt.Fprintf(w, "N=%d messages of %d bytes payload, %d goroutines, %d smtp-sinks, messages-per-connection %d, sample every %d, metrics %v, log %v\n\n",
+		cfg.n, cfg.size, cfg.parallel, cfg.sinks, cfg.mpc, cfg.sample, cfg.metrics, cfg.log)
+}
+
+func cpuModel() string {
+	b, _ := os.ReadFile("/proc/cpuinfo")
+	for l := range strings.SplitSeq(string(b), "\n") {
+		if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "unknown"
+}
+
+func loadAvg() string {
+	b, _ := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); len(f) >= 3 {
+		return strings.Join(f[:3], " ")
+	}
+	return "unknown"
+}
