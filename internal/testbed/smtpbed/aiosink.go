@@ -63,10 +63,10 @@ type AIOMessage struct {
 	// RcptParams are the DSN parameters of each recipient, with
 	// AIOOptions.DSN.
 	RcptParams map[string][]string `json:"rcpt_params"`
-	TLS         bool     `json:"tls"`
-	Peer        string   `json:"peer"`
-	Helo        string   `json:"helo"`
-	Content     []byte   `json:"-"` // as received, dots unstuffed, CRLF kept
+	TLS        bool                `json:"tls"`
+	Peer       string              `json:"peer"`
+	Helo       string              `json:"helo"`
+	Content    []byte              `json:"-"` // as received, dots unstuffed, CRLF kept
 }
 
 // StartAIOSink starts the receiver and waits until it accepts connections.
