@@ -92,22 +92,30 @@ func (e *Engine) Deliver(ctx context.Context, msg Message, body Body) ([]Result,
 	sem := make(chan struct{}, e.parallel())
 	msgT := &messageThrottles{}
 	defer msgT.close() // after every group: wg.Wait below
-	for _, g := range dec.Groups {
-		idx := slots.take(g.Recipients)
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			out := e.deliverGroup(ctx, s, &msg, body, g, idx, msgT)
-			g.retryAfter(out, e.opts.Clock(), s.set, &msg)
-			for i, k := range idx {
-				results[k] = out[i]
-				done[k] = true
-			}
-		}()
+	one := func(g *Group, idx []int) {
+		out := e.deliverGroup(ctx, s, &msg, body, g, idx, msgT)
+		g.retryAfter(out, e.opts.Clock(), s.set, &msg)
+		for i, k := range idx {
+			results[k] = out[i]
+			done[k] = true
+		}
 	}
-	wg.Wait()
+	if len(dec.Groups) == 1 {
+		// One group, the common case: no goroutine of its own.
+		one(dec.Groups[0], slots.take(dec.Groups[0].Recipients))
+	} else {
+		for _, g := range dec.Groups {
+			idx := slots.take(g.Recipients)
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() {
+				defer wg.Done()
+				defer func() { <-sem }()
+				one(g, idx)
+			}()
+		}
+		wg.Wait()
+	}
 	for i := range results { // never a silent loss
 		if !done[i] {
 			results[i] = failed(msg.To[i], "", true, transport.ClassNone, "engine: no result was produced for this recipient")
