@@ -48,6 +48,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/postern-mta/postern/bench/internal/sinkproc"
 )
 
 type config struct {
@@ -63,13 +65,13 @@ type config struct {
 
 // sample is one measurement of one contender.
 type sample struct {
-	sinkCounts               // what the sink saw (the readiness probe excluded)
-	elapsed    time.Duration // see README: the timed part of the measurement
-	rssKB      int64         // peak resident set (Postfix: the sum of its processes' peaks)
-	pssKB      int64         // peak proportional set size, sampled (10ms; Postfix 250ms)
-	cpu        time.Duration // user+system time of the client (Postfix: its processes', sampled)
-	sinkCPU    time.Duration // user+system time of the sink, from start to stop
-	extra      string
+	sinkproc.Counts               // what the sink saw (the readiness probe excluded)
+	elapsed         time.Duration // see README: the timed part of the measurement
+	rssKB           int64         // peak resident set (Postfix: the sum of its processes' peaks)
+	pssKB           int64         // peak proportional set size, sampled (10ms; Postfix 250ms)
+	cpu             time.Duration // user+system time of the client (Postfix: its processes', sampled)
+	sinkCPU         time.Duration // user+system time of the sink, from start to stop
+	extra           string
 }
 
 // contender is one client measured against a fresh sink.
@@ -172,7 +174,7 @@ func run(ctx context.Context, cfg config) error {
 				return fmt.Errorf("run %d, %s: %w", r, c.name, err)
 			}
 			fmt.Printf("run %d %-16s %8.0f msg/s  %7.3fs  sessions=%-5d messages=%-5d TLS full/resumed=%d/%d  peak RSS %6.1f MiB  PSS %6.1f MiB  CPU %.2fs  sink CPU %.2fs %s\n",
-				r, c.name, s.rate(cfg.n), s.elapsed.Seconds(), s.sessions, s.messages, s.full, s.resumed,
+				r, c.name, s.rate(cfg.n), s.elapsed.Seconds(), s.Sessions, s.Messages, s.Full, s.Resumed,
 				float64(s.rssKB)/1024, float64(s.pssKB)/1024, s.cpu.Seconds(), s.sinkCPU.Seconds(), s.extra)
 			results[c.name] = append(results[c.name], s)
 		}
@@ -188,7 +190,7 @@ func run(ctx context.Context, cfg config) error {
 
 // plainContenders are the measurements without -tls, all into smtp-sink.
 func plainContenders(cfg config, tools map[string]string, tmp, self string) []contender {
-	sp := smtpSinkSpec(tools["smtp-sink"])
+	sp := sinkproc.SmtpSink(tools["smtp-sink"])
 	cs := []contender{
 		{"engine", func(ctx context.Context, _ int) (sample, error) { return measureEngine(ctx, cfg, sp, tmp, self) }},
 		{"smtp-source", func(ctx context.Context, _ int) (sample, error) { return measureSource(ctx, cfg, tools, tmp, false) }},
@@ -219,7 +221,7 @@ func printPlainTable(cfg config, contenders []contender, results map[string][]sa
 		var sess, rss, pss, cpu []float64
 		for _, s := range ss {
 			cpu = append(cpu, float64(s.cpu.Milliseconds())*1000/float64(cfg.n))
-			sess = append(sess, float64(s.sessions))
+			sess = append(sess, float64(s.Sessions))
 			rss = append(rss, float64(s.rssKB)/1024)
 			pss = append(pss, float64(s.pssKB)/1024)
 		}
@@ -267,18 +269,18 @@ func rangeText(v []float64, f string) string {
 
 // measureEngine runs the engine worker as a child process against a fresh
 // sink; args go to the worker (-starttls, -cafile).
-func measureEngine(ctx context.Context, cfg config, sp sinkSpec, tmp, self string, args ...string) (sample, error) {
-	sink, err := startSink(ctx, sp, tmp)
+func measureEngine(ctx context.Context, cfg config, sp sinkproc.Spec, tmp, self string, args ...string) (sample, error) {
+	sink, err := sinkproc.Start(ctx, sp, tmp)
 	if err != nil {
 		return sample{}, err
 	}
-	defer sink.stop()
-	cmd := exec.CommandContext(ctx, self, append([]string{"-worker", "engine", "-addr", sink.addr,
+	defer sink.Stop()
+	cmd := exec.CommandContext(ctx, self, append([]string{"-worker", "engine", "-addr", sink.Addr,
 		"-n", fmt.Sprint(cfg.n), "-size", fmt.Sprint(cfg.size), "-parallel", fmt.Sprint(cfg.parallel), "-mpc", fmt.Sprint(cfg.mpc),
 		"-cpuprofile", cfg.cpuprofile}, args...)...)
 	cmd.SysProcAttr = childAttr()
 	cmd.Stderr = os.Stderr
-	var outb syncBuffer
+	var outb sinkproc.Buffer
 	cmd.Stdout = &outb
 	mem, err := runSampled(cmd)
 	if err != nil {
@@ -294,27 +296,27 @@ func measureEngine(ctx context.Context, cfg config, sp sinkSpec, tmp, self strin
 	}
 	s := sample{elapsed: time.Duration(w.ElapsedNS), rssKB: cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss, pssKB: mem.peakPSSKB,
 		cpu: cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()}
-	s.sinkCounts, err = sink.settle(ctx, cfg.n)
-	s.sinkCPU = sink.cpu()
+	s.Counts, err = sink.Settle(ctx, cfg.n)
+	s.sinkCPU = sink.CPU()
 	return s, err
 }
 
 // measureSource runs smtp-source against a fresh sink; keep is -d (one
 // connection per session for all its messages).
 func measureSource(ctx context.Context, cfg config, tools map[string]string, tmp string, keep bool) (sample, error) {
-	sink, err := startSink(ctx, smtpSinkSpec(tools["smtp-sink"]), tmp)
+	sink, err := sinkproc.Start(ctx, sinkproc.SmtpSink(tools["smtp-sink"]), tmp)
 	if err != nil {
 		return sample{}, err
 	}
-	defer sink.stop()
+	defer sink.Stop()
 	args := []string{"-s", fmt.Sprint(cfg.parallel), "-m", fmt.Sprint(cfg.n), "-l", fmt.Sprint(cfg.size),
 		"-M", "bench.sender.test", "-f", "bench@sender.test", "-t", "rcpt@dest.test"}
 	if keep {
 		args = append(args, "-d")
 	}
-	cmd := exec.CommandContext(ctx, tools["smtp-source"], append(args, sink.addr)...)
+	cmd := exec.CommandContext(ctx, tools["smtp-source"], append(args, sink.Addr)...)
 	cmd.SysProcAttr = childAttr()
-	var out syncBuffer
+	var out sinkproc.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	start := time.Now()
 	mem, err := runSampled(cmd)
@@ -323,8 +325,8 @@ func measureSource(ctx context.Context, cfg config, tools map[string]string, tmp
 	}
 	s := sample{elapsed: time.Since(start), rssKB: cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss, pssKB: mem.peakPSSKB,
 		cpu: cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()}
-	s.sinkCounts, err = sink.settle(ctx, cfg.n)
-	s.sinkCPU = sink.cpu()
+	s.Counts, err = sink.Settle(ctx, cfg.n)
+	s.sinkCPU = sink.CPU()
 	return s, err
 }
 

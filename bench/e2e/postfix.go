@@ -15,6 +15,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/postern-mta/postern/bench/internal/sinkproc"
 )
 
 // measurePostfix relays cfg.n messages through a throwaway Postfix instance
@@ -23,17 +25,17 @@ import (
 // transport is released and the queue flushed; the time from the release to
 // the last "status=sent" line is the delivery time. With a caFile Postfix
 // delivers with smtp_tls_security_level = encrypt (see newPostfix).
-func measurePostfix(ctx context.Context, cfg config, tools map[string]string, tmp string, run int, sp sinkSpec, caFile string) (sample, error) {
-	sink, err := startSink(ctx, sp, tmp)
+func measurePostfix(ctx context.Context, cfg config, tools map[string]string, tmp string, run int, sp sinkproc.Spec, caFile string) (sample, error) {
+	sink, err := sinkproc.Start(ctx, sp, tmp)
 	if err != nil {
 		return sample{}, err
 	}
-	defer sink.stop()
+	defer sink.Stop()
 	dir := fmt.Sprintf("pf%d", run)
 	if caFile != "" {
 		dir += "-tls"
 	}
-	pf, err := newPostfix(ctx, tools, filepath.Join(tmp, dir), sink.addr, caFile)
+	pf, err := newPostfix(ctx, tools, filepath.Join(tmp, dir), sink.Addr, caFile)
 	if err != nil {
 		return sample{}, err
 	}
@@ -60,8 +62,8 @@ func measurePostfix(ctx context.Context, cfg config, tools map[string]string, tm
 		}
 	}
 	inject := time.Since(injStart)
-	if c := sink.counters(); c.messages != 0 || c.sessions != 1 {
-		return sample{}, fmt.Errorf("the sink saw %d sessions and %d messages during injection", c.sessions-1, c.messages)
+	if c := sink.Counts(); c.Messages != 0 || c.Sessions != 1 {
+		return sample{}, fmt.Errorf("the sink saw %d sessions and %d messages during injection", c.Sessions-1, c.Messages)
 	}
 
 	// Release the transport (postfix reload takes seconds: not timed; the
@@ -102,8 +104,8 @@ func measurePostfix(ctx context.Context, cfg config, tools map[string]string, tm
 	// Stopping Postfix closes its cached connections, so that the sink
 	// counts every session.
 	pf.stop()
-	s.sinkCounts, err = sink.settle(ctx, cfg.n)
-	s.sinkCPU = sink.cpu()
+	s.Counts, err = sink.Settle(ctx, cfg.n)
+	s.sinkCPU = sink.CPU()
 	return s, err
 }
 
@@ -142,7 +144,7 @@ func newPostfix(ctx context.Context, tools map[string]string, dir, relay, caFile
 	if err := os.Chown(data, uid, -1); err != nil {
 		return nil, err
 	}
-	port, err := freePort()
+	port, err := sinkproc.FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -217,14 +219,14 @@ defer_transports = smtp
 	// the child of our start-fg.
 	p.master = exec.Command(tools["postfix"], "-c", p.etc, "start-fg")
 	p.master.SysProcAttr = childAttr()
-	var out syncBuffer
+	var out sinkproc.Buffer
 	p.master.Stdout, p.master.Stderr = &out, &out
 	if err := p.master.Start(); err != nil {
 		return nil, err
 	}
 	p.done = make(chan struct{})
 	go func() { _ = p.master.Wait(); close(p.done) }()
-	if err := waitDial(ctx, p.addr, p.done, 15*time.Second); err != nil {
+	if err := sinkproc.WaitDial(ctx, p.addr, p.done, 15*time.Second); err != nil {
 		p.stop()
 		return nil, fmt.Errorf("postfix: %w: %s", err, out.String())
 	}

@@ -127,17 +127,3 @@ func TestSinkPipelinedGroup(t *testing.T) {
 		t.Errorf("messages = %d, want 1", n)
 	}
 }
-
-// TestCountersReadsBothSinks: the counter lines of smtp-sink (no
-// handshakes) and of the STARTTLS sink are both read, the last one wins.
-func TestCountersReadsBothSinks(t *testing.T) {
-	s := &sink{out: &syncBuffer{}}
-	fmt.Fprint(s.out, "sess=1 quit=0 mesg=0\rsess=21 quit=20 mesg=5000\r")
-	if got, want := s.counters(), (sinkCounts{sessions: 21, messages: 5000}); got != want {
-		t.Errorf("smtp-sink: %+v, want %+v", got, want)
-	}
-	fmt.Fprint(s.out, "sess=21 quit=20 mesg=5000 full=4 resumed=16\n")
-	if got, want := s.counters(), (sinkCounts{sessions: 21, messages: 5000, full: 4, resumed: 16}); got != want {
-		t.Errorf("STARTTLS sink: %+v, want %+v", got, want)
-	}
-}

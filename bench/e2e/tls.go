@@ -16,6 +16,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/postern-mta/postern/bench/internal/sinkproc"
 )
 
 // sinkName is the sink's host name in its certificate, next to its
@@ -128,7 +130,7 @@ func tlsContenders(cfg config, tools map[string]string, tmp, self string) ([]con
 			return measureEngine(ctx, cfg, sp, tmp, self, "-starttls", "require", "-cafile", files.ca)
 		}},
 		{engCheck, func(ctx context.Context, _ int) (sample, error) {
-			return measureEngine(ctx, cfg, smtpSinkSpec(tools["smtp-sink"]), tmp, self)
+			return measureEngine(ctx, cfg, sinkproc.SmtpSink(tools["smtp-sink"]), tmp, self)
 		}},
 	}
 	if !cfg.skipPostfix {
@@ -152,9 +154,9 @@ func printTLSTable(cfg config, cs []contender, results map[string][]sample) {
 		rs := rates(ss, cfg.n)
 		var sess, full, res, cpu, scpu []float64
 		for _, s := range ss {
-			sess = append(sess, float64(s.sessions))
-			full = append(full, float64(s.full))
-			res = append(res, float64(s.resumed))
+			sess = append(sess, float64(s.Sessions))
+			full = append(full, float64(s.Full))
+			res = append(res, float64(s.Resumed))
 			cpu = append(cpu, float64(s.cpu.Milliseconds())*1000/float64(cfg.n))
 			scpu = append(scpu, float64(s.sinkCPU.Milliseconds())*1000/float64(cfg.n))
 		}

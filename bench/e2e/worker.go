@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/postern-mta/postern/bench/internal/sinkproc"
 	"github.com/postern-mta/postern/engine"
 	"github.com/postern-mta/postern/transport"
 )
@@ -22,22 +23,6 @@ type workerResult struct {
 	Delivered  int64  `json:"delivered"`
 	Failed     int64  `json:"failed"`
 	FirstError string `json:"first_error,omitempty"`
-}
-
-// benchMessage is a message with a payload of size bytes after its header,
-// in lines of 76 characters, like smtp-source -l.
-func benchMessage(size int) string {
-	var b strings.Builder
-	b.WriteString("From: <bench@sender.test>\r\nTo: <rcpt@dest.test>\r\nSubject: postern e2e benchmark\r\n" +
-		"Message-ID: <bench@sender.test>\r\n\r\n")
-	line := strings.Repeat("abcdefghijklmnopqrstuvwxyz0123456789", 3)[:74] + "\r\n"
-	for n := 0; n < size; n += len(line) {
-		b.WriteString(line[:min(len(line), size-n)])
-	}
-	if !strings.HasSuffix(b.String(), "\r\n") {
-		b.WriteString("\r\n")
-	}
-	return b.String()
 }
 
 // engineWorker delivers cfg.n messages to the sink at addr through
@@ -93,7 +78,7 @@ dns:
 		fmt.Fprintln(os.Stderr, "engine worker:", err)
 		return 1
 	}
-	body := benchMessage(cfg.size)
+	body := sinkproc.Message(cfg.size, "postern e2e benchmark")
 	msg := engine.Message{From: "bench@sender.test", To: []string{"rcpt@dest.test"}}
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.timeout)
 	defer cancel()

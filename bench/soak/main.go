@@ -40,6 +40,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/postern-mta/postern/bench/internal/sinkproc"
 )
 
 // config is the command line, shared by the parent and the engine process.
@@ -124,8 +126,8 @@ func soakOnce(ctx context.Context, cfg config, w io.Writer) error {
 // outcome is one run as the parent saw it.
 type outcome struct {
 	w     workerResult
-	cpu   time.Duration // user+system of the engine process, start to exit
-	sinks []sinkCounts  // per sink, the readiness probe excluded
+	cpu   time.Duration     // user+system of the engine process, start to exit
+	sinks []sinkproc.Counts // per sink, the readiness probe excluded
 }
 
 func (o outcome) rate() float64 {
@@ -159,7 +161,7 @@ func runOnce(ctx context.Context, cfg config, progress io.Writer) (outcome, erro
 	defer stopSinks(ss)
 	var addrs []string
 	for _, s := range ss {
-		addrs = append(addrs, s.addr)
+		addrs = append(addrs, s.Addr)
 	}
 	cmd := exec.CommandContext(ctx, self, childArgs(cfg, strings.Join(addrs, ","))...)
 	cmd.Env = append(os.Environ(), childEnv+"=1")
@@ -177,7 +179,7 @@ func runOnce(ctx context.Context, cfg config, progress io.Writer) (outcome, erro
 		return o, fmt.Errorf("%d of %d messages not delivered (first: %s)", o.w.Failed, cfg.n, o.w.FirstError)
 	}
 	o.cpu = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
-	o.sinks, err = settleSinks(ctx, ss, cfg.n)
+	o.sinks, err = sinkproc.Settle(ctx, ss, cfg.n)
 	return o, err
 }
 

@@ -145,8 +145,8 @@ func printVerdict(w io.Writer, cfg config, o outcome) {
 	var sess []string
 	total := 0
 	for i, c := range o.sinks {
-		sess = append(sess, fmt.Sprintf("sink%d %d sessions/%d messages", i+1, c.sessions, c.messages))
-		total += c.sessions
+		sess = append(sess, fmt.Sprintf("sink%d %d sessions/%d messages", i+1, c.Sessions, c.Messages))
+		total += c.Sessions
 	}
 	fmt.Fprintf(w, "sinks: %s (%d connections in all)\n", strings.Join(sess, ", "), total)
 	if cfg.metrics {

@@ -71,16 +71,6 @@ func TestOpenFilesCountsEachFile(t *testing.T) {
 	}
 }
 
-// TestLastCounts: the last counters of smtp-sink -c win; none is zero.
-func TestLastCounts(t *testing.T) {
-	if got := lastCounts("sess=1 quit=0 mesg=0\rsess=21 quit=20 mesg=5000\r"); got != (sinkCounts{21, 5000}) {
-		t.Errorf("lastCounts = %+v, want {21 5000}", got)
-	}
-	if got := lastCounts(""); got != (sinkCounts{}) {
-		t.Errorf("lastCounts of nothing = %+v", got)
-	}
-}
-
 // curve is a synthetic run of 100 messages sampled every 10, whose RSS
 // and live heap go from warm to end linearly.
 func curve(warmRSS, endRSS int64, goroutinesAfter, fdsAfter int) workerResult {
@@ -174,11 +164,11 @@ func TestSoakEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.w.Delivered != 400 || len(o.sinks) != 2 || o.sinks[0].messages != 200 || o.sinks[1].messages != 200 {
+	if o.w.Delivered != 400 || len(o.sinks) != 2 || o.sinks[0].Messages != 200 || o.sinks[1].Messages != 200 {
 		t.Errorf("delivered %d, sinks %+v; want 400, 200 at each sink", o.w.Delivered, o.sinks)
 	}
 	// 200 messages a sink at 50 a connection: at least 4 connections each.
-	if s := o.sinks[0].sessions + o.sinks[1].sessions; s < 8 || float64(s) != o.w.MetricConnsOpen {
+	if s := o.sinks[0].Sessions + o.sinks[1].Sessions; s < 8 || float64(s) != o.w.MetricConnsOpen {
 		t.Errorf("%d sessions at the sinks, %v connections opened by the engine; want at least 8, the same", s, o.w.MetricConnsOpen)
 	}
 	if o.w.MetricDelivered != 400 || o.w.LogLines < 400 {

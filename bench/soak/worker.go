@@ -20,6 +20,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/postern-mta/postern/bench/internal/sinkproc"
 	"github.com/postern-mta/postern/engine"
 	"github.com/postern-mta/postern/engine/metrics"
 	"github.com/postern-mta/postern/transport"
@@ -82,22 +83,6 @@ func soakPolicy(sinks []netip.AddrPort, mpc int) string {
 func sinkDomain(i int) string { return fmt.Sprintf("d%d.dest.test", i+1) }
 
 const soakZone = "$TTL 300\n$ORIGIN dest.test.\n@ IN SOA ns1 hostmaster 1 3600 600 604800 300\n@ IN NS ns1\nns1 IN A 192.0.2.53\n"
-
-// soakMessage is a message with a payload of size bytes after its header,
-// in lines of 76 characters, like smtp-source -l (and bench/e2e).
-func soakMessage(size int) string {
-	var b strings.Builder
-	b.WriteString("From: <bench@sender.test>\r\nTo: <rcpt@dest.test>\r\nSubject: postern soak benchmark\r\n" +
-		"Message-ID: <soak@sender.test>\r\n\r\n")
-	line := strings.Repeat("abcdefghijklmnopqrstuvwxyz0123456789", 3)[:74] + "\r\n"
-	for n := 0; n < size; n += len(line) {
-		b.WriteString(line[:min(len(line), size-n)])
-	}
-	if !strings.HasSuffix(b.String(), "\r\n") {
-		b.WriteString("\r\n")
-	}
-	return b.String()
-}
 
 // engineWorker is the engine process: it delivers cfg.n messages and
 // prints a workerResult on stdout, progress on stderr.
@@ -247,7 +232,7 @@ func startProfile(file string) (stop func(), err error) {
 // deliverAll delivers cfg.n messages from cfg.parallel goroutines, one
 // recipient each, spread over the sinks' domains in turn.
 func (r *run) deliverAll(res *workerResult, sinks int) {
-	body := soakMessage(r.cfg.size)
+	body := sinkproc.Message(r.cfg.size, "postern soak benchmark")
 	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.timeout)
 	defer cancel()
 	var (
