@@ -105,11 +105,6 @@ func NewReader(r io.Reader, name string) *Reader {
 // Line is the line number of the envelope Next returned last.
 func (r *Reader) Line() int { return r.line }
 
-// Next returns the next envelope, or io.EOF after the last. A line that
-// is not an envelope gives a *LineError, and reading may go on after it
-// (the next call reads the next line); any other error is the reader's.
-func (r *Reader) Next() (Envelope, error) { return r.next() }
-
 // LineError is a corpus line that is not an envelope.
 type LineError struct {
 	File string
@@ -123,8 +118,10 @@ func (e *LineError) Error() string { return fmt.Sprintf("%s:%d: %v", e.File, e.L
 // Unwrap returns what is wrong.
 func (e *LineError) Unwrap() error { return e.Err }
 
-// next is Next.
-func (r *Reader) next() (Envelope, error) {
+// Next returns the next envelope, or io.EOF after the last. A line that
+// is not an envelope gives a *LineError, and reading may go on after it
+// (the next call reads the next line); any other error is the reader's.
+func (r *Reader) Next() (Envelope, error) {
 	for {
 		line, err := r.readLine()
 		if err != nil {
