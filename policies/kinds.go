@@ -278,6 +278,22 @@ var ipListKind = &kind[[]netip.Addr]{
 	},
 }
 
+// positiveDurationKind is a duration above zero (queue.expire: zero would
+// expire every message before its first attempt).
+var positiveDurationKind = func() *kind[time.Duration] {
+	k := *durationKind
+	k.name = "duration above zero (90s, 5m, 1h30m, 2d)"
+	check := func(d time.Duration, err error) (time.Duration, error) {
+		if err == nil && d <= 0 {
+			return 0, errors.New("must be above zero")
+		}
+		return d, err
+	}
+	k.parse = func(n *yaml.Node) (time.Duration, error) { return check(durationKind.parse(n)) }
+	k.fromExpr = func(a any) (time.Duration, error) { return check(durationKind.fromExpr(a)) }
+	return &k
+}()
+
 // durationListKind is a list of durations, at least min of them, each
 // positive (queue.retry, queue.notify).
 func durationListKind(min int) *kind[[]time.Duration] {

@@ -319,3 +319,19 @@ dns:
 		t.Errorf("warnings:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// The queue settings refuse what would make no schedule: no retry wait,
+// a wait or an expiry of zero. No delay notification at all ([]) is fine.
+func TestQueueSettings(t *testing.T) {
+	for _, c := range []struct{ yaml, err string }{
+		{"queue:\n  retry: []\n", "needs at least 1 duration"},
+		{"queue:\n  retry: [2m, 0s]\n", "each duration must be positive"},
+		{"queue:\n  expire: 0s\n", "must be above zero"},
+		{"queue:\n  notify: []\n  retry: [1m]\n  expire: 1d\n", ""},
+	} {
+		_, err := Parse("p.yaml", []byte("version: 1\n"+c.yaml), Options{})
+		if (c.err == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), c.err)) {
+			t.Errorf("%q: error %v, want %q", c.yaml, err, c.err)
+		}
+	}
+}

@@ -215,7 +215,7 @@ func buildFields() []Field {
 			func(s *Set) **Value[[]time.Duration] { return &s.Queue.Notify },
 			"When a delay notification (a delayed DSN, RFC 3464) is due, as times since the message was queued (queue_age): one for each duration, the first at the first, notify_num counting those sent. A temporary result says a notification is due (notify) once queue_age reaches the next one. [] sends none.",
 			"", valueOpts{extra: routeVars}, nil),
-		valueField("queue.expire", durationKind, expr.Recipient, constant(5*24*time.Hour),
+		valueField("queue.expire", positiveDurationKind, expr.Recipient, constant(5*24*time.Hour),
 			func(s *Set) **Value[time.Duration] { return &s.Queue.Expire },
 			"How long a message may stay queued (queue_age). A message older than this is not attempted: its recipients fail permanently, class expired, and the MTA sends the bounce.",
 			"", valueOpts{extra: routeVars}, nil),
