@@ -381,7 +381,10 @@ func TraceLine(e policies.TraceEntry) string {
 	if e.Expr != "" && e.Kind != policies.KindExpr {
 		what += "  (from " + escText(e.Expr) + ")"
 	}
-	line := fmt.Sprintf("%-28s %s  %s", escText(e.Setting), what, at)
+	line := fmt.Sprintf("%-28s %s", escText(e.Setting), what)
+	if at != "" {
+		line += "  " + at
+	}
 	if e.Error != "" {
 		lines := textErrorLines(e.Error)
 		line += "\n  error: " + lines[0]

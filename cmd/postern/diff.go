@@ -151,7 +151,7 @@ func writeDiffText(w io.Writer, rep *policydiff.Report) error {
 			e    *policies.TraceEntry
 		}{{"old", c.OldRule}, {"new", c.NewRule}} {
 			if side.e != nil {
-				fmt.Fprintf(&b, "    %s: %s\n", side.name, strings.ReplaceAll(strings.TrimRight(engine.TraceLine(*side.e), " "), "\n", "\n         "))
+				fmt.Fprintf(&b, "    %s: %s\n", side.name, strings.ReplaceAll(engine.TraceLine(*side.e), "\n", "\n         "))
 			}
 		}
 		if b.Len() > 64<<10 {

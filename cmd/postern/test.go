@@ -135,7 +135,7 @@ func writeFailure(out io.Writer, policy, file string, res *policytest.Result) {
 			if e.Context != "" {
 				ctx = " [" + textsafe.Escape(e.Context) + "]"
 			}
-			fmt.Fprintf(out, "        %s%s\n", strings.ReplaceAll(strings.TrimRight(engine.TraceLine(e), " "), "\n", "\n        "), ctx)
+			fmt.Fprintf(out, "        %s%s\n", strings.ReplaceAll(engine.TraceLine(e), "\n", "\n        "), ctx)
 		}
 	}
 	fmt.Fprintf(out, "    rerun: %s\n", textsafe.Escape(c.Command(policy)))
