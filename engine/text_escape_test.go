@@ -142,7 +142,7 @@ func TestWriteTextEscapes(t *testing.T) {
 			"         | ..........^\n",
 		"      tls.dane                     else  => " + forgedEscaped + "  (from " + forgedEscaped + ")",
 		"        error: dns: " + forgedEscaped + "\n",
-		"      hostname                     expr " + forgedEscaped + "  => " + forgedEscaped + "  \n",
+		"      hostname                     expr " + forgedEscaped + "  => " + forgedEscaped + "\n",
 		"      (not set, defaults)          " + forgedEscaped + "=" + forgedEscaped + "\n",
 		"  relay:      " + forgedEscaped + " port 587, " + forgedEscaped + ", auth " + forgedEscaped + " secret <from env " + forgedEscaped + ">\n",
 		"  error:      dns: " + forgedEscaped + " (permanent, class " + forgedEscaped + ")\n",
