@@ -87,7 +87,9 @@ func (e *Engine) observe(ctx context.Context, msg *Message, results []Result) {
 	for i := range results {
 		r := &results[i]
 		verify := string(r.TLS.Verified)
-		m.Delivered(r.StatusText(), string(r.Class), r.Route, verify, domainOf(r.Recipient))
+		if m != nil {
+			m.Delivered(r.StatusText(), string(r.Class), r.Route, verify, domainOf(r.Recipient))
+		}
 		status := logStatus(r)
 		level := slog.LevelInfo
 		if status == "deferred" || status == "bounced" {
