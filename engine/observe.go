@@ -102,13 +102,11 @@ func (e *Engine) observe(ctx context.Context, msg *Message, results []Result) {
 		attrs = append(attrs, slog.String("id", msg.ID), slog.String("to", r.Recipient), slog.String("status", status),
 			slog.String("route", r.Route))
 		if r.Host != "" {
-			relay := r.Host
-			if r.Address.IsValid() {
-				relay += "[" + r.Address.Addr().String() + "]:" + strconv.Itoa(int(r.Address.Port()))
-			}
-			attrs = append(attrs, slog.String("relay", relay))
+			attrs = append(attrs, slog.String("relay", relayField(r.Host, r.Address)))
 		}
-		attrs = append(attrs, slog.String("delay", r.Duration.Round(time.Millisecond).String()))
+		// Seconds, as Postfix's delay= (a number formats without the
+		// allocations of Duration.String).
+		attrs = append(attrs, slog.Float64("delay", r.Duration.Round(time.Millisecond).Seconds()))
 		if r.Code != 0 {
 			attrs = append(attrs, slog.Int("code", r.Code))
 		}
@@ -134,6 +132,21 @@ func (e *Engine) observe(ctx context.Context, msg *Message, results []Result) {
 		rec.AddAttrs(attrs...)
 		_ = lg.Handler().Handle(ctx, rec)
 	}
+}
+
+// relayField is Postfix's relay= value: host[address]:port, or the host
+// alone when no connection was made; built in one allocation.
+func relayField(host string, addr netip.AddrPort) string {
+	if !addr.IsValid() {
+		return host
+	}
+	var buf [96]byte
+	b := append(buf[:0], host...)
+	b = append(b, '[')
+	b = addr.Addr().AppendTo(b)
+	b = append(b, "]:"...)
+	b = strconv.AppendUint(b, uint64(addr.Port()), 10)
+	return string(b)
 }
 
 // domainOf is the domain of an address, "" without one.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -132,8 +133,12 @@ func TestObserveRealDelivery(t *testing.T) {
 		}
 		switch rcpt {
 		case "a@ok.test":
-			if !strings.HasPrefix(l["relay"].(string), ok.Addr.Addr().String()+"[") || l["dsn"] == nil || l["level"] != "INFO" {
-				t.Errorf("sent line %v: want relay HOST[ADDR]:PORT, a dsn code, level INFO", l)
+			wantRelay := ok.Addr.Addr().String() + "[" + ok.Addr.Addr().String() + "]:" + strconv.Itoa(int(ok.Addr.Port()))
+			if l["relay"] != wantRelay || l["dsn"] == nil || l["level"] != "INFO" {
+				t.Errorf("sent line %v: want relay %s, a dsn code, level INFO", l, wantRelay)
+			}
+			if d, isNum := l["delay"].(float64); !isNum || d < 0 || d > 60 {
+				t.Errorf("sent line %v: want delay as a number of seconds", l)
 			}
 		case "c@busy.test":
 			if l["reply"] != "Temporary local problem" && !strings.Contains(l["reply"].(string), "Temporary local problem") || l["retry_from"] != "schedule" || l["level"] != "WARN" {
