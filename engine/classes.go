@@ -22,4 +22,4 @@ const ClassStore transport.Class = "store"
 // ClassPolicy, ClassStore and ClassExpired.
 var Classes = []transport.Class{transport.ClassNone, transport.ClassDNS, transport.ClassConnection, transport.ClassTLS,
 	transport.ClassDANE, transport.ClassMTASTS, transport.ClassUnexpectedReply, transport.ClassRate, transport.ClassConcurrency,
-	transport.ClassIO, ClassPolicy, ClassStore, ClassExpired}
+	transport.ClassIO, transport.ClassLoop, ClassPolicy, ClassStore, ClassExpired}

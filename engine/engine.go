@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -70,6 +71,18 @@ type Options struct {
 	// policy's tls.mta-sts-cache, and when that is empty too, policies
 	// are kept in memory only.
 	MTASTSCache string
+
+	// SelfAddresses are the addresses this MTA listens on (a relay's
+	// listeners). A delivery to one of them fails permanently as a loop
+	// (class loop, 554 5.4.6) without connecting; an unspecified address
+	// (0.0.0.0 or ::) stands for every address of this machine on its
+	// port. Empty means no check.
+	SelfAddresses []netip.AddrPort
+	// SelfNames are the names this MTA greets with. A server whose
+	// greeting or EHLO reply gives one of them is this MTA itself: the
+	// delivery fails permanently as a loop (Postfix's "loops back to
+	// myself"). Empty means no check.
+	SelfNames []string
 }
 
 // Engine makes delivery decisions from a compiled policy. It is safe for
@@ -152,7 +165,10 @@ func New(set *policies.Set, opts Options) (*Engine, error) {
 		}
 		dialer = countingDialer{Dialer: dialer, m: e.opts.Metrics}
 	}
-	e.client = &transport.Client{Dialer: dialer, RootCAs: e.opts.RootCAs, Logger: e.opts.Logger}
+	if len(e.opts.SelfAddresses) > 0 {
+		dialer = selfDialer{Dialer: dialer, self: e.opts.SelfAddresses}
+	}
+	e.client = &transport.Client{Dialer: dialer, RootCAs: e.opts.RootCAs, Logger: e.opts.Logger, SelfNames: e.opts.SelfNames}
 	e.opts.Metrics.PoolSize(e.client.Idle)
 	if err := e.Reload(set); err != nil {
 		return nil, err

@@ -115,7 +115,7 @@ var Variables = []Variable{
 	{"retry_num", Recipient, "int", "Delivery attempts already made for this recipient."},
 	{"notify_num", Recipient, "int", "Delay notifications (DSN) already sent for this recipient."},
 	{"expires_in", Recipient, "int", "Seconds until the message expires from the queue."},
-	{"last_error", Recipient, "string", "Class of the previous attempt's failure: none, dns, connection, tls, dane, mta-sts, unexpected-reply, rate, concurrency, io, policy, store, or expired (policy: the policy itself failed, a route expression error or an unreadable secret; store: the throttle store could not be reached; expired: the message stayed queued longer than queue.expire)."},
+	{"last_error", Recipient, "string", "Class of the previous attempt's failure: none, dns, connection, tls, dane, mta-sts, unexpected-reply, rate, concurrency, io, loop, policy, store, or expired (loop: the next hop is this MTA itself; policy: the policy itself failed, a route expression error or an unreadable secret; store: the throttle store could not be reached; expired: the message stayed queued longer than queue.expire)."},
 	{"last_status", Recipient, "string", "SMTP reply of the previous attempt (e.g. \"451 4.7.1 try later\"), \"\" when none."},
 	{"queue_name", Recipient, "string", "Name of the queue the message is in (embedder-defined)."},
 	{"queue_age", Recipient, "int", "Seconds since the message was queued."},

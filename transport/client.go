@@ -46,6 +46,12 @@ type Client struct {
 	// new one: the certificate checks run on the chain the session
 	// carries.
 	TLSSessions int
+	// SelfNames are the names this MTA greets and says EHLO with. A server
+	// whose greeting or EHLO reply names one of them (compared without
+	// case) is this MTA itself: the delivery fails permanently with class
+	// [ClassLoop] (554 5.4.6), as Postfix's "loops back to myself". Empty
+	// means no check.
+	SelfNames []string
 
 	pool     pool
 	sessOnce sync.Once
@@ -80,6 +86,16 @@ func (c *Client) debug(msg string, args ...any) {
 
 // Close QUITs and closes the pooled connections; later deliveries still
 // work but nothing more is pooled.
+// isSelf reports whether name is one of c.SelfNames.
+func (c *Client) isSelf(name string) bool {
+	for _, n := range c.SelfNames {
+		if n != "" && strings.EqualFold(strings.TrimSuffix(name, "."), strings.TrimSuffix(n, ".")) {
+			return true
+		}
+	}
+	return false
+}
+
 func (c *Client) Close() error {
 	c.pool.closeAll()
 	return nil
@@ -217,8 +233,10 @@ func (d *delivery) run(ctx context.Context) {
 				return
 			}
 			last = f.err
-			if f.hold {
-				d.finish(last) // no other target or host: see ErrHold
+			if f.hold || last.Class == ClassLoop {
+				// No other target or host: see ErrHold; and a loop
+				// is this MTA's own configuration, not the host's.
+				d.finish(last)
 				return
 			}
 			if f.nextHost {

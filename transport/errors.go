@@ -28,7 +28,16 @@ const (
 	ClassRate            Class = "rate"
 	ClassConcurrency     Class = "concurrency"
 	ClassIO              Class = "io"
+	// ClassLoop: the next hop is this MTA itself (its own listening
+	// address, or a server that greets with one of Client.SelfNames):
+	// permanent, 554 5.4.6 (RFC 3463: routing loop detected).
+	ClassLoop Class = "loop"
 )
+
+// ErrLoop is what a [Dialer] returns (wrapped or not) to refuse a
+// connection to the MTA's own listening address: the delivery then fails
+// permanently with class [ClassLoop] instead of connecting to itself.
+var ErrLoop = errors.New("the address is this MTA's own")
 
 // EnhancedCode is an RFC 3463 enhanced status code such as 5.1.1; the zero
 // value means none.
@@ -215,6 +224,12 @@ func replyError(phase string, r *reply, class Class, host string, remote netip.A
 }
 
 // localError makes an *Error for a failure decided by the transport.
+// loopError is the permanent failure of a delivery that would loop back
+// to this MTA: why says how that was found.
+func loopError(phase, host string, remote netip.AddrPort, why string) *Error {
+	return localError(554, EnhancedCode{5, 4, 6}, ClassLoop, phase, "mail for "+host+" loops back to myself: "+why).at(host, remote)
+}
+
 func localError(code int, enh EnhancedCode, class Class, phase, msg string) *Error {
 	return &Error{Code: code, Enhanced: enh, Message: msg, Class: class, Permanent: code >= 500, Phase: phase}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"strings"
 	"time"
 )
 
@@ -43,6 +44,9 @@ func (c *Client) open(ctx context.Context, p *connParams) (*session, *failure) {
 	if err != nil {
 		e := &Error{Code: 451, Enhanced: EnhancedCode{4, 4, 1}, Class: ClassConnection, Host: h.Name, Address: p.remote, Err: err, Phase: "connect"}
 		switch {
+		case errors.Is(err, ErrLoop):
+			e = loopError("connect", h.Name, p.remote, p.remote.String()+" is this MTA's own address")
+			e.Err = err
 		case ctx.Err() != nil:
 			e = ioError(ctx, "connect", h.Name, p.remote, err)
 		case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded):
@@ -88,6 +92,9 @@ func (c *Client) open(ctx context.Context, p *connParams) (*session, *failure) {
 	}
 	if r.Code != 220 {
 		return fail(&failure{err: s.replyError("greeting", r, ClassUnexpectedReply), nextHost: true})
+	}
+	if name := replyName(r); c.isSelf(name) {
+		return fail(&failure{err: loopError("greeting", h.Name, p.remote, "the server greets as "+name+", this MTA's own name")})
 	}
 
 	if f := c.hello(s, p); f != nil {
@@ -173,6 +180,9 @@ func (c *Client) hello(s *session, p *connParams) *failure {
 		return &failure{err: s.errorFor(verb, err)}
 	}
 	if r.Code == 250 {
+		if name := replyName(r); c.isSelf(name) {
+			return &failure{err: loopError(verb, s.host, s.remote, "the server answers "+verb+" as "+name+", this MTA's own name")}
+		}
 		s.esmtp, s.ext = true, parseEHLO(r.Lines)
 		return nil
 	}
@@ -192,4 +202,14 @@ func (c *Client) hello(s *session, p *connParams) *failure {
 	}
 	s.esmtp, s.ext = false, extensions{}
 	return nil
+}
+
+// replyName is the first word of a reply's first line: the name a server
+// gives in its greeting (RFC 5321 4.3.1) and its EHLO reply (4.1.1.1).
+func replyName(r *reply) string {
+	if len(r.Lines) == 0 {
+		return ""
+	}
+	name, _, _ := strings.Cut(strings.TrimSpace(r.Lines[0]), " ")
+	return name
 }
