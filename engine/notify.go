@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"os"
 	"strconv"
 	"time"
@@ -18,13 +19,20 @@ type DSNOptions struct {
 	// MaxReturnSize bounds the original returned whole; a larger one
 	// comes back as its header only. Zero: no bound.
 	MaxReturnSize int
+	// From is the notification's From: header field (an address, or a
+	// display name and <address>); "" means MAILER-DAEMON@ReportingMTA.
+	From string
 }
 
 // DSN builds the delivery status notification (RFC 3461, 3464) that the
 // results of one Deliver of msg call for, to go to msg.From: the
 // recipients that failed permanently (unless their NOTIFY excludes
 // FAILURE), those deferred with NotifyDelay set (unless it excludes
-// DELAY), and those delivered whose NOTIFY asks for SUCCESS — each with
+// DELAY), and those delivered whose NOTIFY asks for SUCCESS (action
+// delivered over LMTP, which is final delivery; relayed when the SMTP
+// server took the message without offering DSN; none when it offered
+// DSN, since NOTIFY went on with the recipient and the next hop reports
+// from then on, RFC 3461 section 4.2) — each with
 // its Final- and Original-Recipient (ORCPT), Status, Remote-MTA and
 // Diagnostic-Code from the result; the original (header and body) is
 // returned as msg.Ret asks. It returns nil when no notification is due,
@@ -73,7 +81,7 @@ func (e *Engine) DSN(msg Message, results []Result, original []byte, opts DSNOpt
 		host, _ = os.Hostname()
 	}
 	rep := dsn.Report{ReportingMTA: host, EnvID: msg.EnvID, Arrival: now.Add(-time.Duration(msg.QueueAge) * time.Second),
-		From: "MAILER-DAEMON@" + host, To: msg.From, Return: dsnReturn(msg.Ret), MaxReturnSize: opts.MaxReturnSize,
+		From: cmp.Or(opts.From, "MAILER-DAEMON@"+host), To: msg.From, Return: dsnReturn(msg.Ret), MaxReturnSize: opts.MaxReturnSize,
 		Original: original, Recipients: rcpts, Date: now}
 	report, err = dsn.Build(rep)
 	if err != nil {
@@ -96,7 +104,20 @@ func dsnAction(r *Result, notify transport.NotifyFlags) (dsn.Action, bool) {
 	case transport.StatusTemporary:
 		return dsn.Delayed, r.NotifyDelay && wants(transport.NotifyDelay)
 	case transport.StatusDelivered:
-		return dsn.Delivered, notify&transport.NotifySuccess != 0
+		switch {
+		case notify&transport.NotifySuccess == 0:
+			return "", false
+		case r.Protocol == transport.LMTP:
+			// LMTP is final delivery (RFC 2033).
+			return dsn.Delivered, true
+		case r.PeerDSN:
+			// NOTIFY went on to the next hop, which reports from now
+			// on (RFC 3461 section 4.2): nothing from us.
+			return "", false
+		}
+		// Handed to an SMTP server that does not do DSN: we report
+		// that it left our hands, and nobody will report more.
+		return dsn.Relayed, true
 	}
 	return "", false
 }

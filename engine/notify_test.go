@@ -120,6 +120,19 @@ func TestDSNFromResults(t *testing.T) {
 		}
 	}
 
+	// DSNOptions.From replaces the From: header field (relay.dsn.from).
+	withFrom, _, err := e.DSN(msg, res, []byte(deliverBody), engine.DSNOptions{From: "Mail Delivery System <postmaster@mta.sender.test>"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fm, err := mail.ReadMessage(bytes.NewReader(withFrom))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, err := mail.ParseAddress(fm.Header.Get("From")); err != nil || a.Name != "Mail Delivery System" || a.Address != "postmaster@mta.sender.test" {
+		t.Errorf("with DSNOptions.From the DSN's From is %q (%v)", fm.Header.Get("From"), err)
+	}
+
 	// A null sender gets no notification; nothing due gives none either.
 	if r, _, err := e.DSN(engine.Message{From: "", To: msg.To}, res, nil, engine.DSNOptions{}); r != nil || err != nil {
 		t.Errorf("a DSN for the null sender: %v", err)
@@ -128,5 +141,35 @@ func TestDSNFromResults(t *testing.T) {
 	never.RcptDSN = []engine.RcptDSN{{Notify: transport.NotifyNever}, {Notify: transport.NotifyNever}, {Notify: transport.NotifyNever}}
 	if r, _, err := e.DSN(never, res, nil, engine.DSNOptions{}); r != nil || err != nil {
 		t.Errorf("a DSN with NOTIFY=NEVER: %v", err)
+	}
+}
+
+// TestDSNSuccessOverSMTP: NOTIFY=SUCCESS toward an SMTP server (real
+// aiosmtpd) that does not offer DSN gives a "relayed" notification; toward
+// one that offers DSN none at all, since NOTIFY went on with the
+// recipient and that server reports from then on (RFC 3461 section 4.2).
+func TestDSNSuccessOverSMTP(t *testing.T) {
+	msg := engine.Message{ID: "S1", From: "s@sender.test", To: []string{"a@dest.test"},
+		RcptDSN: []engine.RcptDSN{{Notify: transport.NotifySuccess}}}
+	for _, c := range []struct {
+		dsn    bool
+		action string // "" for no notification
+	}{{false, "relayed"}, {true, ""}} {
+		sink := smtpbed.StartAIOSink(t, smtpbed.AIOOptions{DSN: c.dsn})
+		e := newDeliverEngine(t, oneRelayPolicy(sink.Addr, "tls:\n  starttls: disable\n"), engine.Options{Hostname: "mta.sender.test"})
+		res := runDeliver(t, e, msg, deliverBody)
+		if res[0].Status != transport.StatusDelivered || res[0].PeerDSN != c.dsn {
+			t.Fatalf("server DSN %v: %s, PeerDSN %v", c.dsn, formatResults(res), res[0].PeerDSN)
+		}
+		report, _, err := e.DSN(msg, res, []byte(deliverBody), engine.DSNOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case c.action == "" && report != nil:
+			t.Errorf("server offers DSN: we sent a notification anyway:\n%s", report)
+		case c.action != "" && !bytes.Contains(report, []byte("Action: "+c.action)):
+			t.Errorf("server without DSN: want Action: %s in\n%s", c.action, report)
+		}
 	}
 }

@@ -356,6 +356,7 @@ func (d *delivery) set(i int, r *reply, e *Error, s *session) {
 	if s != nil {
 		res.Host, res.Address, res.Source, res.Protocol, res.TLS = s.host, s.remote, s.local, s.proto, s.tls
 		res.Warnings = append([]Warning(nil), s.warnings...)
+		res.PeerDSN = s.esmtp && s.ext.has("DSN")
 	}
 	if e == nil {
 		res.Status, res.Code, res.Enhanced, res.Text, res.Class = StatusDelivered, r.Code, r.Enhanced, r.text(), ClassNone

@@ -111,6 +111,11 @@ type Result struct {
 	Source  netip.AddrPort
 	// Protocol is the protocol spoken to Host.
 	Protocol Protocol
+	// PeerDSN says Host offered DSN (RFC 3461), so NOTIFY and ORCPT went
+	// with the recipient and the next hop reports on it from now on; when
+	// it did not, an MTA that relays owes a "relayed" notification to a
+	// recipient that asked for NOTIFY=SUCCESS (RFC 3461 section 4.2).
+	PeerDSN bool
 	// TLS describes the connection's TLS state.
 	TLS TLSInfo
 	// Warnings lists problems of the session that did not end it (a
