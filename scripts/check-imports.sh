@@ -2,7 +2,11 @@
 # Imports flow one way: nothing imports upward. The module's own imports
 # (tests aside; README.md, section Layout, draws the same graph):
 #
-#   cmd/postern       -> engine policies expr transport transport/tlsrpt internal/textsafe internal/safefile internal/jsonout internal/corpus internal/mtalog internal/policytest internal/policydiff
+#   cmd/postern       -> engine policies expr transport transport/tlsrpt relay relay/control internal/textsafe internal/safefile internal/jsonout internal/corpus internal/mtalog internal/policytest internal/policydiff
+#   relay             -> engine engine/metrics policies transport relay/spool relay/sched relay/smtpd relay/control
+#   relay/smtpd       -> relay/spool (its Envelope type only)
+#   relay/control     -> relay/spool
+#   relay/spool, relay/sched: leaves
 #   engine            -> engine/throttle engine/metrics engine/dsn policies expr transport transport/dns transport/mailbox transport/dane transport/mtasts transport/tlsrpt internal/textsafe internal/safefile internal/jsonout
 #   policies          -> expr internal/safefile internal/jsonout internal/suggest
 #   expr              -> internal/textsafe internal/suggest
@@ -63,6 +67,16 @@ check engine/... internal/corpus internal/mtalog internal/policytest internal/po
 check policies/... internal/corpus internal/mtalog internal/policytest internal/policydiff
 check transport transport/dns transport/dane transport/mtasts transport/tlsrpt
 check transport/mtasts transport/dns transport/dane transport/tlsrpt transport/mailbox
+# The relay daemon sits on top of the engine: nothing below imports it,
+# and its parts know only the spool's types, never the engine.
+check engine/... relay
+check policies/... relay
+check transport/... relay
+check relay/spool engine policies transport relay/smtpd relay/sched relay/control
+check relay/smtpd engine policies transport relay/sched relay/control
+check relay/control engine policies transport relay/smtpd relay/sched
+leaf relay/spool
+leaf relay/sched
 leaf transport/mailbox
 leaf transport/dane
 leaf engine/throttle
