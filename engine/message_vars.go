@@ -57,6 +57,9 @@ func (m *Message) setVar(name, value string) string {
 		return "set its keys as meta, not as a variable"
 	}
 	if v, ok := expr.LookupVariable(name); ok {
+		if v.Phase == expr.Session {
+			return "a session-phase variable: only relay.permit sees it, for each RCPT of an SMTP session"
+		}
 		return fmt.Sprintf("a %s-phase variable, computed for each host or address", v.Phase)
 	}
 	return "unknown variable (recipient-phase variables: " + strings.Join(expr.VariablesOf(expr.Recipient), ", ") + ")"

@@ -32,6 +32,10 @@ type Schedule struct {
 	// attempt (negative once expired).
 	Expire    Duration `json:"expire"`
 	ExpiresIn Duration `json:"expires_in"`
+	// DestinationConcurrency is relay.queue.destination-concurrency for
+	// the group: how many deliveries `postern relay` runs at once to the
+	// group's destination. Not part of the dry-run output.
+	DestinationConcurrency int `json:"-"`
 }
 
 // schedule evaluates the queue: settings for g (recipient phase, per
@@ -44,6 +48,7 @@ func (r *run) schedule(g *Group, tr *policies.Trace) bool {
 	notify := eval(r, set.Queue.Notify, tr)
 	expire := eval(r, set.Queue.Expire, tr)
 	g.Schedule = makeSchedule(retry, notify, expire, m)
+	g.Schedule.DestinationConcurrency = eval(r, set.Relay().Queue.DestinationConcurrency, nil)
 	age := time.Duration(m.QueueAge) * time.Second
 	if age < expire {
 		return true

@@ -105,7 +105,7 @@ func (l *Library) Compile(source string, spec Spec, pos Position) (*Program, err
 		return nil, &Error{File: pos.File, Line: pos.Line, Column: pos.Column, Setting: spec.Setting,
 			Message: fmt.Sprintf("expected %s, but the expression's type is only known at run time: make every branch of type %s", spec.Type, spec.Type)}
 	}
-	return &Program{prog: prog, steps: l.limits.MaxSteps, typ: spec.Type, source: source, setting: spec.Setting, pos: pos, lists: c.lists, vars: c.vars, notes: c.notes}, nil
+	return &Program{prog: prog, tree: tree.Node, steps: l.limits.MaxSteps, typ: spec.Type, source: source, setting: spec.Setting, pos: pos, lists: c.lists, vars: c.vars, notes: c.notes}, nil
 }
 
 // compileSafely turns a panic inside expr-lang's compiler (a bug there, but
@@ -272,7 +272,7 @@ func (c *checker) identifier(n *ast.IdentifierNode) {
 	if ok && !slices.Contains(c.vars, name) {
 		c.vars = append(c.vars, name)
 	}
-	if !ok || v.Phase <= c.spec.Phase {
+	if !ok || v.KnownIn(c.spec.Phase) {
 		return // unknown names are reported by expr-lang's checker
 	}
 	for _, x := range c.spec.Extra {
@@ -281,7 +281,7 @@ func (c *checker) identifier(n *ast.IdentifierNode) {
 		}
 	}
 	why := c.spec.Why
-	if why == "" {
+	if why == "" || v.Phase == Session {
 		why = phaseReason(c.spec.Phase, v.Phase)
 	}
 	setting, _, _ := strings.Cut(c.spec.Setting, "[")
@@ -291,6 +291,12 @@ func (c *checker) identifier(n *ast.IdentifierNode) {
 
 func phaseReason(setting, variable Phase) string {
 	switch {
+	case setting == Session:
+		vars := VariablesOf(Session)
+		return "it is decided per RCPT command while the relay receives the message, before any delivery: only " +
+			strings.Join(vars[:len(vars)-1], ", ") + " and " + vars[len(vars)-1] + " are known then"
+	case variable == Session:
+		return "it is known only while the relay receives a message over SMTP, in relay.permit, not when the message is delivered"
 	case setting == Recipient && variable == Host:
 		return "it is decided per recipient, before any MX host is chosen"
 	case setting == Recipient:

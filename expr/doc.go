@@ -8,9 +8,14 @@
 //
 //   - [Env] holds every variable of every phase as a typed struct field, so
 //     expr-lang's checker rejects "size > \"big\"" at load time;
-//   - [Phase] orders the phases (recipient, host, connection) and [Compile]
-//     walks the syntax tree so that a setting may only use the variables of
-//     its own phase or an earlier one;
+//   - [Phase] orders the delivery phases (recipient, host, connection) and
+//     [Library.Compile] walks the syntax tree so that a setting may only use
+//     the variables of its own phase or an earlier one; the session phase
+//     (the relay's per-RCPT relay.permit rules, RFC 5321 section 3.6.2 relay
+//     permission) stands apart with the variables an SMTP session knows;
+//   - [Program.Implies] says what a condition proves about its atoms (the
+//     relay's open-relay guard asks whether a rule can allow a client that
+//     has not authenticated);
 //   - [Library] holds the named lists and local domains the functions
 //     consult, and validates constant arguments (an unknown list name, a bad
 //     CIDR) at load;

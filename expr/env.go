@@ -2,6 +2,7 @@ package expr
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -17,6 +18,12 @@ const (
 	Host
 	// Connection: per remote address, before connecting.
 	Connection
+	// Session: per RCPT command while the relay daemon receives a message
+	// over SMTP (RFC 5321), before the message is queued: relay.permit.
+	// It stands apart from the delivery phases above: it sees the
+	// variables the session knows — a few of the recipient phase's, see
+	// [SessionVariables], and its own (listener, tls) — and no others.
+	Session
 )
 
 // String returns the phase's name as used in policies and traces.
@@ -28,6 +35,8 @@ func (p Phase) String() string {
 		return "host"
 	case Connection:
 		return "connection"
+	case Session:
+		return "session"
 	}
 	return fmt.Sprintf("phase(%d)", uint8(p))
 }
@@ -89,6 +98,11 @@ type Env struct {
 	RemoteIP string `expr:"remote_ip"`
 	LocalIP  string `expr:"local_ip"`
 
+	// Session phase (relay.permit), besides [SessionVariables] of the
+	// recipient phase.
+	Listener string `expr:"listener"`
+	TLS      bool   `expr:"tls"`
+
 	// Meter is set by each run of a [Program] to its VM's meter, which
 	// charges the evaluation budget; leave it alone.
 	Meter *Meter `expr:"__meter"`
@@ -132,6 +146,23 @@ var Variables = []Variable{
 	{"site", Host, "string", "The provider the recipient domain's mail goes to, known after the MX lookup (also available to the match of throttles keyed by site): the name of the first limits.sites entry with a pattern matching one of the domain's MX hosts, else those hosts' names, sorted and joined with commas (the MX rollup); for a relay route, the relay's address."},
 	{"remote_ip", Connection, "string", "Address about to be connected to."},
 	{"local_ip", Connection, "string", "Chosen source address, \"\" when the kernel chooses."},
+	{"listener", Session, "string", "Name of the relay listener (relay.listeners) the client is connected to."},
+	{"tls", Session, "bool", "The SMTP session is encrypted: STARTTLS succeeded, or the listener is submissions (implicit TLS)."},
+}
+
+// SessionVariables are the recipient-phase variables the session phase
+// also knows: what the relay has learnt of the client, its
+// authentication and the envelope by the time of a RCPT command.
+var SessionVariables = []string{"sender", "sender_domain", "rcpt", "rcpt_domain", "received_from_ip", "authenticated_as"}
+
+// KnownIn reports whether v may be used by a setting of phase p: a
+// delivery phase sees its own variables and those of the earlier delivery
+// phases; the session phase sees its own and [SessionVariables].
+func (v Variable) KnownIn(p Phase) bool {
+	if p == Session {
+		return v.Phase == Session || slices.Contains(SessionVariables, v.Name)
+	}
+	return v.Phase <= p
 }
 
 // Function describes one function of [Funcs].
@@ -175,7 +206,7 @@ func LookupVariable(name string) (Variable, bool) {
 func VariablesOf(p Phase) []string {
 	var out []string
 	for _, v := range Variables {
-		if v.Phase <= p {
+		if v.KnownIn(p) {
 			out = append(out, v.Name)
 		}
 	}

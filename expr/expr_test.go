@@ -208,7 +208,7 @@ func FuzzCompile(f *testing.F) {
 	}
 	lib := testLib()
 	f.Fuzz(func(t *testing.T, src string, typ, phase uint8) {
-		spec := Spec{Setting: "fuzz", Type: Type(typ % 4), Phase: Phase(phase % 3)}
+		spec := Spec{Setting: "fuzz", Type: Type(typ % 4), Phase: Phase(phase % 4)}
 		p, err := lib.Compile(src, spec, Position{File: "f", Line: 1, Column: 1})
 		if err != nil {
 			if err.Error() == "" {

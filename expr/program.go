@@ -15,7 +15,8 @@ import (
 // use; run it with a [VM] owned by the calling goroutine.
 type Program struct {
 	prog    *vm.Program
-	steps   int // evaluation budget of one run
+	tree    ast.Node // as parsed, before expr-lang's optimiser rewrote it (for Implies)
+	steps   int      // evaluation budget of one run
 	typ     Type
 	source  string
 	setting string

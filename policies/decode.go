@@ -73,6 +73,8 @@ func (d *decoder) decode(s *Set, root *yaml.Node) {
 	d.section(s, "", top)
 	d.compileDefaults(s)
 	d.checkDNS(s, root)
+	finishRelay(d, s)
+	d.checkRelay(s)
 	d.lint(s)
 	s.Limits.NeedSite = d.usesSite || len(s.Limits.Sites) > 0
 	for _, t := range s.Limits.Throttles {

@@ -154,7 +154,7 @@ func sizeKind[T int | int64](lo, hi T) *kind[T] {
 		return T(v), nil
 	}
 	name := "size, at most " + FormatSize(int64(hi))
-	if lo > 1 {
+	if lo != 1 {
 		name = "size, " + FormatSize(int64(lo)) + " to " + FormatSize(int64(hi))
 	}
 	return &kind[T]{

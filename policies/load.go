@@ -161,6 +161,7 @@ func Defaults(opts Options) *Set {
 	s.lib = expr.NewLibrary(nil, nil)
 	d.lib = s.lib
 	d.compileDefaults(s)
+	finishRelay(d, s)
 	return s
 }
 

@@ -132,12 +132,7 @@ func (d *decoder) auth(n *yaml.Node, setting string) *Auth {
 			d.unknownKey(p[0], setting, []string{"username", "secret"})
 		}
 	}
-	if user == nil || secret == nil {
-		missing := "username"
-		if user != nil {
-			missing = "secret"
-		}
-		d.errorf(n, setting+"."+missing, "missing: auth needs both username and secret (remove auth for no authentication)")
+	if !d.both(n, setting, "username", user, "secret", secret, "auth needs both username and secret (remove auth for no authentication)") {
 		return nil
 	}
 	return a
@@ -224,4 +219,19 @@ func routeField() Field {
 	}
 	f.node = func(s *Set) *yaml.Node { return s.Route.Node() }
 	return f
+}
+
+// both reports whether the two keys a and b of the mapping n at setting
+// were both given (their nodes an and bn), and reports the first missing
+// one at n otherwise ("missing: " and why).
+func (d *decoder) both(n *yaml.Node, setting, a string, an *yaml.Node, b string, bn *yaml.Node, why string) bool {
+	if an != nil && bn != nil {
+		return true
+	}
+	missing := a
+	if an != nil {
+		missing = b
+	}
+	d.errorf(n, setting+"."+missing, "missing: %s", why)
+	return false
 }

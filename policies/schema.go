@@ -231,7 +231,7 @@ func buildFields() []Field {
 		earlyField(literalField("limits.max-file-size", sizeKind[int64](1, 1<<30),
 			func(s *Set) *int64 { return &s.Limits.MaxFileSize }, DefaultMaxFileSize,
 			"Largest file the policy may name: a {file:} list, the zone file, a secret file. Files must be regular files (not a FIFO, a device or a directory).")),
-	}, dnsFields()...)
+	}, append(dnsFields(), relayFields()...)...)
 }
 
 // DefaultMaxFileSize is the default of limits.max-file-size.

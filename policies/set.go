@@ -34,7 +34,8 @@ type Set struct {
 	// never be reached, an unused list or route.
 	Warnings []*Warning
 
-	lib *expr.Library
+	lib   *expr.Library
+	relay Relay // the relay: block, see Relay
 }
 
 // Library returns the function library bound to the policy's lists and

@@ -264,7 +264,7 @@ func TestCheckEscapes(t *testing.T) {
 		t.Fatal(err)
 	}
 	code, out, errs := runCLI(t, "check", "-c", p)
-	want := p + `:2:1: lim\x1bits\npolicy.yaml:1:1: forged: unknown key "lim\x1bits\npolicy.yaml:1:1: forged" in the top level (known keys: version, hostname, local-domains, lists, routing, tls, ip-strategy, limits, queue, dns)` + "\n" +
+	want := p + `:2:1: lim\x1bits\npolicy.yaml:1:1: forged: unknown key "lim\x1bits\npolicy.yaml:1:1: forged" in the top level (known keys: version, hostname, local-domains, lists, routing, tls, ip-strategy, limits, queue, dns, relay)` + "\n" +
 		p + `:3:11: hostname: "mta\r.ex\u202eample" is not a host name` + "\n" +
 		p + `:5:3: lists.a\x1bb: "a\x1bb" is not a valid list name (letters, digits, _ . -)` + "\n"
 	snippet := "\n | rcpt == \"\\x1b[2J\\u202e\" && 1 + \"x\"\n | .............................^\n"

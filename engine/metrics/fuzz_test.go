@@ -12,7 +12,7 @@ import (
 var closed = map[string][]string{
 	"outcome": {"delivered", "temporary", "permanent", "local", "other"},
 	"class": {"none", "dns", "connection", "tls", "dane", "mta-sts", "unexpected-reply", "rate", "concurrency",
-		"io", "policy", "store", "expired", "other"},
+		"io", "loop", "policy", "store", "expired", "other"},
 	"verify": {"none", "pkix", "dane", "mta-sts", "opportunistic", "other"},
 	"result": {"ok", "failed", "sts-webpki-invalid", "sts-policy-invalid", "sts-policy-fetch-error", "active",
 		"disabled", "insecure", "no-records", "unusable", "lookup-failed", "verify-failed", "other"},

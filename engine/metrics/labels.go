@@ -55,7 +55,7 @@ var (
 	// classWords are engine.Classes, as strings: the transport's failure
 	// classes and the engine's policy, store and expired.
 	classWords = []string{"none", "dns", "connection", "tls", "dane", "mta-sts", "unexpected-reply",
-		"rate", "concurrency", "io", "policy", "store", "expired"}
+		"rate", "concurrency", "io", "loop", "policy", "store", "expired"}
 	// verifyWords are transport.Verification's words, and
 	// opportunistic, engine.HostTLS.Verify's word for PKIX tried.
 	verifyWords = []string{"none", "pkix", "dane", "mta-sts", "opportunistic"}

@@ -120,8 +120,9 @@ func codes(list []string) string {
 	return strings.Join(out, ", ")
 }
 
-// phases are the evaluation phases, in order.
-var phases = []expr.Phase{expr.Recipient, expr.Host, expr.Connection}
+// phases are the evaluation phases: the delivery phases in order, then
+// the relay's session phase.
+var phases = []expr.Phase{expr.Recipient, expr.Host, expr.Connection, expr.Session}
 
 // phaseOf parses a Field's Phase; ok is false for "literal".
 func phaseOf(name string) (expr.Phase, bool) {
@@ -156,6 +157,7 @@ type extra struct {
 var probeLiteral = map[string]string{
 	"hostname":      "mta.example.org",
 	"routing.route": "mx",
+	"relay.permit":  "false",
 }
 
 // probeExpr returns a boolean expression that uses variable v.
@@ -208,7 +210,7 @@ func extras() ([]extra, error) {
 	probe := func(setting string, phase expr.Phase, build func(cond string) string) error {
 		e := extra{Setting: setting, Phase: phase.String()}
 		for _, v := range expr.Variables {
-			if v.Phase <= phase {
+			if v.KnownIn(phase) {
 				continue
 			}
 			cond, err := probeExpr(v)
@@ -330,6 +332,40 @@ limits:
   throttels: []
 `
 
+// relayExample is a relay block with rules that take permission away.
+const relayExample = `version: 1
+relay:
+  listeners:
+    - name: mta
+      address: 127.0.0.1:10025
+    - name: submission
+      address: 0.0.0.0:587
+      mode: submission
+      tls: {cert: /etc/postern/tls.crt, key: /etc/postern/tls.key}
+  networks: [127.0.0.0/8, "::1/128"]
+  auth:
+    users-file: /etc/postern/relay-users
+  permit:
+    # The billing application sends only as its own domain.
+    - if: authenticated_as == "billing" && sender_domain != "billing.example.org"
+      then: false
+    # Nothing is relayed to the retired domain.
+    - if: rcpt_domain == "old.example.org"
+      then: false
+`
+
+// relayGuardExample is a relay block the open-relay guard refuses.
+const relayGuardExample = `version: 1
+relay:
+  listeners:
+    - name: mta
+      address: 0.0.0.0:25
+  networks: [192.0.2.0/24, 0.0.0.0/0]
+  permit:
+    - if: sender_domain == "example.org"
+      then: true
+`
+
 // renderPolicy builds docs/policy.md.
 func renderPolicy() ([]byte, error) {
 	errs, err := loadErrors(policyErrorsExample)
@@ -369,7 +405,14 @@ func renderPolicy() ([]byte, error) {
 			throttleExtras = e.Vars
 		}
 	}
+	guardErrs, err := loadErrors(relayGuardExample)
+	if err != nil {
+		return nil, err
+	}
 	return execute("policy.md.tmpl", map[string]any{
+		"RelayPolicy":    relayExample,
+		"GuardPolicy":    relayGuardExample,
+		"GuardErrors":    guardErrs,
 		"Sections":       secs,
 		"Phases":         ph,
 		"Literal":        literalSettings(),
@@ -446,6 +489,10 @@ func renderVariables() ([]byte, error) {
 		Variables []expr.Variable
 		Settings  []string
 	}
+	sessionErr, err := loadErrors(sessionErrorExample)
+	if err != nil {
+		return nil, err
+	}
 	var ph []phaseData
 	for _, p := range phases {
 		d := phaseData{Name: p.String(), When: phaseWhen[p], Settings: settingsOf(p)}
@@ -456,10 +503,18 @@ func renderVariables() ([]byte, error) {
 		}
 		ph = append(ph, d)
 	}
+	session := ph[len(ph)-1] // the session phase, apart from delivery
+	if session.Name != expr.Session.String() {
+		return nil, fmt.Errorf("the last phase is %s, not the session phase", session.Name)
+	}
 	return execute("variables.md.tmpl", map[string]any{
-		"Phases":    ph,
-		"Extras":    ex,
-		"Functions": expr.Functions,
+		"Phases":        ph[:len(ph)-1],
+		"Session":       session,
+		"SessionShared": expr.SessionVariables,
+		"SessionPolicy": sessionErrorExample,
+		"SessionError":  sessionErr,
+		"Extras":        ex,
+		"Functions":     expr.Functions,
 		"Limits": map[string]string{"MaxSize": policies.FormatSize(expr.DefaultMaxSize), "MaxDepth": strconv.Itoa(expr.DefaultMaxDepth),
 			"MaxSteps": strconv.Itoa(expr.DefaultMaxSteps)},
 		"Ceilings":     map[string]string{"MaxSize": policies.FormatSize(expr.CeilingMaxSize), "MaxDepth": strconv.Itoa(expr.CeilingMaxDepth)},
@@ -476,7 +531,16 @@ var phaseWhen = map[expr.Phase]string{
 	expr.Recipient:  "once per recipient, before any DNS lookup",
 	expr.Host:       "once per MX host or relay, after routing and before the host's addresses are resolved",
 	expr.Connection: "once per remote address, after the source address is chosen and before connecting",
+	expr.Session:    "once per RCPT command while the relay receives a message over SMTP, before the message is queued",
 }
+
+// sessionErrorExample uses a host-phase variable in the session phase.
+const sessionErrorExample = `version: 1
+relay:
+  permit:
+    - if: authenticated_as == "" && route == "mx"
+      then: false
+`
 
 // phaseErrorExample uses a host-phase variable in a recipient-phase
 // setting.

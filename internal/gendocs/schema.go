@@ -206,9 +206,15 @@ var (
 	relayLabel   = label("")
 	relayAddress = `^\[?(` + relayLabel + `(\.` + relayLabel + `)*\.?|` + ipChars + `)\]?$`
 	sitePattern  = `^(\*\.)?[^*]*\.[^*]*$`
-	dnsServer    = `^((udp|tcp)://[^#]*|tls://[^#]*#[A-Za-z0-9_.-]+)$`
-	redisURL     = `^[Rr][Ee][Dd][Ii][Ss][Ss]?://.+$`
-	envName      = `^[A-Za-z_][A-Za-z0-9_]*$`
+	// An IP prefix or address, as relay.networks reads it (trimmed).
+	ipPrefix = `^` + ipChars + `(/[0-9]+)?` + space + `*$`
+	// A listener's IP:PORT, an IPv6 address in brackets.
+	listenAddress = `^(\[[0-9A-Fa-f:.]+\]|[0-9.]+):[0-9]+$`
+	// A percentage of relay.queue.min-free-space.
+	percent   = `^` + space + `*[0-9]+(\.[0-9]+)?` + space + `*%` + space + `*$`
+	dnsServer = `^((udp|tcp)://[^#]*|tls://[^#]*#[A-Za-z0-9_.-]+)$`
+	redisURL  = `^[Rr][Ee][Dd][Ii][Ss][Ss]?://.+$`
+	envName   = `^[A-Za-z_][A-Za-z0-9_]*$`
 )
 
 // spaceClass is a character class of what strings.TrimSpace removes.
@@ -471,6 +477,10 @@ var keyProbes = map[string]string{
 	"list-file": "lists:\n  a: {" + probeKey + ": 1}\n",
 	"rule":      "tls:\n  starttls: [{if: 'true', then: require, " + probeKey + ": 1}]\n",
 	"expr":      "tls:\n  starttls: {" + probeKey + ": 1}\n",
+	// The relay's listeners.
+	"listener":       "relay:\n  listeners:\n    - {name: a, address: '127.0.0.1:25', " + probeKey + ": 1}\n",
+	"listener-tls":   "relay:\n  listeners:\n    - {name: a, address: '127.0.0.1:25', tls: {cert: c, key: k, " + probeKey + ": 1}}\n",
+	"proxy-protocol": "relay:\n  listeners:\n    - {name: a, address: '127.0.0.1:25', proxy-protocol: {trusted: [127.0.0.1], " + probeKey + ": 1}}\n",
 }
 
 var knownKeys = regexp.MustCompile(`unknown key "` + probeKey + `" in .* \(known keys: ([^)]*)\)$`)
@@ -653,17 +663,27 @@ func (g *schemaGen) scalar(f policies.Field) (*object, error) {
 // list, for a list kind), {expr: ...}, or rules whose then and else are
 // literals or {expr: ...}.
 func (g *schemaGen) value(lit literal) (*object, error) {
+	rules, err := g.rules(lit)
+	if err != nil {
+		return nil, err
+	}
+	return obj("description", "A literal, rules (- if: ... then: ...), or {expr: ...}.",
+		"anyOf", []any{ref(lit.name), ref(lit.expr), rules}), nil
+}
+
+// rules is the schema of a rule list of kind lit: if/then rules and an
+// else, whose values are literals or {expr: ...}.
+func (g *schemaGen) rules(lit literal) (*object, error) {
 	if err := g.checkKeys("rule", "if", "then", "else"); err != nil {
 		return nil, err
 	}
+	g.def(lit.name, lit.schema)
 	branch := []any{ref(lit.name), ref(lit.expr)}
 	thenRule := obj("type", "object", "required", []string{"if", "then"}, "additionalProperties", false,
 		"properties", obj("if", ref("condition"),
 			"then", obj("description", "The value when if is true: a literal, or {expr: ...}.", "anyOf", branch)))
 	elseRule := obj("type", "object", "required", []string{"else"}, "additionalProperties", false,
 		"properties", obj("else", obj("description", "The value when no rule matched: a literal, or {expr: ...}. Must be the last rule.", "anyOf", branch)))
-	rules := obj("description", "Rules: the first if that is true gives the value; else (optional, last) when none is.",
-		"type", "array", "minItems", 1, "items", anyOf(thenRule, elseRule))
-	return obj("description", "A literal, rules (- if: ... then: ...), or {expr: ...}.",
-		"anyOf", []any{ref(lit.name), ref(lit.expr), rules}), nil
+	return obj("description", "Rules: the first if that is true gives the value; else (optional, last) when none is.",
+		"type", "array", "minItems", 1, "items", anyOf(thenRule, elseRule)), nil
 }

@@ -17,6 +17,13 @@ var structured = map[string]func(g *schemaGen) (*object, error){
 	"limits.sites":     sites,
 	"limits.store":     store,
 	"dns.servers":      dnsServers,
+
+	"relay.listeners":            listeners,
+	"relay.networks":             networks,
+	"relay.auth.mechanisms":      mechanisms,
+	"relay.permit":               permit,
+	"relay.queue.min-free-space": freeSpace,
+	"relay.dsn.from":             dsnFrom,
 }
 
 // oneOrList is a scalar item alone or a list of them; null is none.
@@ -147,4 +154,93 @@ func store(g *schemaGen) (*object, error) {
 // dnsServers is one server URL or a list of them.
 func dnsServers(*schemaGen) (*object, error) {
 	return oneOrList(str(dnsServer)), nil
+}
+
+// prefixes is one IP prefix or address, or a list of them; at least one
+// when nonEmpty, else null (none) as well.
+func prefixes(nonEmpty bool) *object {
+	p := str(ipPrefix)
+	if nonEmpty {
+		return anyOf(p, obj("type", "array", "minItems", 1, "items", p))
+	}
+	return oneOrList(p)
+}
+
+// listeners is a non-empty list of listeners, each with a name and an
+// address.
+func listeners(g *schemaGen) (*object, error) {
+	tls, err := g.closed("listener-tls", map[string]*object{
+		"cert": obj("description", "The certificate chain, a PEM file (relative to the policy's directory).", "anyOf", nonEmpty().vals["anyOf"]),
+		"key":  obj("description", "The private key, a PEM file (relative to the policy's directory).", "anyOf", nonEmpty().vals["anyOf"]),
+	}, "cert", "key")
+	if err != nil {
+		return nil, err
+	}
+	proxy, err := g.closed("proxy-protocol", map[string]*object{
+		"trusted": obj("description", "The load balancers: only they may connect, and their PROXY header gives the client's address.", "anyOf", prefixes(true).vals["anyOf"]),
+	}, "trusted")
+	if err != nil {
+		return nil, err
+	}
+	connections := anyOf(obj("type", "integer", "minimum", 1, "maximum", 100000), str(integer))
+	l, err := g.closed("listener", map[string]*object{
+		"name":                   obj("description", "Required, unique: letters, digits, _ . - (logs, metrics, the listener variable).", "anyOf", []any{str(name), obj("type", asText)}),
+		"address":                obj("description", "Required: IP:PORT, an IPv6 address in brackets ([::]:587); port 0: a free port.", "anyOf", []any{str(listenAddress), obj("type", asText)}),
+		"mode":                   describe("smtp, submission (STARTTLS and AUTH required) or submissions (implicit TLS, AUTH required).", "smtp", obj("enum", []string{"smtp", "submission", "submissions"})),
+		"tls":                    describe("The certificate and key: STARTTLS is offered (smtp, submission), or TLS from the first byte (submissions).", nil, tls),
+		"proxy-protocol":         describe("Read a PROXY protocol header from the trusted peers, refuse the others.", nil, proxy),
+		"max-connections":        describe("Open connections of the listener.", 200, connections),
+		"max-connections-per-ip": describe("Open connections from one client address.", 20, connections),
+	}, "name", "address")
+	if err != nil {
+		return nil, err
+	}
+	return obj("type", "array", "minItems", 1, "items", l), nil
+}
+
+// networks is a prefix, a list of them, or null (nobody).
+func networks(*schemaGen) (*object, error) { return prefixes(false), nil }
+
+// mechanisms is plain, login, or a non-empty list of them.
+func mechanisms(*schemaGen) (*object, error) {
+	m := obj("enum", []string{"plain", "login"})
+	return anyOf(m, obj("type", "array", "minItems", 1, "items", m)), nil
+}
+
+// permit is a list of rules whose then and else are booleans or {expr:
+// ...}: the rule form only; empty or null for none.
+func permit(g *schemaGen) (*object, error) {
+	rules, err := g.rules(boolLit)
+	if err != nil {
+		return nil, err
+	}
+	delete(rules.vals, "minItems")
+	rules.keys = without(rules.keys, "minItems")
+	rules.set("type", []string{"array", "null"})
+	return rules, nil
+}
+
+// without returns keys without k.
+func without(keys []string, k string) []string {
+	var out []string
+	for _, x := range keys {
+		if x != k {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// freeSpace is a percentage or a size.
+func freeSpace(g *schemaGen) (*object, error) {
+	lit, err := sizeLiteral(policies.Field{Path: "relay.queue.min-free-space"}, []string{"", "0", "9223372036854775807", ""})
+	if err != nil {
+		return nil, err
+	}
+	return anyOf(str(percent), lit.schema), nil
+}
+
+// dsnFrom is an address, with {hostname}.
+func dsnFrom(*schemaGen) (*object, error) {
+	return obj("type", "string", "pattern", pattern("@")), nil
 }

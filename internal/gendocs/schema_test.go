@@ -190,6 +190,19 @@ func TestSchemaRejects(t *testing.T) {
 		{"dns resolver unknown", "version: 1\ndns: {resolver: opendns}\n"},
 		{"dns server without a scheme", "version: 1\ndns: {resolver: custom, servers: ['127.0.0.1:53']}\n"},
 		{"section given a scalar", "version: 1\ntls: strict\n"},
+		{"relay listener without an address", "version: 1\nrelay:\n  listeners: [{name: mta}]\n"},
+		{"relay listener key misspelt", "version: 1\nrelay:\n  listeners: [{name: mta, address: '127.0.0.1:25', protocol: smtp}]\n"},
+		{"relay listener mode unknown", "version: 1\nrelay:\n  listeners: [{name: mta, address: '127.0.0.1:25', mode: lmtp}]\n"},
+		{"relay listener address without a port", "version: 1\nrelay:\n  listeners: [{name: mta, address: 127.0.0.1}]\n"},
+		{"relay listener tls without key", "version: 1\nrelay:\n  listeners: [{name: mta, address: '127.0.0.1:25', tls: {cert: c}}]\n"},
+		{"relay without listeners", "version: 1\nrelay:\n  listeners: []\n"},
+		{"relay networks with a host name", "version: 1\nrelay:\n  networks: [mail.example]\n"},
+		{"relay mechanism unknown", "version: 1\nrelay:\n  auth: {users-file: u, mechanisms: [cram-md5]}\n"},
+		{"relay permit as a literal", "version: 1\nrelay:\n  permit: true\n"},
+		{"relay permit then a word", "version: 1\nrelay:\n  permit: [{if: tls, then: allow}]\n"},
+		{"relay dsn from without an address", "version: 1\nrelay:\n  dsn: {from: nobody}\n"},
+		{"relay free space in words", "version: 1\nrelay:\n  queue: {min-free-space: five percent}\n"},
+		{"relay key misspelt", "version: 1\nrelay:\n  networs: []\n"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -482,6 +495,14 @@ var scalarTemplates = []string{
 	"routing: {route: @@, routes: {r1: {type: relay, address: r1.example}}}\n",
 	"dns: {resolver: @@, servers: [@@], timeout: @@, tcp-on-error: @@}\n",
 	"dns: {zone-file: @@, attempts: @@}\n",
+	"relay: {listeners: [{name: @@, address: '127.0.0.1:25'}]}\n",
+	"relay: {listeners: [{name: a, address: @@}]}\n",
+	"relay: {listeners: [{name: a, address: '127.0.0.1:25', mode: @@, tls: {cert: @@, key: k}}]}\n",
+	"relay: {listeners: [{name: a, address: '127.0.0.1:25', proxy-protocol: {trusted: [@@]}}]}\n",
+	"relay: {networks: [@@]}\n",
+	"relay: {auth: {mechanisms: @@}}\n",
+	"relay: {queue: {min-free-space: @@}}\n",
+	"relay: {dsn: {from: @@}}\n",
 }
 
 // withScalar renders template with s at every @@: as a YAML string, or,
@@ -513,7 +534,9 @@ func withScalar(template, s string, plain bool) ([]byte, error) {
 func FuzzScalarsNoStricter(f *testing.F) {
 	for _, s := range []string{"5m", " 1d-0s ", "10/m", "1/.5h", "16 KiB", "+7", "192.0.2.1", " ::1 ", "mta.example.org.", "\u212aelvin.example",
 		"require", "1.2", "true", "memory", "rediss://a:1,b:2/0", "udp://127.0.0.1:53", "tls://[::1]:853#dns.example", "*.google.com",
-		"meta.tenant", "A_B", "[192.0.2.1]", "r1", "0", "null", "~", "0x1F", "1e3", "2001-12-14", ".inf"} {
+		"meta.tenant", "A_B", "[192.0.2.1]", "r1", "0", "null", "~", "0x1F", "1e3", "2001-12-14", ".inf",
+		"127.0.0.1:25", "[::1]:0", "10.0.0.0/8", " ::ffff:192.0.2.0/120 ", "5%", " 2.5 % ", "submissions", "MAILER-DAEMON@{hostname}",
+		"Mail Delivery System <postmaster@{hostname}>", "plain"} {
 		f.Add(s)
 	}
 	dir := f.TempDir()
