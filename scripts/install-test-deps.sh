@@ -6,14 +6,15 @@
 # page, Prometheus for promtool, which lints the metrics exposition,
 # libnet-ssleay-perl for swaks' STARTTLS and AUTH (the relay's listener
 # tests), and strace and e2fsprogs for the relay's crash-safety tests (the
-# order of fsync, rename and the reply; a small ext4 that fills up).
+# order of fsync, rename and the reply; a small ext4 that fills up), and
+# systemd-analyze, which checks the example systemd unit.
 # Idempotent and non-interactive; a no-op when all are present.
 # No daemon is started: the tests start their own instances on loopback.
 set -euo pipefail
 
 pkgs=(postfix swaks knot knot-dnsutils unbound ldnsutils python3-aiosmtpd
       openssl iproute2 redis-server nginx-light ca-certificates
-      zsh groff-base man-db prometheus libnet-ssleay-perl strace e2fsprogs)
+      zsh groff-base man-db prometheus libnet-ssleay-perl strace e2fsprogs systemd)
 
 missing=()
 for p in "${pkgs[@]}"; do

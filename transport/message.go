@@ -1,6 +1,9 @@
 package transport
 
-import "io"
+import (
+	"io"
+	"strings"
+)
 
 // NotifyFlags are the DSN NOTIFY conditions of a recipient (RFC 3461).
 type NotifyFlags uint8
@@ -35,6 +38,23 @@ func (n NotifyFlags) String() string {
 		}
 	}
 	return s
+}
+
+// NotifyWord is the flag of one NOTIFY keyword of RFC 3461 section 4.1
+// (NEVER, SUCCESS, FAILURE or DELAY, in any case); ok is false for any
+// other word.
+func NotifyWord(w string) (f NotifyFlags, ok bool) {
+	switch strings.ToUpper(w) {
+	case "NEVER":
+		return NotifyNever, true
+	case "SUCCESS":
+		return NotifySuccess, true
+	case "FAILURE":
+		return NotifyFailure, true
+	case "DELAY":
+		return NotifyDelay, true
+	}
+	return 0, false
 }
 
 // Recipient is one envelope recipient.

@@ -125,6 +125,9 @@ func TestEnumWordsAccepted(t *testing.T) {
 		"dry-run": {"-c", quickstart, "--from", "a@example.org", "--to", "b@example.com", "--no-dns"},
 		"diff":    {"--old", quickstart, "--new", quickstart, "--envelopes", empty},
 		"send":    {"-c", quickstart, "--from", "a@example.org", "--to", "b@example.com"},
+		// A policy that is not there: the daemon stops at start (exit
+		// 1) after a valid --log-format, never runs.
+		"relay": {"-c", filepath.Join(t.TempDir(), "missing.yaml"), "--spool", t.TempDir()},
 	}
 	n := 0
 	for _, c := range commands {

@@ -72,7 +72,7 @@ func sorted(words []string) []string {
 	return slices.Compact(words)
 }
 
-var allCommands = []string{"check", "completion", "diff", "dry-run", "envelopes", "help", "man", "send", "test", "tlsrpt", "version"}
+var allCommands = []string{"check", "completion", "diff", "dry-run", "envelopes", "help", "man", "queue", "relay", "send", "test", "tlsrpt", "version"}
 
 // TestBashCompletion calls _postern as bash does for each line, the
 // cursor at its end (or at the |), and checks COMPREPLY.

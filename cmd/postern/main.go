@@ -1,4 +1,5 @@
-// Command postern checks, dry-runs and applies outbound mail policies.
+// Command postern checks, dry-runs and applies outbound mail policies, and
+// runs the relay daemon that delivers with them.
 //
 //	postern check   [-c] POLICY [--strict] [--format text|json] | --print-defaults
 //	postern dry-run -c POLICY (--from ADDR --to ADDR ... | --envelopes FILE|-) [--var NAME=VALUE] [--brief | --format text|json|jsonl]
@@ -6,6 +7,8 @@
 //	postern diff    --old OLD.yaml --new NEW.yaml --envelopes FILE|- [--format text|json]
 //	postern envelopes (--postfix-log FILE | --exim-log FILE) [FILE...] > corpus.jsonl
 //	postern send    -c POLICY --from ADDR --to ADDR ... [FILE.eml | -]
+//	postern relay   -c POLICY --spool DIR [--listen ADDR:PORT ...] [--metrics ADDR:PORT] | reload [--spool DIR]
+//	postern queue   list|show|flush|hold|release|delete|stats [--spool DIR] ...
 //	postern tlsrpt  --org NAME --contact ADDR [--day YYYY-MM-DD] [RESULTS.json | -]
 //	postern completion bash|zsh
 //	postern man

@@ -144,7 +144,14 @@ func hasLine(text, want string) bool {
 // or followed by its text after two spaces (a short tag such as -v).
 func hasTag(text, want string) bool {
 	for _, l := range strings.Split(text, "\n") {
-		if l = strings.TrimSpace(l); l == want || strings.HasPrefix(l, want+"  ") {
+		// groff puts a tag shorter than the indent (7 columns) on the
+		// text's line, padded to the indent: one space after a
+		// six-character tag.
+		pad := "  "
+		if n := len(want); n < 7 {
+			pad = strings.Repeat(" ", 7-n)
+		}
+		if l = strings.TrimSpace(l); l == want || strings.HasPrefix(l, want+pad) {
 			return true
 		}
 	}

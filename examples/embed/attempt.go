@@ -118,17 +118,12 @@ func reply(r engine.Result) string {
 // parseNotify reads a DSN NOTIFY value (RFC 3461 section 4.1).
 func parseNotify(s string) (transport.NotifyFlags, error) {
 	var n transport.NotifyFlags
-	for w := range strings.SplitSeq(strings.ToUpper(s), ",") {
-		switch w {
-		case "":
-		case "NEVER":
-			n |= transport.NotifyNever
-		case "SUCCESS":
-			n |= transport.NotifySuccess
-		case "FAILURE":
-			n |= transport.NotifyFailure
-		case "DELAY":
-			n |= transport.NotifyDelay
+	for w := range strings.SplitSeq(s, ",") {
+		f, ok := transport.NotifyWord(w)
+		switch {
+		case w == "":
+		case ok:
+			n |= f
 		default:
 			return 0, fmt.Errorf("NOTIFY %q: want NEVER, or SUCCESS, FAILURE and DELAY separated by commas", s)
 		}

@@ -1,0 +1,172 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/postern-mta/postern/engine"
+	"github.com/postern-mta/postern/policies"
+	"github.com/postern-mta/postern/relay/sched"
+	"github.com/postern-mta/postern/relay/spool"
+	"github.com/postern-mta/postern/transport"
+)
+
+// testQueue is a queue over a real spool in a temporary directory, with a
+// fake clock and the jitter fixed at its midpoint (no jitter).
+func testQueue(t *testing.T, dialer transport.Dialer) (*queue, *sched.FakeClock) {
+	t.Helper()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "policy.yaml")
+	policy := "version: 1\nrouting:\n  route: sink\n  routes:\n    sink: {type: relay, address: 127.0.0.1, port: 9}\nqueue:\n  retry: [10m, 1h]\n"
+	if err := os.WriteFile(path, []byte(policy), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	set, err := policies.LoadFile(path, policies.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := sched.NewFakeClock(time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC))
+	eng, err := engine.New(set, engine.Options{Clock: clock.Now, Dialer: dialer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = eng.Close() })
+	sp, err := spool.Open(filepath.Join(dir, "spool"), spool.Options{Now: clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sp.Close() })
+	q := &queue{sp: sp, sc: sched.New(sched.Options{Workers: 4, Clock: clock}), eng: eng, clock: clock,
+		log: slog.New(slog.DiscardHandler), jitter: func() float64 { return 0.5 },
+		dsn: func() dsnSettings { return dsnSettings{hostname: "relay.test"} }}
+	return q, clock
+}
+
+// queueOne puts a message with one recipient in the spool.
+func queueOne(t *testing.T, q *queue) (string, *spool.Message) {
+	t.Helper()
+	rc, err := q.sp.Create(&spool.Envelope{From: "a@sender.test", Recipients: []spool.Recipient{{Addr: "b@dest.test"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rc.Write([]byte("Subject: t\r\n\r\nhi\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	id, err := rc.Commit(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := q.sp.Load(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = msg.Close() })
+	return id, msg
+}
+
+// TestRecordCountsAttempts: a temporary failure counts one attempt and
+// waits queue.retry's entry for it; a throttle's deferral counts none
+// (also when the attempt was counted before it was made) and waits for
+// the throttle; an attempt counted before it was made is not counted
+// again.
+func TestRecordCountsAttempts(t *testing.T) {
+	q, clock := testQueue(t, nil)
+	id, msg := queueOne(t, q)
+	now := clock.Now()
+	temp := engine.Result{Result: transport.Result{Recipient: "b@dest.test", Status: transport.StatusTemporary, Code: 451,
+		Class: transport.ClassUnexpectedReply, RetryAfter: now.Add(10 * time.Minute)}, RetryFrom: engine.RetryFromSchedule}
+	throttled := engine.Result{Result: transport.Result{Recipient: "b@dest.test", Status: transport.StatusTemporary, Code: 451,
+		Class: transport.ClassRate, RetryAfter: now.Add(30 * time.Second)}, RetryFrom: engine.RetryFromThrottle}
+	dp := sched.Dispatch{ID: id, Dest: "dest.test"}
+
+	st := &spool.State{}
+	q.record(context.Background(), dp, msg, st, []int{0}, engine.Message{}, []engine.Result{temp}, now, false)
+	if rs := st.Get(0); rs.Attempts != 1 || !rs.NextAttempt.Equal(now.Add(10*time.Minute)) || rs.LastClass != "unexpected-reply" {
+		t.Fatalf("after a temporary failure: %+v, want 1 attempt, next in 10m", rs)
+	}
+
+	q.record(context.Background(), dp, msg, st, []int{0}, engine.Message{}, []engine.Result{throttled}, now, false)
+	if rs := st.Get(0); rs.Attempts != 1 || rs.NextAttempt.Before(now.Add(30*time.Second)) || !rs.NextAttempt.Before(now.Add(31*time.Second)) {
+		t.Fatalf("after a throttle's deferral: %+v, want still 1 attempt, next in [30s, 31s)", rs)
+	}
+
+	// Counted before the attempt (as deliver does once a state exists).
+	rs := st.Get(0)
+	rs.Attempts++
+	st.Set(0, rs)
+	q.record(context.Background(), dp, msg, st, []int{0}, engine.Message{}, []engine.Result{throttled}, now, true)
+	if rs := st.Get(0); rs.Attempts != 1 {
+		t.Fatalf("a throttle's deferral counted before it was made: %d attempts, want 1", rs.Attempts)
+	}
+	rs = st.Get(0)
+	rs.Attempts++
+	st.Set(0, rs)
+	q.record(context.Background(), dp, msg, st, []int{0}, engine.Message{}, []engine.Result{temp}, now, true)
+	if rs := st.Get(0); rs.Attempts != 2 {
+		t.Fatalf("a failure counted before it was made: %d attempts, want 2", rs.Attempts)
+	}
+	saved, err := q.sp.ReadState(id)
+	if err != nil || saved.Get(0).Attempts != 2 {
+		t.Fatalf("the state on disk: %+v, %v", saved, err)
+	}
+}
+
+// TestDeliverRecordsAttemptFirst: before an attempt of a message that has
+// a state, the state on disk already counts it and names the next
+// attempt, so a crash during the delivery can neither forget it nor
+// retry at once. The dialer reads the state file at the moment the
+// engine connects.
+func TestDeliverRecordsAttemptFirst(t *testing.T) {
+	var q *queue
+	var id string
+	var atDial *spool.State
+	dialer := dialFunc(func(ctx context.Context, network string, remote netip.AddrPort, local netip.Addr) (net.Conn, error) {
+		st, err := q.sp.ReadState(id)
+		if err != nil {
+			t.Errorf("reading the state at dial: %v", err)
+		}
+		atDial = st
+		return nil, errors.New("connection refused (test)")
+	})
+	q, clock := testQueue(t, dialer)
+	id, _ = queueOne(t, q)
+	now := clock.Now()
+	st := &spool.State{}
+	st.Set(0, spool.RcptState{Attempts: 1, LastError: "451 earlier"})
+	if err := q.sp.WriteState(id, st); err != nil {
+		t.Fatal(err)
+	}
+	q.sc.Add(id, "route:sink", now, &item{rcpts: []int{0}})
+	dp, ok := q.sc.TryNext()
+	if !ok {
+		t.Fatal("nothing to dispatch")
+	}
+	q.deliver(context.Background(), dp)
+	if atDial == nil {
+		t.Fatal("the engine never dialed")
+	}
+	if rs := atDial.Get(0); rs.Attempts != 2 || !rs.NextAttempt.Equal(now.Add(time.Hour)) {
+		t.Fatalf("the state at the moment of the attempt: %+v, want 2 attempts and the next one in 1h (queue.retry[1])", rs)
+	}
+	after, err := q.sp.ReadState(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rs := after.Get(0); rs.Attempts != 2 || rs.LastClass != "connection" {
+		t.Fatalf("after the attempt: %+v, want it counted once, class connection", rs)
+	}
+}
+
+// dialFunc is a transport.Dialer.
+type dialFunc func(ctx context.Context, network string, remote netip.AddrPort, local netip.Addr) (net.Conn, error)
+
+func (f dialFunc) DialContext(ctx context.Context, network string, remote netip.AddrPort, local netip.Addr) (net.Conn, error) {
+	return f(ctx, network, remote, local)
+}

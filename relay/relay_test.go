@@ -1,0 +1,350 @@
+package relay_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"mime/multipart"
+	"net/http"
+	"net/mail"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/postern-mta/postern/internal/testbed"
+	"github.com/postern-mta/postern/internal/testbed/smtpbed"
+	"github.com/postern-mta/postern/relay"
+	"github.com/postern-mta/postern/relay/control"
+	"github.com/postern-mta/postern/relay/sched"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// running is a daemon started by startRelay.
+type running struct {
+	d      *relay.Daemon
+	addr   string
+	log    *testbed.Buffer
+	dir    string // the spool
+	policy string // the policy file
+	stop   func() error
+}
+
+// startRelay writes policy to a file, starts a daemon on a fresh spool
+// (or dir, when given) with its listener on a free loopback port, and
+// stops it when the test ends.
+func startRelay(t *testing.T, policy, dir string) *running {
+	t.Helper()
+	return startRelayWith(t, policy, dir, nil)
+}
+
+// startRelayWith is startRelay with a chance to change the options.
+func startRelayWith(t *testing.T, policy, dir string, change func(*relay.Options)) *running {
+	t.Helper()
+	pdir := t.TempDir()
+	path := filepath.Join(pdir, "policy.yaml")
+	if err := os.WriteFile(path, []byte(policy), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if dir == "" {
+		dir = filepath.Join(t.TempDir(), "spool")
+	}
+	logs := &testbed.Buffer{}
+	opts := relay.Options{Policy: path, Spool: dir, Listen: []string{"127.0.0.1:0"},
+		Logger: slog.New(slog.NewTextHandler(logs, nil)), Registry: prometheus.NewRegistry()}
+	if change != nil {
+		change(&opts)
+	}
+	d, err := relay.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx, "127.0.0.1:0") }()
+	var once sync.Once
+	var runErr error
+	stop := func() error {
+		once.Do(func() {
+			cancel()
+			runErr = <-done
+		})
+		return runErr
+	}
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
+			t.Errorf("Run: %v", err)
+		}
+		if t.Failed() {
+			t.Logf("relay log:\n%s", logs.String())
+		}
+	})
+	return &running{d: d, addr: d.ListenAddrs()[0].String(), log: logs, dir: dir, policy: path, stop: stop}
+}
+
+// swaks sends one message through addr with the real swaks client and
+// returns its transcript.
+func swaks(t *testing.T, addr string, args ...string) string {
+	t.Helper()
+	bin := testbed.Require(t, "swaks")
+	argv := append([]string{"--server", addr, "--timeout", "20"}, args...)
+	out, err := exec.Command(bin, argv...).CombinedOutput()
+	if err != nil {
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) {
+			t.Fatalf("swaks: %v", err)
+		}
+	}
+	return string(out)
+}
+
+// waitFor polls cond until it holds or 20 s pass.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// spoolMessages counts the message files in a spool.
+func spoolMessages(t *testing.T, dir string) int {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(dir, "msg", "*", "*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(files)
+}
+
+func relayRoute(name string, addr netip.AddrPort) string {
+	return fmt.Sprintf("    %s:\n      type: relay\n      address: %s\n      port: %d\n", name, addr.Addr(), addr.Port())
+}
+
+// TestRelayEndToEnd: a message sent with swaks is acknowledged "250 2.0.0
+// Ok: queued as ID", delivered by the policy's route to a real
+// smtp-sink with our Received header first, logged with its ID, and
+// removed from the spool.
+func TestRelayEndToEnd(t *testing.T) {
+	sink := smtpbed.StartSink(t, smtpbed.SinkOptions{})
+	policy := "version: 1\nhostname: relay.test\nrelay:\n  queue:\n    startup-spread: 0s\nrouting:\n  route: sink\n  routes:\n" +
+		relayRoute("sink", sink.Addr) + "tls:\n  starttls: disable\n"
+	r := startRelay(t, policy, "")
+
+	out := swaks(t, r.addr, "--from", "alice@sender.test", "--to", "bob@dest.test", "--header", "Subject: e2e")
+	i := strings.Index(out, "250 2.0.0 Ok: queued as ")
+	if i < 0 {
+		t.Fatalf("no 250 queued-as reply:\n%s", out)
+	}
+	id := strings.Fields(out[i+len("250 2.0.0 Ok: queued as "):])[0]
+
+	// smtp-sink writes its file as the data comes: read it once the
+	// relay has its final reply.
+	waitFor(t, "the delivery", func() bool { return strings.Contains(r.log.String(), "status=sent") })
+	msgs := sink.WaitMessages(t, 1)
+	body := msgs[0].Data
+	if !strings.HasPrefix(body, "Received: ") || !strings.Contains(body, "by relay.test") || !strings.Contains(body, "Subject: e2e") {
+		t.Errorf("the sink got:\n%s", body)
+	}
+	waitFor(t, "the message to leave the spool", func() bool { return spoolMessages(t, r.dir) == 0 })
+	log := r.log.String()
+	for _, want := range []string{"id=" + id, "status=sent", "msg=removed"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("the log lacks %q", want)
+		}
+	}
+
+	// /metrics: the relay's and the engine's metrics on one registry,
+	// valid for promtool, counting this delivery; /healthz and /readyz.
+	base := "http://" + r.d.HTTPAddr()
+	exposition := httpGet(t, base+"/metrics", 200)
+	promtool := testbed.Require(t, "promtool")
+	cmd := exec.Command(promtool, "check", "metrics")
+	cmd.Stdin = strings.NewReader(exposition)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("promtool check metrics: %v\n%s", err, out)
+	}
+	for _, want := range []string{`postern_relay_deliveries_total{class="none",status="sent"} 1`,
+		`postern_relay_messages_received_total{listener="mta",result="queued"} 1`,
+		`postern_deliveries_total{class="none",outcome="delivered",route="sink",verify="none"} 1`,
+		`postern_relay_spool_fsync_seconds_count{kind="dir"}`, `postern_relay_spool_fsync_seconds_count{kind="file"} 1`} {
+		if !strings.Contains(exposition, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	httpGet(t, base+"/healthz", 200)
+	httpGet(t, base+"/readyz", 200)
+}
+
+// httpGet fetches url and checks its status.
+func httpGet(t *testing.T, url string, status int) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != status {
+		t.Fatalf("GET %s: %d, want %d\n%s", url, resp.StatusCode, status, b)
+	}
+	return string(b)
+}
+
+// TestRelayBounce: a recipient the next hop refuses (550 at the end of
+// DATA, from a real aiosmtpd) gets a failure DSN, queued by the relay and
+// delivered from <> to the sender; it parses as multipart/report and
+// names the recipient and the remote reply.
+func TestRelayBounce(t *testing.T) {
+	ok := smtpbed.StartAIOSink(t, smtpbed.AIOOptions{})
+	bad := smtpbed.StartAIOSink(t, smtpbed.AIOOptions{DataReply: "550 5.7.1 rejected by policy"})
+	policy := "version: 1\nhostname: relay.test\nrelay:\n  queue:\n    startup-spread: 0s\nrouting:\n  route:\n    - if: rcpt_domain == \"bad.test\"\n      then: bad\n    - else: ok\n  routes:\n" +
+		relayRoute("ok", ok.Addr) + relayRoute("bad", bad.Addr) + "tls:\n  starttls: disable\n"
+	r := startRelay(t, policy, "")
+	out := swaks(t, r.addr, "--from", "alice@sender.test", "--to", "carol@bad.test")
+	if !strings.Contains(out, "queued as") {
+		t.Fatalf("not queued:\n%s", out)
+	}
+	dsns := ok.WaitMessages(t, 1)
+	d := dsns[0]
+	if (d.From != "" && d.From != "<>") || len(d.Rcpts) != 1 || d.Rcpts[0] != "alice@sender.test" {
+		t.Fatalf("DSN envelope from=%q to=%v, want <> to alice@sender.test", d.From, d.Rcpts)
+	}
+	m, err := mail.ReadMessage(bytes.NewReader(d.Content))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mt, params, err := mime.ParseMediaType(m.Header.Get("Content-Type"))
+	if err != nil || mt != "multipart/report" || params["report-type"] != "delivery-status" {
+		t.Fatalf("Content-Type %q", m.Header.Get("Content-Type"))
+	}
+	mr := multipart.NewReader(m.Body, params["boundary"])
+	var status string
+	for {
+		p, err := mr.NextPart()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(p)
+		if ct, _, _ := mime.ParseMediaType(p.Header.Get("Content-Type")); ct == "message/delivery-status" {
+			status = string(b)
+		}
+	}
+	for _, want := range []string{"Reporting-MTA: dns; relay.test", "Final-Recipient: rfc822; carol@bad.test", "Action: failed", "Status: 5.7.1", "550 5.7.1 rejected by policy"} {
+		if !strings.Contains(status, want) {
+			t.Errorf("delivery-status lacks %q:\n%s", want, status)
+		}
+	}
+	waitFor(t, "the spool to empty", func() bool { return spoolMessages(t, r.dir) == 0 })
+}
+
+// TestRelayDeadDestination: 12 messages to a destination whose server
+// closes every connection before its greeting (a counting proxy in front
+// of a closed port) cost one connection, not 12; the others are deferred
+// without connecting ("destination down"); when the down period (the
+// first retry delay) has passed on the fake clock, one probe connection
+// is made, and again only one.
+func TestRelayDeadDestination(t *testing.T) {
+	proxy := testbed.StartProxy(t, testbed.ClosedPort(t))
+	clock := sched.NewFakeClock(time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC))
+	policy := "version: 1\nhostname: relay.test\nrelay:\n  queue:\n    startup-spread: 0s\n    destination-concurrency: 1\nrouting:\n  route: dead\n  routes:\n" +
+		relayRoute("dead", proxy.Addr) + "tls:\n  starttls: disable\n"
+	r := startRelayWith(t, policy, "", func(o *relay.Options) { o.Clock = clock; o.Engine.Clock = clock.Now })
+	const n = 12
+	for i := range n {
+		if out := swaks(t, r.addr, "--from", "alice@sender.test", "--to", fmt.Sprintf("u%d@dest.test", i)); !strings.Contains(out, "queued as") {
+			t.Fatalf("message %d not queued:\n%s", i, out)
+		}
+	}
+	waitFor(t, "every message to be deferred", func() bool { return strings.Count(r.log.String(), "destination down") >= n-1 })
+	if _, total := proxy.Stats(); total != 1 {
+		t.Fatalf("%d connections to a dead destination for %d messages, want 1", total, n)
+	}
+	// queue.retry's first delay is 2m (the default), ±10 % jitter for the
+	// first message's own retry: past that, every message is due.
+	clock.Advance(2*time.Minute*11/10 + time.Second)
+	waitFor(t, "the probe", func() bool { _, total := proxy.Stats(); return total >= 2 })
+	waitFor(t, "the deferrals after the probe", func() bool { return strings.Count(r.log.String(), "destination down") >= 2*(n-1) })
+	if _, total := proxy.Stats(); total != 2 {
+		t.Fatalf("%d connections after one down period, want 2 (the first attempt and one probe)", total)
+	}
+	if got := spoolMessages(t, r.dir); got != n {
+		t.Fatalf("%d messages in the spool, want all %d still queued", got, n)
+	}
+}
+
+// TestRelayReload: over the control socket (as `postern relay reload`
+// does), a broken policy is refused with its file:line:col and the old one
+// keeps routing; a good one takes effect for the next message.
+func TestRelayReload(t *testing.T) {
+	one := smtpbed.StartSink(t, smtpbed.SinkOptions{})
+	two := smtpbed.StartSink(t, smtpbed.SinkOptions{})
+	head := "version: 1\nhostname: relay.test\nrelay:\n  queue:\n    startup-spread: 0s\nrouting:\n  route: sink\n  routes:\n"
+	r := startRelay(t, head+relayRoute("sink", one.Addr)+"tls:\n  starttls: disable\n", "")
+	c := control.Dial(filepath.Join(r.dir, "control.sock"))
+	defer c.Close()
+
+	if err := os.WriteFile(r.policy, []byte(head+relayRoute("sink", two.Addr)+"tls:\n  starttls: requir\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err := c.Reload(context.Background())
+	if err == nil || !strings.Contains(err.Error(), r.policy+":14:13: tls.starttls") {
+		t.Fatalf("reload of a broken policy: %v, want its error at %s:14:13", err, r.policy)
+	}
+	swaks(t, r.addr, "--from", "a@sender.test", "--to", "b@dest.test")
+	waitFor(t, "delivery under the old policy", func() bool { return strings.Count(r.log.String(), "status=sent") == 1 })
+	if n := len(one.Messages(t)); n != 1 {
+		t.Fatalf("the old policy's sink got %d messages, want 1", n)
+	}
+
+	if err := os.WriteFile(r.policy, []byte(head+relayRoute("sink", two.Addr)+"tls:\n  starttls: disable\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	swaks(t, r.addr, "--from", "a@sender.test", "--to", "c@dest.test")
+	waitFor(t, "delivery under the new policy", func() bool { return strings.Count(r.log.String(), "status=sent") == 2 })
+	if n := len(two.Messages(t)); n != 1 {
+		t.Fatalf("the new policy's sink got %d messages, want 1", n)
+	}
+}
+
+// TestRelayListenKeepsTheGuard: a policy whose networks let anyone relay
+// is fine on its loopback listener, but --listen cannot move that
+// listener to a wildcard address: the open-relay guard runs on the
+// addresses the daemon would really bind, with the policy's positions.
+func TestRelayListenKeepsTheGuard(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "policy.yaml")
+	policy := "version: 1\nrelay:\n  networks: [0.0.0.0/0]\nrouting:\n  route: mx\n"
+	if err := os.WriteFile(path, []byte(policy), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := relay.New(relay.Options{Policy: path, Spool: filepath.Join(t.TempDir(), "spool"), Listen: []string{"0.0.0.0:0"}})
+	if err == nil || !strings.Contains(err.Error(), path+":3:") || !strings.Contains(err.Error(), "0.0.0.0/0") {
+		t.Fatalf("--listen 0.0.0.0:0 with networks 0.0.0.0/0: %v, want the open-relay error at %s:3", err, path)
+	}
+	d, err := relay.New(relay.Options{Policy: path, Spool: filepath.Join(t.TempDir(), "spool"), Listen: []string{"127.0.0.1:0"}})
+	if err != nil {
+		t.Fatalf("the same policy on loopback: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := d.Run(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+}
