@@ -59,10 +59,15 @@ func (e *Engine) DSN(msg Message, results []Result, original []byte, opts DSNOpt
 		if !r.Enhanced.IsZero() {
 			d.Status = r.Enhanced.String()
 		}
-		if r.Address.IsValid() && r.Host != "" && r.Code != 0 {
-			// The reply is the server's: name it and quote it.
+		if r.Address.IsValid() && r.Host != "" {
 			d.RemoteMTA = r.Host
-			d.Diagnostic = strconv.Itoa(r.Code) + " " + r.Enhanced.String() + " " + r.Text
+			if r.Code != 0 && (r.Err == nil || r.Err.Reply) {
+				// The reply is the server's: quote it. A code the
+				// transport chose for a failure of its own (the
+				// connection dropped, no reply at all) is not
+				// quoted as the server's.
+				d.Diagnostic = strconv.Itoa(r.Code) + " " + r.Enhanced.String() + " " + r.Text
+			}
 		}
 		if action == dsn.Delayed && !r.ExpiresAt.IsZero() {
 			d.WillRetryUntil = r.ExpiresAt

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/postern-mta/postern/engine"
+	"github.com/postern-mta/postern/internal/testbed"
 	"github.com/postern-mta/postern/internal/testbed/smtpbed"
 	"github.com/postern-mta/postern/transport"
 )
@@ -171,5 +172,39 @@ func TestDSNSuccessOverSMTP(t *testing.T) {
 		case c.action != "" && !bytes.Contains(report, []byte("Action: "+c.action)):
 			t.Errorf("server without DSN: want Action: %s in\n%s", c.action, report)
 		}
+	}
+}
+
+// TestDSNQuotesOnlyServerReplies: a server that closes the connection
+// before it says anything (a real proxy in front of a closed port) gives
+// a temporary result with the transport's own 451; the delay
+// notification names the host (Remote-MTA) but quotes no reply
+// (Diagnostic-Code), since the server sent none; a reply the server did
+// send is quoted.
+func TestDSNQuotesOnlyServerReplies(t *testing.T) {
+	proxy := testbed.StartProxy(t, testbed.ClosedPort(t))
+	e := newDeliverEngine(t, oneRelayPolicy(proxy.Addr, "tls:\n  starttls: disable\nqueue:\n  notify: [1h]\n"), engine.Options{Hostname: "mta.sender.test"})
+	msg := engine.Message{ID: "D1", From: "s@sender.test", To: []string{"a@dest.test"}, QueueAge: 7200}
+	res := runDeliver(t, e, msg, deliverBody)
+	if r := res[0]; r.Status != transport.StatusTemporary || !r.NotifyDelay || r.Err == nil || r.Err.Reply || !r.Address.IsValid() {
+		t.Fatalf("result %s (Err %+v), want a temporary failure of our own after connecting, with a delay notice due", formatResults(res), res[0].Err)
+	}
+	report, _, err := e.DSN(msg, res, []byte(deliverBody), engine.DSNOptions{})
+	if err != nil || report == nil {
+		t.Fatalf("no delay notification: %v", err)
+	}
+	if !bytes.Contains(report, []byte("Remote-MTA: dns; ")) || bytes.Contains(report, []byte("Diagnostic-Code:")) {
+		t.Errorf("want Remote-MTA and no Diagnostic-Code:\n%s", report)
+	}
+
+	bad := smtpbed.StartAIOSink(t, smtpbed.AIOOptions{DataReply: "550 5.7.1 refused here"})
+	e2 := newDeliverEngine(t, oneRelayPolicy(bad.Addr, "tls:\n  starttls: disable\n"), engine.Options{Hostname: "mta.sender.test"})
+	res = runDeliver(t, e2, msg, deliverBody)
+	if res[0].Err == nil || !res[0].Err.Reply {
+		t.Fatalf("a 550 from the server: Err %+v, want Reply set", res[0].Err)
+	}
+	report, _, err = e2.DSN(msg, res, []byte(deliverBody), engine.DSNOptions{})
+	if err != nil || !bytes.Contains(report, []byte("Diagnostic-Code: smtp; 550 5.7.1 refused here")) {
+		t.Errorf("the server's reply is not quoted (%v):\n%s", err, report)
 	}
 }

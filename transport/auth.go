@@ -61,7 +61,7 @@ func (c *Client) auth(s *session, p *connParams) *failure {
 		// Postfix does by default (smtp_sasl_auth_soft_bounce).
 		e := s.replyError("AUTH "+mech, r, ClassUnexpectedReply)
 		if e.Permanent {
-			e.Code, e.Enhanced, e.Permanent = 454, EnhancedCode{4, 7, 0}, false
+			e.Code, e.Enhanced, e.Permanent, e.Reply = 454, EnhancedCode{4, 7, 0}, false, false
 			e.Message = "authentication refused (" + r.String() + ")"
 		}
 		return &failure{err: e, nextHost: true}

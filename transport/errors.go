@@ -86,6 +86,11 @@ type Error struct {
 	TLSResult string
 	// Err is the underlying error (a net.Error, a TLS error, ...), if any.
 	Err error
+	// Reply says Code, Enhanced and Message are the server's reply as it
+	// sent it; false when the transport chose them for a failure of its
+	// own (no reply, a broken connection, a refused TLS policy), so that
+	// nobody quotes them as the server's (a DSN's Diagnostic-Code).
+	Reply bool
 }
 
 // TLSResultTyper may be implemented by the errors a [Verifier] returns, to
@@ -210,8 +215,9 @@ func (s *session) replyError(phase string, r *reply, class Class) *Error {
 
 func replyError(phase string, r *reply, class Class, host string, remote netip.AddrPort) *Error {
 	e := &Error{Code: r.Code, Enhanced: r.Enhanced, Message: r.text(), Class: class,
-		Permanent: r.Code >= 500, Host: host, Address: remote, Phase: phase}
+		Permanent: r.Code >= 500, Host: host, Address: remote, Phase: phase, Reply: true}
 	if r.Code < 400 {
+		e.Reply = false
 		// A positive reply where another was expected (220 to DATA...).
 		e.Code, e.Permanent, e.Enhanced = 451, false, EnhancedCode{4, 5, 0}
 		e.Message = "unexpected reply " + r.String()
