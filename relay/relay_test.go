@@ -134,8 +134,8 @@ func relayRoute(name string, addr netip.AddrPort) string {
 
 // TestRelayEndToEnd: a message sent with swaks is acknowledged "250 2.0.0
 // Ok: queued as ID", delivered by the policy's route to a real
-// smtp-sink with our Received header first, logged with its ID, and
-// removed from the spool.
+// smtp-sink with our Received header first (its id clause the queue ID),
+// logged with its ID, and removed from the spool.
 func TestRelayEndToEnd(t *testing.T) {
 	sink := smtpbed.StartSink(t, smtpbed.SinkOptions{})
 	policy := "version: 1\nhostname: relay.test\nrelay:\n  queue:\n    startup-spread: 0s\nrouting:\n  route: sink\n  routes:\n" +
@@ -154,7 +154,8 @@ func TestRelayEndToEnd(t *testing.T) {
 	waitFor(t, "the delivery", func() bool { return strings.Contains(r.log.String(), "status=sent") })
 	msgs := sink.WaitMessages(t, 1)
 	body := msgs[0].Data
-	if !strings.HasPrefix(body, "Received: ") || !strings.Contains(body, "by relay.test") || !strings.Contains(body, "Subject: e2e") {
+	if !strings.HasPrefix(body, "Received: ") || !strings.Contains(body, "by relay.test") || !strings.Contains(body, "\tid "+id+"\n") ||
+		!strings.Contains(body, "Subject: e2e") {
 		t.Errorf("the sink got:\n%s", body)
 	}
 	waitFor(t, "the message to leave the spool", func() bool { return spoolMessages(t, r.dir) == 0 })

@@ -63,6 +63,10 @@ func (r *receipt) Commit(ctx context.Context) (string, error) {
 
 func (r *receipt) Abort() { r.r.Abort() }
 
+// ID is the queue ID the spool gave the message, for the Received
+// header's id clause.
+func (r *receipt) ID() string { return r.r.ID() }
+
 // classify maps a full disk to the listener's 452 4.3.1.
 func classify(err error) error {
 	if err != nil && errors.Is(err, spool.ErrNoSpace) {

@@ -126,6 +126,13 @@ type Receipt interface {
 	Abort()
 }
 
+// Identified is a [Receipt] that knows its queue ID before Commit (the
+// spool assigns it at Create): the listener writes it in the id clause of
+// its Received header field.
+type Identified interface {
+	ID() string
+}
+
 // Authenticator checks AUTH credentials. *Users is one.
 type Authenticator interface {
 	// Verify reports whether pass is user's password. It should take as

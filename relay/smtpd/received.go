@@ -18,6 +18,7 @@ type receivedInfo struct {
 	utf8      bool
 	rcpts     []string
 	at        time.Time
+	id        string // the queue ID, "" when the Store does not say
 }
 
 // receivedHeader writes our trace field (RFC 5321 4.4, protocol names from
@@ -30,10 +31,10 @@ type receivedInfo struct {
 //
 // The protocol is ESMTP even after a HELO (go-smtp does not tell which
 // greeting the client used; a HELO client cannot use ESMTP parameters, so
-// only the word is off). There is no "id" clause: the queue ID is assigned when the message is
-// committed, after this header is written (the queued log line joins the
-// two). "for" is written for a single recipient only, so that a message to
-// several does not show each one the others.
+// only the word is off). The "id" clause is the queue ID when the
+// Store's Receipt tells it ([Identified]): a delivered copy then names
+// the ID the relay logged. "for" is written for a single recipient only,
+// so that a message to several does not show each one the others.
 func receivedHeader(in receivedInfo) []byte {
 	var b strings.Builder
 	b.WriteString("Received: from ")
@@ -69,6 +70,10 @@ func receivedHeader(in receivedInfo) []byte {
 		proto += "A"
 	}
 	b.WriteString(proto)
+	if in.id != "" {
+		b.WriteString("\r\n\tid ")
+		b.WriteString(traceText(in.id, "", false))
+	}
 	if len(in.rcpts) == 1 {
 		b.WriteString("\r\n\tfor <")
 		b.WriteString(traceText(in.rcpts[0], "unknown", in.utf8))

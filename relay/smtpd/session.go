@@ -330,6 +330,9 @@ func (rx *reception) open() error {
 		return &storeError{"create", err}
 	}
 	rx.rc = rc
+	if idr, ok := rc.(Identified); ok {
+		rx.info.id = idr.ID()
+	}
 	rx.w = bufio.NewWriterSize(rx, 32<<10)
 	_, _ = rx.w.Write(receivedHeader(rx.info))
 	_, err = rx.w.Write(rx.hs.buf.Bytes())
