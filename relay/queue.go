@@ -399,7 +399,23 @@ func (q *queue) deferDown(ctx context.Context, dp sched.Dispatch, msg *spool.Mes
 				"dest", dp.Dest, "dsn", "4.4.1", "reply", "destination down: "+dp.Reason, "retry_after", dp.Until)
 			q.m.delivery("deferred", "down")
 		}
-		if len(st.Rcpt) > 0 {
+		// A delay notice falls due whether or not a connection is made.
+		notified := false
+		if err == nil && len(dec.Groups) > 0 && dec.Groups[0].Schedule != nil && dec.Groups[0].Schedule.NotifyDue {
+			expiresAt := now.Add(time.Duration(dec.Groups[0].Schedule.ExpiresIn))
+			results := make([]engine.Result, len(rcpts))
+			for k := range rcpts {
+				results[k] = engine.Result{Result: transport.Result{Recipient: em.To[k], Status: transport.StatusTemporary,
+					Code: 451, Enhanced: transport.EnhancedCode{4, 4, 1}, Text: "destination down: " + dp.Reason},
+					Route: dp.Dest, NotifyDelay: true, ExpiresAt: expiresAt}
+			}
+			if nerr := q.notify(ctx, dp.ID, msg.Envelope, msg, em, results, rcpts, st); nerr != nil {
+				q.log.Error("cannot queue a delay notice; it is tried again at the next attempt", "id", dp.ID, "err", nerr)
+			} else {
+				notified = true
+			}
+		}
+		if len(st.Rcpt) > 0 || notified {
 			if err := q.sp.WriteState(dp.ID, st); err != nil {
 				q.log.Error("cannot write a message's state", "id", dp.ID, "err", err)
 			}

@@ -349,3 +349,47 @@ func TestRelayListenKeepsTheGuard(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestRelayDelayNotices: with queue.notify: [1h], two messages to a dead
+// destination (the server closes every connection) each bring their
+// sender one "delayed" DSN once they are an hour old on the fake clock —
+// the one that probes the destination, through the engine's result, and
+// the one deferred without a connection while the destination is down.
+func TestRelayDelayNotices(t *testing.T) {
+	ok := smtpbed.StartAIOSink(t, smtpbed.AIOOptions{})
+	proxy := testbed.StartProxy(t, testbed.ClosedPort(t))
+	clock := sched.NewFakeClock(time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC))
+	policy := "version: 1\nhostname: relay.test\nrelay:\n  queue:\n    startup-spread: 0s\n    destination-concurrency: 1\n" +
+		"queue:\n  retry: [10m]\n  notify: [1h]\nrouting:\n  route:\n    - if: rcpt_domain == \"dest.test\"\n      then: dead\n    - else: ok\n  routes:\n" +
+		relayRoute("dead", proxy.Addr) + relayRoute("ok", ok.Addr) + "tls:\n  starttls: disable\n"
+	r := startRelayWith(t, policy, "", func(o *relay.Options) { o.Clock = clock; o.Engine.Clock = clock.Now })
+	for _, to := range []string{"u1@dest.test", "u2@dest.test"} {
+		if out := swaks(t, r.addr, "--from", "alice@sender.test", "--to", to); !strings.Contains(out, "queued as") {
+			t.Fatalf("not queued:\n%s", out)
+		}
+	}
+	waitFor(t, "the destination to be marked down", func() bool { return strings.Contains(r.log.String(), "destination down") })
+	if n := len(ok.Messages(t)); n != 0 {
+		t.Fatalf("%d notices before the hour", n)
+	}
+	clock.Advance(61 * time.Minute)
+	dsns := ok.WaitMessages(t, 2)
+	if len(dsns) != 2 {
+		t.Fatalf("%d delay notices, want 2\n%s", len(dsns), r.log.String())
+	}
+	for _, d := range dsns {
+		if d.Rcpts[0] != "alice@sender.test" || !bytes.Contains(d.Content, []byte("Action: delayed")) || !bytes.Contains(d.Content, []byte("Will-Retry-Until:")) {
+			t.Errorf("notice to %v:\n%s", d.Rcpts, d.Content)
+		}
+	}
+	// Both messages stay queued, and no second notice comes with the
+	// next deferral.
+	clock.Advance(11 * time.Minute)
+	waitFor(t, "the next deferrals", func() bool { return strings.Count(r.log.String(), "status=deferred") >= 4 })
+	if n := len(ok.Messages(t)); n != 2 {
+		t.Errorf("%d notices after the next deferral, want still 2", n)
+	}
+	if n := spoolMessages(t, r.dir); n != 2 {
+		t.Errorf("%d messages in the spool, want the 2 queued ones", n)
+	}
+}
