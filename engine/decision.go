@@ -36,10 +36,15 @@ type Message struct {
 	Meta map[string]string
 
 	// Delivery parameters ([Engine.Deliver] only).
-	RequireTLS bool                  // REQUIRETLS (RFC 8689)
-	Ret        transport.DSNReturn   // DSN RET: full message or headers (RFC 3461)
-	EnvID      string                // DSN ENVID
-	Notify     transport.NotifyFlags // DSN NOTIFY for every recipient without one of its own
+	RequireTLS bool // REQUIRETLS (RFC 8689)
+	// SMTPUTF8 says the message was received with SMTPUTF8 (RFC 6531):
+	// its header may hold UTF-8, so it is sent with SMTPUTF8, and a server
+	// that does not offer it is passed over (5.6.7). It is implied when
+	// the sender or a recipient address is not ASCII.
+	SMTPUTF8 bool
+	Ret      transport.DSNReturn   // DSN RET: full message or headers (RFC 3461)
+	EnvID    string                // DSN ENVID
+	Notify   transport.NotifyFlags // DSN NOTIFY for every recipient without one of its own
 	// RcptDSN are the DSN parameters of each recipient (RFC 3461), by
 	// position in To; a recipient without an entry takes Notify and
 	// sends no ORCPT.

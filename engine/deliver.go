@@ -255,7 +255,7 @@ func (e *Engine) deliverGroup(ctx context.Context, s *state, msg *Message, body 
 	msgT.start()
 
 	tm := &transport.Message{From: msg.From, Body: body, Size: body.Size(), RequireTLS: msg.RequireTLS, EnvID: msg.EnvID,
-		Return: msg.Ret}
+		Return: msg.Ret, SMTPUTF8: msg.SMTPUTF8}
 	for i, r := range g.Recipients {
 		if _, ok := held[r]; !ok {
 			// The canonical form goes on the wire (a trailing dot

@@ -68,7 +68,7 @@ func engineMessage(id string, env *spool.Envelope, st *spool.State, rcpts []int,
 		ID: id, From: env.From, Size: int(size),
 		QueueName: dest, QueueAge: int(now.Sub(env.Arrival) / time.Second), Source: env.Source,
 		ReceivedFromIP: env.ClientIP, AuthenticatedAs: env.Auth,
-		RequireTLS: env.RequireTLS, EnvID: env.EnvID,
+		SMTPUTF8: env.SMTPUTF8, RequireTLS: env.RequireTLS, EnvID: env.EnvID,
 	}
 	switch strings.ToUpper(env.Ret) {
 	case "FULL":
