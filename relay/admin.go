@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -124,6 +125,9 @@ func (a *admin) editOne(id string, fn func(id string, env *spool.Envelope, st *s
 	mu.Lock()
 	defer mu.Unlock()
 	msg, err := a.d.sp.Load(id)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil // delivered and removed since it was selected
+	}
 	if err != nil {
 		return false, err
 	}
@@ -147,6 +151,7 @@ func (a *admin) Flush(ctx context.Context, f control.Filter) (int, error) {
 		return 0, err
 	}
 	now := a.d.clock.Now()
+	dests := map[string]bool{}
 	n, eerr := a.edit(ids, func(id string, env *spool.Envelope, st *spool.State) bool {
 		for i := range env.Recipients {
 			rs := st.Get(i)
@@ -157,6 +162,19 @@ func (a *admin) Flush(ctx context.Context, f control.Filter) (int, error) {
 		}
 		if st.Hold {
 			return false
+		}
+		// The flushed messages' destinations are no longer down: the
+		// operator says try, so try (a down destination would defer
+		// them again without a connection). Each only once: the first
+		// attempt then decides for the messages after it, as a probe
+		// does.
+		if ds, derr := a.d.q.destinations(ctx, id, env, st); derr == nil {
+			for d := range ds {
+				if !dests[d] {
+					dests[d] = true
+					a.d.sc.MarkUp(d)
+				}
+			}
 		}
 		if serr := a.d.q.schedule(ctx, id, env, st, now); serr != nil {
 			a.d.log.Error("flush: cannot schedule", "id", id, "err", serr)

@@ -286,6 +286,21 @@ func TestRelayDeadDestination(t *testing.T) {
 	if got := spoolMessages(t, r.dir); got != n {
 		t.Fatalf("%d messages in the spool, want all %d still queued", got, n)
 	}
+
+	// `postern queue flush --all`: due now and the destination is up
+	// again, without the clock moving: one new connection (which fails
+	// and marks it down again), not one per message.
+	before := strings.Count(r.log.String(), "destination down")
+	c := control.Dial(filepath.Join(r.dir, "control.sock"))
+	defer c.Close()
+	if got, err := c.Flush(context.Background(), control.Filter{All: true}); err != nil || got != n {
+		t.Fatalf("flush: %d, %v; want %d messages", got, err, n)
+	}
+	waitFor(t, "the probe after the flush", func() bool { _, total := proxy.Stats(); return total >= 3 })
+	waitFor(t, "the deferrals after the flush", func() bool { return strings.Count(r.log.String(), "destination down") >= before+n-1 })
+	if _, total := proxy.Stats(); total != 3 {
+		t.Fatalf("%d connections after the flush, want 3", total)
+	}
 }
 
 // TestRelayReload: over the control socket (as `postern relay reload`
