@@ -36,7 +36,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -45,11 +44,13 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
-	"strings"
 	"syscall"
 	"time"
 
+	"github.com/postern-mta/postern/bench/internal/postfixproc"
+	"github.com/postern-mta/postern/bench/internal/procstat"
 	"github.com/postern-mta/postern/bench/internal/sinkproc"
+	"github.com/postern-mta/postern/bench/internal/stats"
 )
 
 type config struct {
@@ -121,7 +122,7 @@ func main() {
 func run(ctx context.Context, cfg config) error {
 	tools := map[string]string{}
 	for _, name := range []string{"smtp-sink", "smtp-source", "postfix", "postconf", "postqueue"} {
-		p, err := lookTool(name)
+		p, err := postfixproc.LookTool(name)
 		if err != nil {
 			if cfg.skipPostfix && name != "smtp-sink" && name != "smtp-source" {
 				continue
@@ -144,9 +145,9 @@ func run(ctx context.Context, cfg config) error {
 		return err
 	}
 
-	load0 := loadAvg()
+	load0 := procstat.LoadAvg()
 	fmt.Printf("machine: nproc=%d, CPU %q, %s/%s, %s, load average at start %s\n",
-		runtime.NumCPU(), cpuModel(), runtime.GOOS, runtime.GOARCH, runtime.Version(), load0)
+		runtime.NumCPU(), procstat.CPUModel(), runtime.GOOS, runtime.GOARCH, runtime.Version(), load0)
 	fmt.Printf("N=%d messages of %d bytes payload, %d parallel, messages-per-connection %d, %d runs\n\n",
 		cfg.n, cfg.size, cfg.parallel, cfg.mpc, cfg.runs)
 
@@ -179,7 +180,7 @@ func run(ctx context.Context, cfg config) error {
 			results[c.name] = append(results[c.name], s)
 		}
 	}
-	fmt.Printf("\nload average at end %s\n\n", loadAvg())
+	fmt.Printf("\nload average at end %s\n\n", procstat.LoadAvg())
 	if cfg.tls {
 		printTLSTable(cfg, contenders, results)
 	} else {
@@ -208,11 +209,11 @@ func plainContenders(cfg config, tools map[string]string, tmp, self string) []co
 func printPlainTable(cfg config, contenders []contender, results map[string][]sample) {
 	ceiling := 0.0
 	for _, name := range []string{"smtp-source", "smtp-source -d"} {
-		ceiling = max(ceiling, median(rates(results[name], cfg.n)))
+		ceiling = max(ceiling, stats.Median(rates(results[name], cfg.n)))
 	}
 	// ceiling stays 0 when no client-ceiling run was made (-only engine):
 	// the column then says so instead of dividing by a stand-in.
-	pf := median(rates(results["postfix"], cfg.n))
+	pf := stats.Median(rates(results["postfix"], cfg.n))
 	fmt.Println("| client | msg/s, median (range) | vs client ceiling | connections (sessions at the sink) | CPU ms per 1000 msgs | peak RSS | peak PSS |")
 	fmt.Println("|---|---|---|---|---|---|---|")
 	for _, c := range contenders {
@@ -227,13 +228,13 @@ func printPlainTable(cfg config, contenders []contender, results map[string][]sa
 		}
 		vs := "—"
 		if ceiling > 0 {
-			vs = fmt.Sprintf("%.0f %%", 100*median(rs)/ceiling)
+			vs = fmt.Sprintf("%.0f %%", 100*stats.Median(rs)/ceiling)
 		}
 		if c.name == "engine" && pf > 0 {
-			vs += fmt.Sprintf(" (%.1f× Postfix)", median(rs)/pf)
+			vs += fmt.Sprintf(" (%.1f× Postfix)", stats.Median(rs)/pf)
 		}
-		fmt.Printf("| %s | %.0f (%.0f–%.0f) | %s | %s | %s | %s MiB | %s MiB |\n", c.name, median(rs), slices.Min(rs), slices.Max(rs), vs,
-			rangeText(sess, "%.0f"), rangeText(cpu, "%.0f"), rangeText(rss, "%.1f"), rangeText(pss, "%.1f"))
+		fmt.Printf("| %s | %.0f (%.0f–%.0f) | %s | %s | %s | %s MiB | %s MiB |\n", c.name, stats.Median(rs), slices.Min(rs), slices.Max(rs), vs,
+			stats.RangeText(sess, "%.0f"), stats.RangeText(cpu, "%.0f"), stats.RangeText(rss, "%.1f"), stats.RangeText(pss, "%.1f"))
 	}
 }
 
@@ -243,28 +244,6 @@ func rates(ss []sample, n int) []float64 {
 		out = append(out, s.rate(n))
 	}
 	return out
-}
-
-func median(v []float64) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	s := slices.Clone(v)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
-// rangeText is "median" when every value is the same, else "median (min–max)".
-func rangeText(v []float64, f string) string {
-	m := fmt.Sprintf(f, median(v))
-	lo, hi := fmt.Sprintf(f, slices.Min(v)), fmt.Sprintf(f, slices.Max(v))
-	if lo == hi {
-		return m
-	}
-	return fmt.Sprintf("%s (%s–%s)", m, lo, hi)
 }
 
 // measureEngine runs the engine worker as a child process against a fresh
@@ -294,7 +273,7 @@ func measureEngine(ctx context.Context, cfg config, sp sinkproc.Spec, tmp, self 
 	if w.Failed > 0 {
 		return sample{}, fmt.Errorf("engine: %d of %d messages not delivered (first: %s)", w.Failed, cfg.n, w.FirstError)
 	}
-	s := sample{elapsed: time.Duration(w.ElapsedNS), rssKB: cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss, pssKB: mem.peakPSSKB,
+	s := sample{elapsed: time.Duration(w.ElapsedNS), rssKB: cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss, pssKB: mem.PeakPSSKB,
 		cpu: cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()}
 	s.Counts, err = sink.Settle(ctx, cfg.n)
 	s.sinkCPU = sink.CPU()
@@ -323,7 +302,7 @@ func measureSource(ctx context.Context, cfg config, tools map[string]string, tmp
 	if err != nil {
 		return sample{}, fmt.Errorf("smtp-source: %w: %s", err, out.String())
 	}
-	s := sample{elapsed: time.Since(start), rssKB: cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss, pssKB: mem.peakPSSKB,
+	s := sample{elapsed: time.Since(start), rssKB: cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss, pssKB: mem.PeakPSSKB,
 		cpu: cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()}
 	s.Counts, err = sink.Settle(ctx, cfg.n)
 	s.sinkCPU = sink.CPU()
@@ -331,48 +310,19 @@ func measureSource(ctx context.Context, cfg config, tools map[string]string, tmp
 }
 
 // runSampled runs cmd to its end, sampling its memory.
-func runSampled(cmd *exec.Cmd) (memPeak, error) {
+func runSampled(cmd *exec.Cmd) (procstat.Peak, error) {
 	if err := cmd.Start(); err != nil {
-		return memPeak{}, err
+		return procstat.Peak{}, err
 	}
-	m := sampleMem(10*time.Millisecond, func() []int { return []int{cmd.Process.Pid} })
+	m := procstat.Sample(10*time.Millisecond, func() []int { return []int{cmd.Process.Pid} })
 	err := cmd.Wait()
-	return m.stop(), err
-}
-
-// lookTool finds a Postfix program in PATH or the usual sbin directories.
-func lookTool(name string) (string, error) {
-	for _, dir := range []string{"", "/usr/sbin/", "/usr/bin/", "/sbin/"} {
-		if p, err := exec.LookPath(dir + name); err == nil {
-			return p, nil
-		}
-	}
-	return "", errors.New(name + " not found")
+	return m.Stop(), err
 }
 
 // childAttr puts a child in its own process group (so that stopping it
 // stops what it started) and kills it if this program dies.
 func childAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-}
-
-func cpuModel() string {
-	b, _ := os.ReadFile("/proc/cpuinfo")
-	for l := range strings.SplitSeq(string(b), "\n") {
-		if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
-			return strings.TrimSpace(v)
-		}
-	}
-	return "unknown"
-}
-
-func loadAvg() string {
-	b, _ := os.ReadFile("/proc/loadavg")
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "unknown"
-	}
-	return strings.Join(f[:3], " ")
 }
 
 // writeFile writes content to dir/name.

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/postern-mta/postern/bench/internal/sinkproc"
+	"github.com/postern-mta/postern/bench/internal/stats"
 )
 
 // sinkName is the sink's host name in its certificate, next to its
@@ -164,8 +165,8 @@ func printTLSTable(cfg config, cs []contender, results map[string][]sample) {
 		if c.name == engCheck {
 			sinkKind = "smtp-sink"
 		}
-		fmt.Printf("| %s | %s | %.0f (%.0f–%.0f) | %s | %s / %s | %s | %s |\n", c.name, sinkKind, median(rs), slices.Min(rs), slices.Max(rs),
-			rangeText(sess, "%.0f"), rangeText(full, "%.0f"), rangeText(res, "%.0f"), rangeText(cpu, "%.0f"), rangeText(scpu, "%.0f"))
+		fmt.Printf("| %s | %s | %.0f (%.0f–%.0f) | %s | %s / %s | %s | %s |\n", c.name, sinkKind, stats.Median(rs), slices.Min(rs), slices.Max(rs),
+			stats.RangeText(sess, "%.0f"), stats.RangeText(full, "%.0f"), stats.RangeText(res, "%.0f"), stats.RangeText(cpu, "%.0f"), stats.RangeText(scpu, "%.0f"))
 	}
 	fmt.Println()
 	compare(cfg, results, engTLS, engPlain, 0.7, true)
@@ -188,7 +189,7 @@ func compare(cfg config, results map[string][]sample, a, b string, target float6
 		f = func(x float64) string { return fmt.Sprintf("%.0f %%", 100*x) }
 		tf = f(target)
 	}
-	ratio := median(rates(ra, cfg.n)) / median(rates(rb, cfg.n))
+	ratio := stats.Median(rates(ra, cfg.n)) / stats.Median(rates(rb, cfg.n))
 	var per []string
 	for i := range min(len(ra), len(rb)) {
 		per = append(per, f(ra[i].rate(cfg.n)/rb[i].rate(cfg.n)))
@@ -201,7 +202,7 @@ func compare(cfg config, results map[string][]sample, a, b string, target float6
 		cb = append(cb, s.cpu.Seconds())
 	}
 	fmt.Printf("%s / %s: %s of the median rates (target ≥ %s: %s); per run %s; from CPU per message %s\n",
-		a, b, f(ratio), tf, met(ratio >= target), strings.Join(per, ", "), f(median(cb)/median(ca)))
+		a, b, f(ratio), tf, met(ratio >= target), strings.Join(per, ", "), f(stats.Median(cb)/stats.Median(ca)))
 }
 
 func met(ok bool) string {

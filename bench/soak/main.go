@@ -41,6 +41,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/postern-mta/postern/bench/internal/procstat"
 	"github.com/postern-mta/postern/bench/internal/sinkproc"
 )
 
@@ -193,25 +194,7 @@ func childArgs(cfg config, addrs string) []string {
 
 func printMachine(w io.Writer, cfg config) {
 	fmt.Fprintf(w, "machine: nproc=%d, CPU %q, %s/%s, %s, load average %s\n",
-		runtime.NumCPU(), cpuModel(), runtime.GOOS, runtime.GOARCH, runtime.Version(), loadAvg())
+		runtime.NumCPU(), procstat.CPUModel(), runtime.GOOS, runtime.GOARCH, runtime.Version(), procstat.LoadAvg())
 	fmt.Fprintf(w, "N=%d messages of %d bytes payload, %d goroutines, %d smtp-sinks, messages-per-connection %d, sample every %d, metrics %v, log %v\n\n",
 		cfg.n, cfg.size, cfg.parallel, cfg.sinks, cfg.mpc, cfg.sample, cfg.metrics, cfg.log)
-}
-
-func cpuModel() string {
-	b, _ := os.ReadFile("/proc/cpuinfo")
-	for l := range strings.SplitSeq(string(b), "\n") {
-		if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
-			return strings.TrimSpace(v)
-		}
-	}
-	return "unknown"
-}
-
-func loadAvg() string {
-	b, _ := os.ReadFile("/proc/loadavg")
-	if f := strings.Fields(string(b)); len(f) >= 3 {
-		return strings.Join(f[:3], " ")
-	}
-	return "unknown"
 }

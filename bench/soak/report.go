@@ -8,6 +8,9 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/postern-mta/postern/bench/internal/procstat"
+	"github.com/postern-mta/postern/bench/internal/stats"
 )
 
 // Targets of the soak (the issue's): memory after warm-up grows at most
@@ -138,7 +141,7 @@ func printVerdict(w io.Writer, cfg config, o outcome) {
 	}
 	rs := "—"
 	if len(v.rates) > 0 {
-		rs = fmt.Sprintf("%.0f (%.0f–%.0f)", median(v.rates), slices.Min(v.rates), slices.Max(v.rates))
+		rs = fmt.Sprintf("%.0f (%.0f–%.0f)", stats.Median(v.rates), slices.Min(v.rates), slices.Max(v.rates))
 	}
 	fmt.Fprintf(w, "throughput: %.0f msg/s over the run (%.1f s); windows from warm-up on, median (range): %s msg/s; engine CPU %.0f ms per 1000 messages\n",
 		o.rate(), time.Duration(r.ElapsedNS).Seconds(), rs, float64(o.cpu.Milliseconds())*1000/float64(cfg.n))
@@ -213,7 +216,7 @@ func compare(ctx context.Context, cfg config, w io.Writer) error {
 			res[v.name] = append(res[v.name], o)
 		}
 	}
-	fmt.Fprintf(w, "\nload average at end %s\n\n", loadAvg())
+	fmt.Fprintf(w, "\nload average at end %s\n\n", procstat.LoadAvg())
 	printComparison(w, c.n, vs, res)
 	return nil
 }
@@ -225,39 +228,27 @@ func cpuPer1000(o outcome, n int) float64 { return float64(o.cpu.Milliseconds())
 func printComparison(w io.Writer, n int, vs []variant, res map[string][]outcome) {
 	fmt.Fprintln(w, "| variant | msg/s, median (range) | CPU ms per 1000 msgs, median (range) | RSS at end MiB, median |")
 	fmt.Fprintln(w, "|---|---|---|---|")
-	stats := func(name string) (rates, cpus, rss []float64) {
+	variant := func(name string) (rates, cpus, rss []float64) {
 		for _, o := range res[name] {
 			rates, cpus, rss = append(rates, o.rate()), append(cpus, cpuPer1000(o, n)), append(rss, kib(o.w.End.RSSKB))
 		}
 		return
 	}
 	for _, v := range vs {
-		rates, cpus, rss := stats(v.name)
-		fmt.Fprintf(w, "| %s | %.0f (%.0f–%.0f) | %.0f (%.0f–%.0f) | %.1f |\n", v.name, median(rates), slices.Min(rates), slices.Max(rates),
-			median(cpus), slices.Min(cpus), slices.Max(cpus), median(rss))
+		rates, cpus, rss := variant(v.name)
+		fmt.Fprintf(w, "| %s | %.0f (%.0f–%.0f) | %.0f (%.0f–%.0f) | %.1f |\n", v.name, stats.Median(rates), slices.Min(rates), slices.Max(rates),
+			stats.Median(cpus), slices.Min(cpus), slices.Max(cpus), stats.Median(rss))
 	}
 	fmt.Fprintln(w)
-	br, bc, _ := stats(vs[0].name)
+	br, bc, _ := variant(vs[0].name)
 	for _, v := range vs[1:] {
-		or, oc, _ := stats(v.name)
-		cost := 1 - median(or)/median(br)
+		or, oc, _ := variant(v.name)
+		cost := 1 - stats.Median(or)/stats.Median(br)
 		var per []string
 		for i := range min(len(br), len(or)) {
 			per = append(per, fmt.Sprintf("%+.1f %%", -100*(1-or[i]/br[i])))
 		}
 		fmt.Fprintf(w, "%s vs %s: throughput %+.1f %% of the medians (cost %.1f %%, target ≤ %.0f %%: %s); run by run %s; CPU per message %+.1f %% of the medians\n",
-			v.name, vs[0].name, -100*cost, 100*cost, 100*maxCost, met(cost <= maxCost), strings.Join(per, ", "), 100*(median(oc)/median(bc)-1))
+			v.name, vs[0].name, -100*cost, 100*cost, 100*maxCost, met(cost <= maxCost), strings.Join(per, ", "), 100*(stats.Median(oc)/stats.Median(bc)-1))
 	}
-}
-
-func median(v []float64) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	s := slices.Clone(v)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }

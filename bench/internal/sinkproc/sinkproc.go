@@ -61,7 +61,12 @@ func Start(ctx context.Context, spec Spec, dir string) (*Sink, error) {
 	if err != nil {
 		return nil, err
 	}
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	return StartOn(ctx, spec, dir, net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+}
+
+// StartOn is Start on a given address, "127.0.0.1:PORT": for a sink that
+// comes up where a client was told to deliver before it existed.
+func StartOn(ctx context.Context, spec Spec, dir, addr string) (*Sink, error) {
 	argv := spec.Argv(addr)
 	s := &Sink{Addr: addr, cmd: exec.Command(argv[0], argv[1:]...), out: &Buffer{}, done: make(chan struct{})}
 	s.cmd.Dir = dir
@@ -119,8 +124,14 @@ func WaitDial(ctx context.Context, addr string, exited <-chan struct{}, timeout 
 var countsRe = regexp.MustCompile(`sess=(\d+) quit=\d+ mesg=(\d+)(?: full=(\d+) resumed=(\d+))?`)
 
 // Counts returns the last counts the sink printed, the readiness probe
-// included.
-func (s *Sink) Counts() Counts { return ParseCounts(s.out.String()) }
+// included. It reads the end of the output first, so that polling it
+// during a long run stays cheap.
+func (s *Sink) Counts() Counts {
+	if m := countsRe.FindAllString(s.out.Tail(4096), -1); len(m) > 0 {
+		return ParseCounts(m[len(m)-1])
+	}
+	return ParseCounts(s.out.String())
+}
 
 // ParseCounts reads the last counters line of a sink's output (smtp-sink
 // ends them with carriage returns); no line is zero counts.
@@ -225,6 +236,14 @@ func (l *Buffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.Write(p)
+}
+
+// Tail returns the last n bytes written (all when there are fewer).
+func (l *Buffer) Tail(n int) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.b.Bytes()
+	return string(b[max(0, len(b)-n):])
 }
 
 // String returns what was written so far.

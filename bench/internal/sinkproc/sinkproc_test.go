@@ -1,6 +1,10 @@
 package sinkproc
 
-import "testing"
+import (
+	"fmt"
+	"strings"
+	"testing"
+)
 
 // TestCountersReadsBothSinks: the counter lines of smtp-sink (no
 // handshakes) and of the STARTTLS sink are both read, the last one wins.
@@ -15,5 +19,27 @@ func TestCountersReadsBothSinks(t *testing.T) {
 	}
 	if got := ParseCounts(""); got != (Counts{}) {
 		t.Errorf("no counters line: %+v", got)
+	}
+}
+
+// TestCountsReadsTheLastLineOfALongOutput: Counts reads the tail of the
+// output, and finds the counters further back when the tail has none.
+func TestCountsReadsTheLastLineOfALongOutput(t *testing.T) {
+	s := &Sink{out: &Buffer{}}
+	for i := range 20000 {
+		fmt.Fprintf(s.out, "sess=%d quit=%d mesg=%d\r", i/1000+1, i/1000, i)
+	}
+	if got, want := s.Counts(), (Counts{Sessions: 20, Messages: 19999}); got != want {
+		t.Errorf("long output: %+v, want %+v", got, want)
+	}
+	fmt.Fprint(s.out, strings.Repeat("smtp-sink: warning: something else\n", 200))
+	if got, want := s.Counts(), (Counts{Sessions: 20, Messages: 19999}); got != want {
+		t.Errorf("counters before 7 KB of other output: %+v, want %+v", got, want)
+	}
+	if got, want := s.out.Tail(8), "ng else\n"; got != want {
+		t.Errorf("Tail(8) = %q, want %q", got, want)
+	}
+	if got, want := (&Buffer{}).Tail(8), ""; got != want {
+		t.Errorf("Tail(8) of nothing = %q, want %q", got, want)
 	}
 }
