@@ -121,9 +121,7 @@ func (a *admin) edit(ids []string, fn func(id string, env *spool.Envelope, st *s
 }
 
 func (a *admin) editOne(id string, fn func(id string, env *spool.Envelope, st *spool.State) bool) (bool, error) {
-	mu := a.d.q.lock(id)
-	mu.Lock()
-	defer mu.Unlock()
+	defer a.d.q.lock(id)()
 	msg, err := a.d.sp.Load(id)
 	if errors.Is(err, os.ErrNotExist) {
 		return false, nil // delivered and removed since it was selected
@@ -246,9 +244,7 @@ func (a *admin) Delete(ctx context.Context, ids []string, bounce bool) (int, err
 
 func (a *admin) deleteOne(ctx context.Context, id string, bounce bool) error {
 	q := a.d.q
-	mu := q.lock(id)
-	mu.Lock()
-	defer mu.Unlock()
+	defer q.lock(id)()
 	msg, err := a.d.sp.Load(id)
 	if err != nil {
 		return err

@@ -39,7 +39,8 @@ type queue struct {
 	setLimit       func(dest string, n int)
 	added, removed func()
 
-	locks sync.Map // message ID -> *sync.Mutex: one writer of a state at a time
+	// locks serialise the reads and writes of one message's state.
+	locks msgLocks
 }
 
 // dsnSettings are the relay.dsn settings and the hostname.
@@ -55,10 +56,42 @@ type item struct {
 	rcpts []int
 }
 
-// lock returns the state lock of message id.
-func (q *queue) lock(id string) *sync.Mutex {
-	m, _ := q.locks.LoadOrStore(id, &sync.Mutex{})
-	return m.(*sync.Mutex)
+// lock takes the state lock of message id and returns its release.
+func (q *queue) lock(id string) (unlock func()) { return q.locks.lock(id) }
+
+// msgLocks are per-message locks that exist only while someone holds or
+// waits for them: a queue of 100,000 deferred messages keeps none.
+type msgLocks struct {
+	mu sync.Mutex
+	m  map[string]*msgLock
+}
+
+type msgLock struct {
+	sync.Mutex
+	refs int // holders and waiters
+}
+
+func (l *msgLocks) lock(id string) func() {
+	l.mu.Lock()
+	if l.m == nil {
+		l.m = map[string]*msgLock{}
+	}
+	ml := l.m[id]
+	if ml == nil {
+		ml = &msgLock{}
+		l.m[id] = ml
+	}
+	ml.refs++
+	l.mu.Unlock()
+	ml.Lock()
+	return func() {
+		ml.Unlock()
+		l.mu.Lock()
+		if ml.refs--; ml.refs == 0 {
+			delete(l.m, id)
+		}
+		l.mu.Unlock()
+	}
 }
 
 // engineMessage is the engine's view of queued message id for the
@@ -193,9 +226,7 @@ func (q *queue) schedule(ctx context.Context, id string, env *spool.Envelope, st
 // destination dp.Dest.
 func (q *queue) deliver(ctx context.Context, dp sched.Dispatch) {
 	defer q.sc.Done(dp)
-	mu := q.lock(dp.ID)
-	mu.Lock()
-	defer mu.Unlock()
+	defer q.lock(dp.ID)()
 
 	msg, err := q.sp.Load(dp.ID)
 	if err != nil {
@@ -471,7 +502,6 @@ func (q *queue) remove(id string) {
 		return
 	}
 	q.sc.RemoveMessage(id)
-	q.locks.Delete(id)
 	if q.removed != nil {
 		q.removed()
 	}

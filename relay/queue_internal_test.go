@@ -170,3 +170,27 @@ type dialFunc func(ctx context.Context, network string, remote netip.AddrPort, l
 func (f dialFunc) DialContext(ctx context.Context, network string, remote netip.AddrPort, local netip.Addr) (net.Conn, error) {
 	return f(ctx, network, remote, local)
 }
+
+// TestMsgLocks: one holder per message at a time, other messages not
+// held up, and no lock kept once nobody holds or waits for it.
+func TestMsgLocks(t *testing.T) {
+	var l msgLocks
+	unlockA := l.lock("A")
+	got := make(chan string, 2)
+	// Each goroutine reports after its release.
+	go func() { u := l.lock("A"); u(); got <- "A" }()
+	go func() { u := l.lock("B"); u(); got <- "B" }()
+	if first := <-got; first != "B" {
+		t.Fatalf("%s got its lock while A was held", first)
+	}
+	unlockA()
+	if second := <-got; second != "A" {
+		t.Fatalf("got %s, want A after the release", second)
+	}
+	l.mu.Lock()
+	n := len(l.m)
+	l.mu.Unlock()
+	if n != 0 {
+		t.Fatalf("%d locks kept after every release", n)
+	}
+}
