@@ -13,6 +13,7 @@ import (
 
 	"github.com/postern-mta/postern/engine"
 	"github.com/postern-mta/postern/relay/control"
+	"github.com/postern-mta/postern/relay/sched"
 	"github.com/postern-mta/postern/relay/spool"
 	"github.com/postern-mta/postern/transport"
 )
@@ -144,6 +145,16 @@ func (a *admin) editOne(id string, fn func(id string, env *spool.Envelope, st *s
 // Flush implements control.Queue: the selected messages' pending
 // recipients are due now, and their destinations are no longer down.
 func (a *admin) Flush(ctx context.Context, f control.Filter) (int, error) {
+	if f.All && len(f.IDs) == 0 && f.Domain == "" && !f.Held && !f.Deferred {
+		// Everything: the schedule alone changes, without reading or
+		// writing a message. Every queued message that is not held is
+		// in it; the next-attempt times on disk stay (an attempt writes
+		// new ones, and a restart spreads the due messages anyway).
+		n := a.d.sc.Messages()
+		a.d.sc.Flush(sched.Filter{})
+		a.d.log.Info("flushed", "messages", n)
+		return n, nil
+	}
 	ids, err := a.selected(ctx, f)
 	if err != nil && len(ids) == 0 {
 		return 0, err

@@ -236,6 +236,15 @@ func (s *Scheduler) Flush(f Filter) int {
 	return n
 }
 
+// Messages is the number of messages with items in the scheduler,
+// waiting or being dispatched (one message counts once, whatever its
+// destinations).
+func (s *Scheduler) Messages() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.byID)
+}
+
 // MarkDown marks destination dest down until until, for reason (the last
 // error, for the log and the deferral's message): its due items are
 // handed out as Down dispatches instead of normal ones until then; after

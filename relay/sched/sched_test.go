@@ -828,3 +828,28 @@ func TestConcurrentNextDone(t *testing.T) {
 		t.Errorf("Stats at the end = %+v, want empty", st)
 	}
 }
+
+// TestMessages: a message counts once whatever its destinations, while it
+// waits and while it is dispatched, and not after its last Done.
+func TestMessages(t *testing.T) {
+	s, _ := newSched(100, 100)
+	s.Add("m1", "a.example", t0, nil)
+	s.Add("m1", "b.example", t0, nil)
+	s.Add("m2", "a.example", t0.Add(time.Hour), nil)
+	if n := s.Messages(); n != 2 {
+		t.Fatalf("Messages() = %d, want 2", n)
+	}
+	d1, ok1 := s.TryNext()
+	d2, ok2 := s.TryNext()
+	if !ok1 || !ok2 || d1.ID != "m1" || d2.ID != "m1" {
+		t.Fatalf("dispatched %v %v", d1, d2)
+	}
+	if n := s.Messages(); n != 2 {
+		t.Errorf("while m1 is dispatched: Messages() = %d, want 2", n)
+	}
+	s.Done(d1)
+	s.Done(d2)
+	if n := s.Messages(); n != 1 {
+		t.Errorf("after m1's last Done: Messages() = %d, want 1", n)
+	}
+}
