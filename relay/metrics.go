@@ -41,32 +41,7 @@ func newMetrics(reg *prometheus.Registry, stats func() sched.Stats, free func() 
 		policy: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "postern_relay_policy_info",
 			Help: "1 for the hash of the policy in force."}, []string{"hash"}),
 	}
-	gauges := []prometheus.Collector{
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "postern_relay_queue_items",
-			Help: "Scheduled (message, destination) items not yet due or in flight."}, func() float64 { return float64(stats().Scheduled) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "postern_relay_queue_ready",
-			Help: "Items due and waiting for a worker."}, func() float64 { return float64(stats().Ready) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "postern_relay_queue_active",
-			Help: "Deliveries in flight."}, func() float64 { return float64(stats().Active) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "postern_relay_destinations_down",
-			Help: "Destinations marked down (probed once per interval)."}, func() float64 { return float64(stats().Down) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "postern_relay_queue_oldest_seconds",
-			Help: "Age of the earliest due item's due time (0 when the queue is empty)."}, func() float64 {
-			o := stats().OldestDue
-			if o.IsZero() {
-				return 0
-			}
-			return max(time.Since(o).Seconds(), 0)
-		}),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "postern_relay_spool_free_bytes",
-			Help: "Free bytes on the spool's file system."}, func() float64 {
-			f, ok := free()
-			if !ok {
-				return 0
-			}
-			return float64(f)
-		}),
-	}
+	gauges := []prometheus.Collector{&queueCollector{stats: stats, free: free}}
 	for _, c := range append([]prometheus.Collector{m.deliveries, m.delayHist, m.dsns, m.fsync, m.reloads, m.policy}, gauges...) {
 		if err := reg.Register(c); err != nil {
 			return nil, err
@@ -114,4 +89,47 @@ func (m *relayMetrics) reload(ok bool, hash string) {
 	m.reloads.WithLabelValues("ok").Inc()
 	m.policy.Reset()
 	m.policy.WithLabelValues(hash).Set(1)
+}
+
+// queueCollector exports the scheduler's and the spool's gauges, taking
+// one scheduler snapshot per scrape (Stats walks every destination).
+type queueCollector struct {
+	stats func() sched.Stats
+	free  func() (uint64, bool)
+}
+
+var (
+	descItems  = prometheus.NewDesc("postern_relay_queue_items", "Scheduled (message, destination) items not yet due or in flight.", nil, nil)
+	descReady  = prometheus.NewDesc("postern_relay_queue_ready", "Items due and waiting for a worker.", nil, nil)
+	descActive = prometheus.NewDesc("postern_relay_queue_active", "Deliveries in flight.", nil, nil)
+	descDown   = prometheus.NewDesc("postern_relay_destinations_down", "Destinations marked down (probed once per interval).", nil, nil)
+	descOldest = prometheus.NewDesc("postern_relay_queue_oldest_seconds", "Age of the earliest due item's due time (0 when the queue is empty).", nil, nil)
+	descFree   = prometheus.NewDesc("postern_relay_spool_free_bytes", "Free bytes on the spool's file system.", nil, nil)
+)
+
+// Describe implements prometheus.Collector.
+func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descItems, descReady, descActive, descDown, descOldest, descFree} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.stats()
+	oldest := 0.0
+	if !st.OldestDue.IsZero() {
+		oldest = max(time.Since(st.OldestDue).Seconds(), 0)
+	}
+	free := 0.0
+	if f, ok := c.free(); ok {
+		free = float64(f)
+	}
+	for _, v := range []struct {
+		d *prometheus.Desc
+		x float64
+	}{{descItems, float64(st.Scheduled)}, {descReady, float64(st.Ready)}, {descActive, float64(st.Active)},
+		{descDown, float64(st.Down)}, {descOldest, oldest}, {descFree, free}} {
+		ch <- prometheus.MustNewConstMetric(v.d, prometheus.GaugeValue, v.x)
+	}
 }

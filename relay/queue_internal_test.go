@@ -8,10 +8,13 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/postern-mta/postern/engine"
+	"github.com/postern-mta/postern/internal/safefile"
 	"github.com/postern-mta/postern/policies"
 	"github.com/postern-mta/postern/relay/sched"
 	"github.com/postern-mta/postern/relay/spool"
@@ -192,5 +195,21 @@ func TestMsgLocks(t *testing.T) {
 	l.mu.Unlock()
 	if n != 0 {
 		t.Fatalf("%d locks kept after every release", n)
+	}
+}
+
+// TestListenerTLSBounded: a listener's certificate named by the policy is
+// read as a bounded regular file: a FIFO is refused at once, with the
+// listener and its position, instead of hanging the start or a reload.
+func TestListenerTLSBounded(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "cert.fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l := policies.Listener{Name: "mta", TLS: &policies.ListenerTLS{Cert: fifo, Key: fifo}}
+	_, err := listenerTLS(l)
+	if !errors.Is(err, safefile.ErrNotRegular) || !strings.Contains(err.Error(), `"mta"`) {
+		t.Fatalf("a FIFO as the certificate: %v, want ErrNotRegular naming the listener", err)
 	}
 }

@@ -179,7 +179,8 @@ func TestRelayEndToEnd(t *testing.T) {
 	for _, want := range []string{`postern_relay_deliveries_total{class="none",status="sent"} 1`,
 		`postern_relay_messages_received_total{listener="mta",result="queued"} 1`,
 		`postern_deliveries_total{class="none",outcome="delivered",route="sink",verify="none"} 1`,
-		`postern_relay_spool_fsync_seconds_count{kind="dir"}`, `postern_relay_spool_fsync_seconds_count{kind="file"} 1`} {
+		`postern_relay_spool_fsync_seconds_count{kind="dir"}`, `postern_relay_spool_fsync_seconds_count{kind="file"} 1`,
+		"postern_relay_queue_items 0\n", "postern_relay_queue_active 0\n", "postern_relay_destinations_down 0\n", "postern_relay_spool_free_bytes "} {
 		if !strings.Contains(exposition, want) {
 			t.Errorf("/metrics lacks %s", want)
 		}

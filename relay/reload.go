@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/postern-mta/postern/internal/safefile"
 	"github.com/postern-mta/postern/policies"
 	"github.com/postern-mta/postern/relay/smtpd"
 )
@@ -96,9 +97,21 @@ func listenerTLS(l policies.Listener) (*tls.Config, error) {
 	if l.TLS == nil {
 		return nil, nil
 	}
-	cert, err := tls.LoadX509KeyPair(l.TLS.Cert, l.TLS.Key)
+	// Read as bounded regular files: the policy names them.
+	certPEM, err := safefile.Read(l.TLS.Cert, maxPEM)
 	if err != nil {
 		return nil, fmt.Errorf("%s: relay.listeners %q tls: %w", l.At, l.Name, err)
 	}
+	keyPEM, err := safefile.Read(l.TLS.Key, maxPEM)
+	if err != nil {
+		return nil, fmt.Errorf("%s: relay.listeners %q tls: %w", l.At, l.Name, err)
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("%s: relay.listeners %q tls (%s, %s): %w", l.At, l.Name, l.TLS.Cert, l.TLS.Key, err)
+	}
 	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
 }
+
+// maxPEM bounds a listener's certificate chain or key file.
+const maxPEM = 1 << 20

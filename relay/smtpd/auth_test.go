@@ -4,15 +4,18 @@ import (
 	"bufio"
 	"crypto/tls"
 	"encoding/base64"
+	"errors"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/postern-mta/postern/internal/safefile"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -230,5 +233,27 @@ func TestLoadUsers(t *testing.T) {
 	}
 	if _, err := LoadUsers(filepath.Join(dir, "missing")); err == nil {
 		t.Errorf("missing file accepted")
+	}
+}
+
+// TestLoadUsersBounded: the policy names the users file, so LoadUsers
+// refuses a FIFO at once (instead of hanging the daemon on its open or
+// read) and a file larger than MaxUsersFile.
+func TestLoadUsersBounded(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "users.fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadUsers(fifo); !errors.Is(err, safefile.ErrNotRegular) {
+		t.Errorf("a FIFO: %v, want ErrNotRegular", err)
+	}
+	big := filepath.Join(dir, "users.big")
+	line := "# " + strings.Repeat("x", 1000) + "\n"
+	if err := os.WriteFile(big, []byte(strings.Repeat(line, MaxUsersFile/len(line)+1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadUsers(big); !errors.Is(err, safefile.ErrTooLarge) {
+		t.Errorf("a file over MaxUsersFile: %v, want ErrTooLarge", err)
 	}
 }

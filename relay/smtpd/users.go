@@ -6,9 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 
+	"github.com/postern-mta/postern/internal/safefile"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -25,13 +25,19 @@ type Users struct {
 
 // LoadUsers reads a users file. Errors name the file and line.
 func LoadUsers(path string) (*Users, error) {
-	f, err := os.Open(path)
+	// The policy names the file: a FIFO or a device must not hang the
+	// daemon, nor a huge file fill its memory.
+	f, err := safefile.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("smtpd: users file: %w", err)
 	}
 	defer f.Close()
-	return ParseUsers(f, path)
+	return ParseUsers(safefile.Reader(f, path, MaxUsersFile), path)
 }
+
+// MaxUsersFile is the largest users file LoadUsers reads (about 100,000
+// bcrypt lines).
+const MaxUsersFile = 8 << 20
 
 // ParseUsers reads users file content from r; name is used in errors.
 func ParseUsers(r io.Reader, name string) (*Users, error) {
