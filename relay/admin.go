@@ -29,11 +29,37 @@ type admin struct {
 
 // newAdmin opens the read-only view of d's spool.
 func newAdmin(d *Daemon) (*admin, io.Closer, error) {
-	ro, closer, err := control.OpenOffline(d.sp.Dir(), false)
+	a := &admin{d: d}
+	ro, closer, err := control.OpenView(d.sp.Dir(), a.annotate)
 	if err != nil {
 		return nil, nil, err
 	}
-	return &admin{d: d, ro: ro}, closer, nil
+	a.ro = ro
+	return a, closer, nil
+}
+
+// annotate adds to m what only the schedule knows: a recipient waiting
+// for a destination that is down was deferred without a connection, and
+// that deferral is not written to its state file (no attempt was made;
+// after a restart the destination is simply probed again). It is shown
+// as deferred until the end of the down period, with the down reason as
+// its last error, unless the file says it is due later.
+func (a *admin) annotate(m *control.MessageInfo) {
+	for _, it := range a.d.sc.Items(m.ID) {
+		pl, ok := it.Payload.(*item)
+		if !ok || !it.Down {
+			continue
+		}
+		for _, i := range pl.rcpts {
+			if i >= len(m.Recipients) {
+				continue
+			}
+			r := &m.Recipients[i]
+			if r.Status == control.StatusPending && r.NextAttempt.Before(it.Until) {
+				r.NextAttempt, r.LastError = it.Until, downError(it.Reason)
+			}
+		}
+	}
 }
 
 // List implements control.Queue.

@@ -421,11 +421,13 @@ func (q *queue) deferDown(ctx context.Context, dp sched.Dispatch, msg *spool.Mes
 	dec, err := q.eng.Evaluate(ctx, em, engine.WithoutDNS())
 	expired := err == nil && len(dec.Groups) > 0 && dec.Groups[0].Schedule != nil && dec.Groups[0].Schedule.ExpiresIn <= 0
 	if !expired {
+		// The deferral is not written to the state file: no attempt was
+		// made, so nothing durable changed (the daemon's view shows it:
+		// admin.annotate), and a dead destination costs no I/O per
+		// queued message. After a restart such recipients are due and
+		// the destination is probed again, once. Only a delay notice,
+		// which must not be sent twice, is recorded.
 		for _, i := range rcpts {
-			rs := st.Get(i)
-			rs.NextAttempt = dp.Until
-			rs.LastError = "451 4.4.1 destination down: " + dp.Reason
-			st.Set(i, rs)
 			q.log.Warn("delivery", "id", dp.ID, "to", msg.Envelope.Recipients[i].Addr, "status", "deferred",
 				"dest", dp.Dest, "dsn", "4.4.1", "reply", "destination down: "+dp.Reason, "retry_after", dp.Until)
 			q.m.delivery("deferred", "down")
@@ -446,7 +448,7 @@ func (q *queue) deferDown(ctx context.Context, dp sched.Dispatch, msg *spool.Mes
 				notified = true
 			}
 		}
-		if len(st.Rcpt) > 0 || notified {
+		if notified {
 			if err := q.sp.WriteState(dp.ID, st); err != nil {
 				q.log.Error("cannot write a message's state", "id", dp.ID, "err", err)
 			}
@@ -463,6 +465,10 @@ func (q *queue) deferDown(ctx context.Context, dp sched.Dispatch, msg *spool.Mes
 	}
 	q.record(ctx, dp, msg, st, rcpts, em, results, now, false)
 }
+
+// downError is the last error of a recipient deferred because its
+// destination is down, for reason.
+func downError(reason string) string { return "451 4.4.1 destination down: " + reason }
 
 // downClass reports whether results show that no host could be talked
 // to: connections refused or timed out, lost before the greeting, a 421

@@ -168,8 +168,14 @@ func TestRelayEndToEnd(t *testing.T) {
 
 	// /metrics: the relay's and the engine's metrics on one registry,
 	// valid for promtool, counting this delivery; /healthz and /readyz.
+	// The file goes before the scheduler hears the dispatch is done:
+	// wait for that too.
 	base := "http://" + r.d.HTTPAddr()
-	exposition := httpGet(t, base+"/metrics", 200)
+	var exposition string
+	waitFor(t, "the dispatch to end", func() bool {
+		exposition = httpGet(t, base+"/metrics", 200)
+		return strings.Contains(exposition, "postern_relay_queue_active 0\n")
+	})
 	promtool := testbed.Require(t, "promtool")
 	cmd := exec.Command(promtool, "check", "metrics")
 	cmd.Stdin = strings.NewReader(exposition)
@@ -276,6 +282,32 @@ func TestRelayDeadDestination(t *testing.T) {
 	if _, total := proxy.Stats(); total != 1 {
 		t.Fatalf("%d connections to a dead destination for %d messages, want 1", total, n)
 	}
+	// Only the message that was tried has a state file: a deferral
+	// without a connection writes nothing. The daemon still lists every
+	// message as deferred, the others with the down reason.
+	states, err := filepath.Glob(filepath.Join(r.dir, "state", "*", "*"))
+	if err != nil || len(states) != 1 {
+		t.Fatalf("state files %v (%v), want 1: the tried message's", states, err)
+	}
+	c := control.Dial(filepath.Join(r.dir, "control.sock"))
+	defer c.Close()
+	ms, err := c.List(context.Background(), control.Filter{Deferred: true})
+	if err != nil || len(ms) != n {
+		t.Fatalf("queue list --deferred: %d messages, %v; want %d", len(ms), err, n)
+	}
+	untried := 0
+	for _, m := range ms {
+		rc := m.Recipients[0]
+		if !rc.NextAttempt.After(clock.Now()) {
+			t.Errorf("%s: next attempt %v, want after now", m.ID, rc.NextAttempt)
+		}
+		if rc.Attempts == 0 && strings.HasPrefix(rc.LastError, "451 4.4.1 destination down: ") {
+			untried++
+		}
+	}
+	if untried != n-1 {
+		t.Errorf("%d never-tried messages listed as waiting for the down destination, want %d: %+v", untried, n-1, ms)
+	}
 	// queue.retry's first delay is 2m (the default), ±10 % jitter for the
 	// first message's own retry: past that, every message is due.
 	clock.Advance(2*time.Minute*11/10 + time.Second)
@@ -292,8 +324,6 @@ func TestRelayDeadDestination(t *testing.T) {
 	// again, without the clock moving: one new connection (which fails
 	// and marks it down again), not one per message.
 	before := strings.Count(r.log.String(), "destination down")
-	c := control.Dial(filepath.Join(r.dir, "control.sock"))
-	defer c.Close()
 	if got, err := c.Flush(context.Background(), control.Filter{All: true}); err != nil || got != n {
 		t.Fatalf("flush: %d, %v; want %d messages", got, err, n)
 	}

@@ -49,11 +49,34 @@ func OpenOffline(dir string, writable bool) (Queue, io.Closer, error) {
 	return &offline{sp: sp, writable: true}, sp, nil
 }
 
+// OpenView is the read-only [OpenOffline] for a running daemon, which
+// knows more than the files say: annotate, when not nil, may amend each
+// message's description before List, Show, Stats and the filters see it.
+// The daemon uses it for recipients that wait for a destination it knows
+// to be down, which it does not record on disk.
+func OpenView(dir string, annotate func(*MessageInfo)) (Queue, io.Closer, error) {
+	ro, err := spool.OpenReadOnly(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &offline{sp: ro, annotate: annotate}, ro, nil
+}
+
 // offline is a Queue on the spool files.
 type offline struct {
 	sp       *spool.Spool
 	writable bool
-	mu       sync.Mutex // one change at a time (the spool does not lock messages)
+	annotate func(*MessageInfo) // see OpenView; nil: the files alone
+	mu       sync.Mutex         // one change at a time (the spool does not lock messages)
+}
+
+// info describes e, as annotated.
+func (o *offline) info(e *entry) MessageInfo {
+	mi := e.info()
+	if o.annotate != nil {
+		o.annotate(&mi)
+	}
+	return mi
 }
 
 // entry is one queued message as read offline.
@@ -134,7 +157,7 @@ func (o *offline) load(id string) (e entry, ok bool, err error) {
 func (o *offline) selected(f Filter) ([]entry, []string, error) {
 	var out []entry
 	keep := func(e entry) {
-		mi := e.info()
+		mi := o.info(&e)
 		if f.Match(&mi) {
 			out = append(out, e)
 		}
@@ -189,7 +212,7 @@ func (o *offline) List(_ context.Context, f Filter) ([]MessageInfo, error) {
 	}
 	ms := make([]MessageInfo, len(es))
 	for i := range es {
-		ms[i] = es[i].info()
+		ms[i] = o.info(&es[i])
 	}
 	return ms, nil
 }
@@ -203,7 +226,7 @@ func (o *offline) Show(_ context.Context, id string) (MessageInfo, error) {
 	if len(missing) > 0 {
 		return MessageInfo{}, notFound(missing)
 	}
-	return es[0].info(), nil
+	return o.info(&es[0]), nil
 }
 
 // Body implements [Queue].
@@ -226,7 +249,7 @@ func (o *offline) Stats(context.Context) (Stats, error) {
 	st := Stats{ByState: map[string]int{}}
 	_, err := o.sp.Scan(func(se spool.Entry) error {
 		e := entry{id: se.ID, env: se.Envelope, state: se.State, size: se.Size}
-		mi := e.info()
+		mi := o.info(&e)
 		st.Messages++
 		st.Recipients += len(mi.Recipients)
 		for _, r := range mi.Recipients {

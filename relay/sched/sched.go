@@ -164,6 +164,34 @@ func (s *Scheduler) RemoveMessage(id string) int {
 	return n
 }
 
+// Item describes one of a message's entries on the schedule, for
+// [Scheduler.Items].
+type Item struct {
+	Dest    string
+	Due     time.Time // when it is due (while Active: when it was)
+	Payload any
+	Active  bool // being dispatched
+	// Down, Until and Reason are its destination's down state, as
+	// [Scheduler.MarkDown] set it.
+	Down   bool
+	Until  time.Time
+	Reason string
+}
+
+// Items returns message id's entries on the schedule, one per
+// destination, in no particular order; none when it has none.
+func (s *Scheduler) Items(id string) []Item {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Item
+	for it := s.byID[id]; it != nil; it = it.next {
+		d := it.dest
+		out = append(out, Item{Dest: d.name, Due: it.due, Payload: it.payload, Active: it.active,
+			Down: d.down, Until: d.until, Reason: d.reason})
+	}
+	return out
+}
+
 // remove is Remove for one item; s.mu is held.
 func (s *Scheduler) remove(it *item, now time.Time) bool {
 	if it.active {

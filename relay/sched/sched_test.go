@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -851,5 +852,31 @@ func TestMessages(t *testing.T) {
 	s.Done(d2)
 	if n := s.Messages(); n != 1 {
 		t.Errorf("after m1's last Done: Messages() = %d, want 1", n)
+	}
+}
+
+func TestItemsReportEntriesAndDownState(t *testing.T) {
+	s, _ := newSched(10, 10)
+	if got := s.Items("m1"); len(got) != 0 {
+		t.Fatalf("Items of an unknown message = %+v, want none", got)
+	}
+	s.Add("m1", "a.example", t0.Add(time.Minute), "pa")
+	s.Add("m1", "b.example", t0, "pb")
+	until := t0.Add(5 * time.Minute)
+	s.MarkDown("a.example", until, "connection refused")
+	dp := mustNext(t, s) // b.example's item, due now
+	got := s.Items("m1")
+	slices.SortFunc(got, func(x, y Item) int { return strings.Compare(x.Dest, y.Dest) })
+	want := []Item{
+		{Dest: "a.example", Due: t0.Add(time.Minute), Payload: "pa", Down: true, Until: until, Reason: "connection refused"},
+		{Dest: "b.example", Due: t0, Payload: "pb", Active: true},
+	}
+	if len(got) != 2 || got[0] != want[0] || got[1] != want[1] {
+		t.Fatalf("Items(m1) = %+v, want %+v", got, want)
+	}
+	s.Done(dp)
+	s.MarkUp("a.example")
+	if got := s.Items("m1"); len(got) != 1 || got[0].Down || got[0].Reason != "" {
+		t.Errorf("Items(m1) after b's dispatch and a's MarkUp = %+v, want a.example only, up", got)
 	}
 }
