@@ -288,6 +288,13 @@ func tlsVersion(v uint16) string {
 	return tls.VersionName(v)
 }
 
+// Buffers of receptions, reused: allocating them for every message was
+// most of what intake allocated.
+var (
+	readBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+	writers  = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 32<<10) }}
+)
+
 // reception is one message transfer.
 type reception struct {
 	ss   *session
@@ -333,7 +340,8 @@ func (rx *reception) open() error {
 	if idr, ok := rc.(Identified); ok {
 		rx.info.id = idr.ID()
 	}
-	rx.w = bufio.NewWriterSize(rx, 32<<10)
+	rx.w = writers.Get().(*bufio.Writer)
+	rx.w.Reset(rx)
 	_, _ = rx.w.Write(receivedHeader(rx.info))
 	_, err = rx.w.Write(rx.hs.buf.Bytes())
 	rx.hs.buf = bytes.Buffer{} // the header section is out: free it
@@ -361,7 +369,16 @@ func (rx *reception) run(r io.Reader) error {
 	rx.hs = headerScan{limit: cfg.HeaderSectionLimit, maxHops: cfg.Hops}
 	rx.inHeader = true
 	split := lineSplitter{reject: cfg.BareNewline == BareNewlineReject}
-	buf := make([]byte, 32<<10)
+	bp := readBufs.Get().(*[]byte)
+	defer readBufs.Put(bp)
+	defer func() {
+		if rx.w != nil {
+			rx.w.Reset(nil)
+			writers.Put(rx.w)
+			rx.w = nil
+		}
+	}()
+	buf := *bp
 	var fail error
 	for fail == nil {
 		n, rerr := r.Read(buf)

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // Message is a queued message opened for delivery. Body reads the stored
@@ -126,6 +127,10 @@ func (s *Spool) Load(id string) (*Message, error) {
 	return m, nil
 }
 
+// copyBufs are Load's read buffers, reused: a 32 KiB buffer per delivery
+// was most of what delivery allocated.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
 func (s *Spool) load(id string, f *os.File) (*Message, error) {
 	fi, err := f.Stat()
 	if err != nil {
@@ -136,7 +141,10 @@ func (s *Spool) load(id string, f *os.File) (*Message, error) {
 		return nil, err
 	}
 	crc := crc32New()
-	if _, err := io.Copy(crc, io.NewSectionReader(f, headerLen, h.envLen+h.bodyLen)); err != nil {
+	bp := copyBufs.Get().(*[]byte)
+	_, err = io.CopyBuffer(crc, io.NewSectionReader(f, headerLen, h.envLen+h.bodyLen), *bp)
+	copyBufs.Put(bp)
+	if err != nil {
 		return nil, err
 	}
 	if got := crc.Sum32(); got != h.crc {

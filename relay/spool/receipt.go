@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -105,7 +106,8 @@ func (s *Spool) Create(env *Envelope) (*Receipt, error) {
 		crc:     crc32New(),
 		envLen:  int64(len(data)),
 	}
-	r.w = bufio.NewWriterSize(fileWriter{r}, 64<<10)
+	r.w = writers.Get().(*bufio.Writer)
+	r.w.Reset(fileWriter{r})
 	// The header is reserved as zeros (not a valid header) and written at
 	// Commit, when the body length and CRC are known.
 	var zero [headerLen]byte
@@ -119,6 +121,19 @@ func (s *Spool) Create(env *Envelope) (*Receipt, error) {
 }
 
 func crc32New() hash.Hash32 { return crc32.New(castagnoli) }
+
+// writers are the receipts' write buffers, reused: a 64 KiB buffer per
+// message was most of what intake allocated.
+var writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 64<<10) }}
+
+// release gives the write buffer back; r writes nothing after it.
+func (r *Receipt) release() {
+	if r.w != nil {
+		r.w.Reset(nil)
+		writers.Put(r.w)
+		r.w = nil
+	}
+}
 
 // fileWriter sends the buffered bytes through the spool's fsOps.
 type fileWriter struct{ r *Receipt }
@@ -175,6 +190,7 @@ func (r *Receipt) Commit(ctx context.Context) (string, error) {
 	if err := r.w.Flush(); err != nil {
 		return "", r.fail("write", err)
 	}
+	r.release()
 	h := formatHeader(r.envLen, r.bodyLen, r.crc.Sum32())
 	if n, err := r.s.fs.pwrite(r.f, h, 0); err != nil || n != len(h) {
 		if err == nil {
@@ -232,6 +248,7 @@ func (r *Receipt) Abort() {
 // cleanup closes and removes the file wherever it is (tmp/ or msg/).
 func (r *Receipt) cleanup() {
 	r.done = true
+	r.release()
 	if r.f != nil {
 		r.f.Close()
 		r.f = nil
