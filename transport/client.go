@@ -78,10 +78,18 @@ func (c *Client) dialer() Dialer {
 	return NetDialer{}
 }
 
+// debug logs a debug record of a session. Callers on the per-message
+// path check [Client.debugging] first: building args costs allocations
+// even when the record is dropped.
 func (c *Client) debug(msg string, args ...any) {
-	if c.Logger != nil {
+	if c.debugging() {
 		c.Logger.Debug("transport: "+msg, args...)
 	}
+}
+
+// debugging reports whether debug records are kept.
+func (c *Client) debugging() bool {
+	return c.Logger != nil && c.Logger.Enabled(context.Background(), slog.LevelDebug)
 }
 
 // Close QUITs and closes the pooled connections; later deliveries still
@@ -309,7 +317,9 @@ func (d *delivery) tryTarget(ctx context.Context, hi, ti int) (done bool, f *fai
 				d.current = nil
 				continue
 			}
-			d.c.debug("reusing connection", "host", h.Name, "remote", remote, "uses", s.uses)
+			if d.c.debugging() {
+				d.c.debug("reusing connection", "host", h.Name, "remote", remote, "uses", s.uses)
+			}
 		} else {
 			var f *failure
 			s, f = d.c.open(ctx, p)

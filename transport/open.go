@@ -62,7 +62,9 @@ func (c *Client) open(ctx context.Context, p *connParams) (*session, *failure) {
 		s.local = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 	}
 	s.bind(ctx)
-	c.debug("connected", "host", h.Name, "remote", p.remote, "local", s.local)
+	if c.debugging() {
+		c.debug("connected", "host", h.Name, "remote", p.remote, "local", s.local)
+	}
 	defer func() {
 		// A panic (in a Verifier, say) must not leak the connection;
 		// Deliver turns the panic itself into results.

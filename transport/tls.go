@@ -89,7 +89,9 @@ func (c *Client) handshake(s *session, p *connParams) *failure {
 	if warn != "" {
 		s.warnings = append(s.warnings, Warning{ClassTLS, warn, warnType})
 	}
-	c.debug("tls", "host", h.Name, "remote", p.remote, "tls", s.tls.String())
+	if c.debugging() {
+		c.debug("tls", "host", h.Name, "remote", p.remote, "tls", s.tls.String())
+	}
 	return nil
 }
 

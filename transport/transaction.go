@@ -23,7 +23,9 @@ func (d *delivery) transact(s *session) *failure {
 		return f
 	}
 	s.uses++
-	d.c.debug("transaction", "host", s.host, "remote", s.remote, "recipients", len(d.pending))
+	if d.c.debugging() {
+		d.c.debug("transaction", "host", s.host, "remote", s.remote, "recipients", len(d.pending))
+	}
 
 	// From here on every outcome is final for this attempt.
 	t := d.newTransaction(s)
