@@ -122,7 +122,7 @@ func (d *Daemon) serverConfig(rc *policies.Relay) (smtpd.Config, error) {
 		MessageSize: rc.Limits.MessageSize, Recipients: rc.Limits.Recipients, Hops: rc.Limits.Hops,
 		BareNewline: smtpd.BareNewline(rc.Limits.BareNewline), CommandTimeout: rc.Limits.CommandTimeout,
 		Store: intake{d}, Admit: d.admit, Permit: d.permit, Logger: d.log, Registerer: registerer(d.opts.Registry),
-		Now: d.clock.Now,
+		Now: d.clock.Now, LookupPTR: d.clientPTR,
 	}
 	users, err := loadUsers(rc)
 	if err != nil {

@@ -82,8 +82,16 @@ func TestOpenRelayRefused(t *testing.T) {
 	if err := os.WriteFile(users, []byte("carol:"+string(hash)+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// The clients are not on loopback: the relay names them through the
+	// policy's resolver, which must not be the system's (no question may
+	// leave the machine). An empty static zone answers "not found".
+	zone := filepath.Join(dir, "zone.txt")
+	if err := os.WriteFile(zone, []byte("; no records: the clients have no reverse DNS\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	policy := fmt.Sprintf(`version: 1
 hostname: relay.test
+dns: {resolver: static, zone-file: %s}
 relay:
   listeners:
     - {name: mta, address: LISTEN, tls: {cert: %s, key: %s}}
@@ -94,7 +102,7 @@ routing:
   routes:
     sink: {type: relay, address: 127.0.0.1, port: 2526}
 tls: {starttls: disable}
-`, leaf.CertFile, leaf.KeyFile, users)
+`, zone, leaf.CertFile, leaf.KeyFile, users)
 	const addr = "192.0.2.25:25"
 	r := newRelay(t, relayOptions{Policy: policy, Listen: addr, Wrap: pair.Server.ExecPrefix()})
 	r.Start()
@@ -184,7 +192,8 @@ tls: {starttls: disable}
 		// Permissive networks are harmless on a loopback listener; moved
 		// by --listen onto an address other machines reach, the relay is
 		// open, and the guard must refuse it as it refuses the policy.
-		text := "version: 1\nhostname: relay.test\nrelay:\n  listeners: [{name: mta, address: 127.0.0.1:10025}]\n  networks: [0.0.0.0/0]\n" +
+		text := "version: 1\nhostname: relay.test\ndns: {resolver: static, zone-file: " + zone + "}\n" +
+			"relay:\n  listeners: [{name: mta, address: 127.0.0.1:10025}]\n  networks: [0.0.0.0/0]\n" +
 			"routing:\n  route: sink\n  routes:\n    sink: {type: relay, address: 127.0.0.1, port: 2526}\ntls: {starttls: disable}\n"
 		path := filepath.Join(t.TempDir(), "loopback-open.yaml")
 		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {

@@ -1,5 +1,7 @@
 // Package dns resolves the records outbound mail delivery needs — MX, A,
-// AAAA, TLSA and TXT — and says how far each answer can be trusted.
+// AAAA, TLSA and TXT — and says how far each answer can be trusted. It
+// also names addresses from their PTR records (RFC 1035 section 3.5,
+// RFC 3596 section 2.5), through the optional [Reverse] interface.
 //
 // Three resolvers implement [Resolver]:
 //

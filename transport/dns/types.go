@@ -40,8 +40,9 @@ type Resolver interface {
 // whether a question would be answered at once, from memory: a [*Static]
 // always, a [*Cache] when it holds a fresh answer. A caller with several
 // questions asks those inline, and only the others concurrently: a
-// goroutine costs more than a cache hit. typ is "MX", "A", "AAAA", "TLSA"
-// or "TXT".
+// goroutine costs more than a cache hit. typ is "MX", "A", "AAAA", "TLSA",
+// "TXT" or "PTR" (name is then the reverse name, such as
+// "1.0.0.127.in-addr.arpa", that [ReverseName] returns).
 type Immediate interface {
 	Immediate(name, typ string) bool
 }
@@ -97,6 +98,8 @@ func qtypeOf(typ string) uint16 {
 		return mdns.TypeTLSA
 	case "TXT":
 		return mdns.TypeTXT
+	case "PTR":
+		return mdns.TypePTR
 	}
 	return 0
 }
@@ -160,6 +163,17 @@ type TXTResult struct {
 	Info    Info
 }
 
+// PTRResult is the answer to a reverse (PTR) question.
+type PTRResult struct {
+	// Names are the PTR targets in answer order, lower-cased, without the
+	// trailing dot. They are what the owner of the address's reverse zone
+	// claims: nothing checks that they point back to the address (see
+	// [Reverse]).
+	Names  []string
+	Secure bool
+	Info   Info
+}
+
 // response is the normalised, type-specific content of one answer, shared
 // by the resolvers and stored in the cache. Only the field matching the
 // question's type is set.
@@ -169,6 +183,7 @@ type response struct {
 	addrs  []netip.Addr
 	tlsa   []TLSA
 	txt    []string
+	ptr    []string
 	secure bool
 	// canonical is the CNAME-expanded name holding the records, "" when
 	// the asked name holds them.
@@ -263,6 +278,18 @@ func lookupTXT(ctx context.Context, q querier, name string) (TXTResult, error) {
 	return TXTResult{Records: r.txt, Secure: r.secure, Info: info}, nil
 }
 
+func lookupPTR(ctx context.Context, q querier, ip netip.Addr) (PTRResult, error) {
+	name, err := ReverseName(ip)
+	if err != nil {
+		return PTRResult{}, &Error{Kind: NotFound, Name: ip.String(), Type: "PTR", Err: err}
+	}
+	r, info, err := q.lookup(ctx, name, mdns.TypePTR)
+	if err != nil {
+		return PTRResult{Info: info}, err
+	}
+	return PTRResult{Names: r.ptr, Secure: r.secure, Info: info}, nil
+}
+
 // collector accumulates the records of one type into a response.
 type collector struct {
 	resp  response
@@ -321,6 +348,12 @@ func (c *collector) add(rr mdns.RR) bool {
 		}
 		c.n++
 		c.resp.txt = append(c.resp.txt, strings.Join(v.Txt, ""))
+	case *mdns.PTR:
+		if c.qtype != mdns.TypePTR {
+			return false
+		}
+		c.n++
+		c.resp.ptr = append(c.resp.ptr, normalize(v.Ptr))
 	default:
 		return false
 	}

@@ -9,7 +9,8 @@
 //	bogus.test     signed           SERVFAIL (bogus: wrong trust anchor)
 //
 // Each zone holds the records of [DefaultRecords] plus any given in
-// [Options]. Everything listens on 127.0.0.1 on free ports and lives in a
+// [Options]. Options.Zones adds further unsigned zones, such as a reverse
+// zone for PTR records of loopback addresses. Everything listens on 127.0.0.1 on free ports and lives in a
 // temporary directory; the servers stop when the test that started them
 // ends. Unbound caps TTLs at 5 seconds (cache-max-ttl), so zone changes
 // made with [Bed.SetRecord] show through it quickly.
@@ -18,10 +19,12 @@ package dnsbed
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -64,6 +67,12 @@ type Options struct {
 	// Records maps a zone name (Signed, Insecure, Bogus) to extra zone
 	// file lines, relative to the zone's origin.
 	Records map[string][]string
+	// Zones are further zones Knot serves, unsigned, each mapped to its
+	// zone file lines (relative to its origin; the SOA and NS records are
+	// added, DefaultRecords are not). Unbound resolves them too, in place
+	// of its built-in answers for the same names: a reverse zone such as
+	// "0.0.127.in-addr.arpa" gives the loopback addresses PTR records.
+	Zones map[string][]string
 }
 
 // Bed is a running test bed.
@@ -100,15 +109,28 @@ func Start(t testing.TB, opts Options) *Bed {
 	knotPort := freePort(t)
 	b.Knot = testbed.Addr("127.0.0.1", knotPort)
 
-	for _, zone := range []string{Signed, Insecure, Bogus} {
+	extra := slices.Sorted(maps.Keys(opts.Zones))
+	for _, zone := range append([]string{Signed, Insecure, Bogus}, extra...) {
 		var z strings.Builder
 		fmt.Fprintf(&z, "$ORIGIN %s.\n$TTL 300\n", zone)
 		fmt.Fprintf(&z, "@ IN SOA ns1.%s. hostmaster.%s. 1 3600 600 86400 300\n", zone, zone)
 		fmt.Fprintf(&z, "@ IN NS ns1.%s.\nns1 IN A 127.0.0.1\n", zone)
-		for _, rr := range append(append([]string(nil), DefaultRecords...), opts.Records[zone]...) {
+		records, ok := opts.Zones[zone]
+		if !ok {
+			records = append(append([]string(nil), DefaultRecords...), opts.Records[zone]...)
+		}
+		for _, rr := range records {
 			z.WriteString(rr + "\n")
 		}
 		write(t, filepath.Join(knotDir, zone+".zone"), z.String())
+	}
+	var knotZones, ubZones strings.Builder
+	for _, zone := range extra {
+		fmt.Fprintf(&knotZones, "  - domain: %s\n", zone)
+		// A local-zone of the same name replaces Unbound's built-in one
+		// (such as its "localhost" PTR for 127.0.0.1); transparent with no
+		// local data means: resolve as usual, here through the stub.
+		fmt.Fprintf(&ubZones, "    local-zone: %q transparent\n", zone+".")
 	}
 	write(t, b.knotConf, fmt.Sprintf(`server:
     rundir: %[1]s
@@ -139,7 +161,7 @@ zone:
   - domain: %[5]s
     dnssec-signing: on
     dnssec-policy: fast
-`, knotDir, knotPort, Signed, Insecure, Bogus))
+%[6]s`, knotDir, knotPort, Signed, Insecure, Bogus, knotZones.String()))
 	run(t, knotDir, knotc, "-c", b.knotConf, "conf-check")
 	kp := testbed.Start(t, knotDir, knotd, "-c", b.knotConf)
 	testbed.WaitFor(t, kp, 10*time.Second, func(ctx context.Context) error {
@@ -163,6 +185,10 @@ zone:
 	}
 	fmt.Fprintf(&anchors, "    trust-anchor: \"%s. DS 11111 13 2 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\"\n", Bogus)
 
+	var ubStubs strings.Builder
+	for _, zone := range extra {
+		fmt.Fprintf(&ubStubs, "stub-zone:\n    name: %q\n    stub-addr: 127.0.0.1@%d\n", zone, knotPort)
+	}
 	ubPort := freePort(t)
 	b.Unbound = testbed.Addr("127.0.0.1", ubPort)
 	ubConf := filepath.Join(ubDir, "unbound.conf")
@@ -183,7 +209,7 @@ zone:
     module-config: "validator iterator"
 %[3]s    val-log-level: 2
     local-zone: "test." nodefault
-    cache-max-ttl: 5
+%[8]s    cache-max-ttl: 5
 stub-zone:
     name: "%[5]s"
     stub-addr: 127.0.0.1@%[4]d
@@ -193,12 +219,12 @@ stub-zone:
 stub-zone:
     name: "%[7]s"
     stub-addr: 127.0.0.1@%[4]d
-forward-zone:
+%[9]sforward-zone:
     name: "."
     forward-addr: 127.0.0.1@%[4]d
 remote-control:
     control-enable: no
-`, ubPort, ubDir, anchors.String(), knotPort, Signed, Insecure, Bogus))
+`, ubPort, ubDir, anchors.String(), knotPort, Signed, Insecure, Bogus, ubZones.String(), ubStubs.String()))
 	run(t, ubDir, checkconf, ubConf)
 	up := testbed.Start(t, ubDir, unbound, "-d", "-c", ubConf)
 	testbed.WaitFor(t, up, 15*time.Second, func(ctx context.Context) error {

@@ -2,6 +2,7 @@ package dnsbed
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -9,11 +10,18 @@ import (
 )
 
 // The bed serves what its documentation promises: AD for the signed
-// zone, none for the unsigned one, SERVFAIL for the wrong anchor, and
-// SetRecord changes show at Knot at once.
+// zone, none for the unsigned one, SERVFAIL for the wrong anchor, extra
+// zones (reverse ones included, in place of Unbound's built-in answers for
+// loopback), and SetRecord changes show at Knot at once.
 func TestBed(t *testing.T) {
 	start := time.Now()
-	b := Start(t, Options{Records: map[string][]string{Insecure: {"extra IN A 127.0.0.99"}}})
+	v6, err := mdns.ReverseAddr("::1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v6 = strings.TrimSuffix(v6, ".")
+	b := Start(t, Options{Records: map[string][]string{Insecure: {"extra IN A 127.0.0.99"}},
+		Zones: map[string][]string{"0.0.127.in-addr.arpa": {"2 IN PTR mx1.example.test."}, v6: {"@ IN PTR mx1.example.test."}}})
 	t.Logf("bed ready in %v", time.Since(start))
 	ctx := context.Background()
 	for _, tc := range []struct {
@@ -28,6 +36,9 @@ func TestBed(t *testing.T) {
 		{"extra." + Insecure, mdns.TypeA, mdns.RcodeSuccess, false, 1},
 		{"_25._tcp.mx1." + Bogus, mdns.TypeTLSA, mdns.RcodeServerFailure, false, 0},
 		{"nosuch." + Signed, mdns.TypeA, mdns.RcodeNameError, true, 0},
+		{"2.0.0.127.in-addr.arpa", mdns.TypePTR, mdns.RcodeSuccess, false, 1},
+		{"1.0.0.127.in-addr.arpa", mdns.TypePTR, mdns.RcodeNameError, false, 0}, // not Unbound's "localhost"
+		{v6, mdns.TypePTR, mdns.RcodeSuccess, false, 1},
 	} {
 		m, err := ask(ctx, b.Unbound, tc.name, tc.qtype, true)
 		if err != nil {
@@ -37,6 +48,9 @@ func TestBed(t *testing.T) {
 		for _, rr := range m.Answer {
 			if rr.Header().Rrtype == tc.qtype {
 				answers++
+			}
+			if ptr, ok := rr.(*mdns.PTR); ok && ptr.Ptr != "mx1.example.test." {
+				t.Errorf("%s: PTR %s, want the extra zone's mx1.example.test.", tc.name, ptr.Ptr)
 			}
 		}
 		if m.Rcode != tc.rcode || m.AuthenticatedData != tc.ad || answers != tc.answer {
