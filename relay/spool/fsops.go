@@ -5,20 +5,23 @@ import (
 	"fmt"
 	"os"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
-// fsOps are the file-system calls the write paths make, one field per
-// step, so that in-package tests can fail each step or record the order
-// of steps. Production code uses [osFS].
+// fsOps are the file-system calls the write paths (and the scan's
+// openat) make, one field per step, so that in-package tests can fail
+// each step or record the order of steps. Production code uses [osFS].
 type fsOps struct {
-	create  func(path string) (*os.File, error)                // new file, O_EXCL, 0600
-	write   func(f *os.File, p []byte) (int, error)            // envelope and body
-	pwrite  func(f *os.File, p []byte, off int64) (int, error) // the header, last
-	fsync   func(f *os.File) error                             // the message file
-	rename  func(from, to string) error                        // tmp -> msg, state tmp -> state
-	dirsync func(dir string) error                             // fsync of a directory
-	mkdir   func(dir string) error                             // a hashed subdirectory; EEXIST is fine
-	remove  func(path string) error                            // cleanup, Remove
+	create  func(path string) (*os.File, error)                  // new file, O_EXCL, 0600
+	write   func(f *os.File, p []byte) (int, error)              // envelope and body
+	pwrite  func(f *os.File, p []byte, off int64) (int, error)   // the header, last
+	fsync   func(f *os.File) error                               // the message file
+	rename  func(from, to string) error                          // tmp -> msg, state tmp -> state
+	dirsync func(dir string) error                               // fsync of a directory
+	mkdir   func(dir string) error                               // a hashed subdirectory; EEXIST is fine
+	remove  func(path string) error                              // cleanup, Remove
+	openat  func(dirfd int, name string, flags int) (int, error) // Scan's opens, mode 0
 }
 
 // osFS is the real file system.
@@ -44,6 +47,7 @@ func osFS() fsOps {
 		},
 		mkdir:  func(dir string) error { return os.Mkdir(dir, 0o700) },
 		remove: os.Remove,
+		openat: func(dirfd int, name string, flags int) (int, error) { return unix.Openat(dirfd, name, flags, 0) },
 	}
 }
 

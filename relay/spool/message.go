@@ -2,7 +2,6 @@ package spool
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -91,8 +90,8 @@ func readHead(f io.ReaderAt, size int64, buf []byte) (header, *Envelope, error) 
 			return h, nil, err
 		}
 	}
-	env := new(Envelope)
-	if err := json.Unmarshal(raw, env); err != nil {
+	env, err := decodeEnvelope(raw)
+	if err != nil {
 		return h, nil, fmt.Errorf("%w: envelope: %v", ErrCorrupt, err)
 	}
 	return h, env, nil

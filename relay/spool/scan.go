@@ -50,6 +50,7 @@ func (s *Spool) Scan(fn func(Entry) error) (ScanStats, error) {
 	// Subdirectories are read by several workers: the files are small and
 	// many, and on a cold cache their reads overlap. fn runs here.
 	workers := min(max(runtime.GOMAXPROCS(0)*4, 16), len(subs))
+	batch := scanBatchSize(workers)
 	jobs := make(chan string)
 	results := make(chan subdirResult, workers)
 	stop := make(chan struct{})
@@ -59,7 +60,7 @@ func (s *Spool) Scan(fn func(Entry) error) (ScanStats, error) {
 			buf := make([]byte, 4096)
 			for ab := range jobs {
 				select {
-				case results <- s.scanSubdir(ab, buf):
+				case results <- s.scanSubdir(ab, batch, buf):
 				case <-stop:
 					return
 				}
@@ -133,26 +134,64 @@ type subdirResult struct {
 	err                         error
 }
 
-// scanSubdir reads msg/AB and state/AB, with buf as scratch space.
-func (s *Spool) scanSubdir(ab string, buf []byte) (res subdirResult) {
+// maxScanBatch is how many message files of a directory a scan worker
+// opens, at most, and asks the kernel to read (posix_fadvise WILLNEED)
+// before it reads the first of them. On a cold cache the reads are then
+// in flight together and the worker seldom sleeps on one: the sleep and
+// wake-up of a blocking read cost more CPU than the read, and on a
+// virtual machine far more.
+const maxScanBatch = 64
+
+// scanBatchSize is the batch of each of the scan's workers: at most
+// maxScanBatch, and all the workers' batches together (a message and a
+// state file each) hold no more than a quarter of the open-files limit.
+func scanBatchSize(workers int) int {
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		return 4
+	}
+	return int(max(1, min(maxScanBatch, lim.Cur/4/uint64(2*max(workers, 1)))))
+}
+
+// batchFile is a message file of a batch, opened and being read ahead,
+// and its state file.
+type batchFile struct {
+	id        string
+	hasState  bool  // listed in state/AB
+	fd        int   // -1 when not open
+	size      int64 // of the message file
+	err       error // from opening the message file
+	stateFD   int   // -1 when not open or none
+	stateSize int64
+	stateErr  error // from opening the state file
+	retry     bool  // err is the open-files limit: nothing is open, open again when it is this file's turn
+}
+
+// scanSubdir reads msg/AB and state/AB, batch files at a time, with buf
+// as scratch space.
+func (s *Spool) scanSubdir(ab string, batch int, buf []byte) (res subdirResult) {
 	msgDir := filepath.Join(s.dir, dirMsg, ab)
 	stateDir := filepath.Join(s.dir, dirState, ab)
-	d, err := os.Open(msgDir)
-	var msgs []string
-	if err == nil {
-		defer d.Close()
-		msgs, err = d.Readdirnames(-1)
-	} else if errors.Is(err, os.ErrNotExist) {
-		err = nil // state/AB without msg/AB: only orphans
-	}
+	d, msgs, err := openDir(msgDir)
 	if err != nil {
 		res.err = fmt.Errorf("spool %s: scan: list %s: %w", s.dir, msgDir, err)
 		return res
 	}
-	states, err := readDirNames(stateDir)
+	if d != nil { // else state/AB without msg/AB: only orphans
+		defer d.Close()
+	}
+	sd, states, err := openDir(stateDir)
 	if err != nil {
 		res.err = fmt.Errorf("spool %s: scan: list %s: %w", s.dir, stateDir, err)
 		return res
+	}
+	dirs := batchDirs{msg: -1, state: -1, openat: s.fs.openat}
+	if d != nil {
+		dirs.msg = int(d.Fd())
+	}
+	if sd != nil {
+		defer sd.Close()
+		dirs.state = int(sd.Fd())
 	}
 	hasState := make(map[string]bool, len(states))
 	for _, n := range states {
@@ -160,50 +199,37 @@ func (s *Spool) scanSubdir(ab string, buf []byte) (res subdirResult) {
 	}
 	hasMsg := make(map[string]bool, len(msgs))
 	sort.Strings(msgs)
+	ids := msgs[:0]
 	for _, id := range msgs {
-		path := filepath.Join(msgDir, id)
-		if !ValidID(id) || subdir(id) != ab {
-			res.corrupt++
-			why := fmt.Errorf("%w: the name is not a queue ID of this directory", ErrCorrupt)
-			if s.readOnly {
-				s.log.Error("spool: foreign file among messages (left in place: spool open read-only)", "path", path)
-			} else {
-				s.quarantinePath(path, filepath.Join(s.dir, dirCorrupt, ab+"-"+id), why)
-			}
+		if ValidID(id) && subdir(id) == ab {
+			ids = append(ids, id)
 			continue
 		}
-		env, size, err := scanFile(int(d.Fd()), id, buf)
-		if errors.Is(err, os.ErrNotExist) {
-			continue // removed since the listing (read-only scan of a live spool)
+		res.corrupt++
+		path := filepath.Join(msgDir, id)
+		why := fmt.Errorf("%w: the name is not a queue ID of this directory", ErrCorrupt)
+		if s.readOnly {
+			s.log.Error("spool: foreign file among messages (left in place: spool open read-only)", "path", path)
+		} else {
+			s.quarantinePath(path, filepath.Join(s.dir, dirCorrupt, ab+"-"+id), why)
 		}
-		if err != nil && !errors.Is(err, ErrCorrupt) {
-			res.err = fmt.Errorf("spool %s: scan: %s: %w", s.dir, path, err)
-			return res
+	}
+	files := make([]batchFile, 0, min(batch, len(ids)))
+	for len(ids) > 0 {
+		n := min(len(ids), batch)
+		files = files[:0]
+		for _, id := range ids[:n] {
+			files = append(files, dirs.open(id, hasState[id]))
+		}
+		ids = ids[n:]
+		err := s.readBatch(files, dirs, buf, hasMsg, hasState, &res)
+		for i := range files {
+			files[i].close() // those left open by an error
 		}
 		if err != nil {
-			res.corrupt++
-			s.quarantine(id, err)
-			delete(hasState, id) // moved along (or, read-only, not an orphan)
-			continue
+			res.err = fmt.Errorf("spool %s: scan: %w", s.dir, err)
+			return res
 		}
-		hasMsg[id] = true
-		st := &State{}
-		if hasState[id] {
-			st, err = s.ReadState(id)
-			if errors.Is(err, ErrCorrupt) {
-				res.badStates++
-				st = &State{}
-				if s.readOnly {
-					s.log.Error("spool: damaged state file; message shown as never tried", "id", id, "err", err)
-				} else {
-					s.quarantinePath(s.statePath(id), filepath.Join(s.dir, dirCorrupt, id+".state"), err, "id", id)
-				}
-			} else if err != nil {
-				res.err = fmt.Errorf("spool %s: scan: %w", s.dir, err)
-				return res
-			}
-		}
-		res.entries = append(res.entries, Entry{ID: id, Envelope: env, State: st, Size: size})
 	}
 	for n := range hasState {
 		if hasMsg[n] {
@@ -221,32 +247,194 @@ func (s *Spool) scanSubdir(ab string, buf []byte) (res subdirResult) {
 	return res
 }
 
-// scanFile checks the header, size and envelope of the message file
-// name in the directory open as dirfd, with buf as scratch space. It uses
-// the system calls directly: a scan opens every file in the queue.
-func scanFile(dirfd int, name string, buf []byte) (*Envelope, int64, error) {
-	fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
-	if err != nil {
-		if errors.Is(err, unix.ELOOP) {
-			return nil, 0, fmt.Errorf("%w: a symbolic link", ErrCorrupt)
-		}
-		return nil, 0, &os.PathError{Op: "open", Path: name, Err: err}
+// openDir opens and lists a directory; a missing one is nil and empty.
+func openDir(dir string) (*os.File, []string, error) {
+	d, err := os.Open(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil, nil
 	}
-	defer unix.Close(fd)
+	if err != nil {
+		return nil, nil, err
+	}
+	names, err := d.Readdirnames(-1)
+	if err != nil {
+		d.Close()
+		return nil, nil, err
+	}
+	return d, names, nil
+}
+
+// readBatch checks the files of a batch in order, closing each when done
+// with it, quarantines the damaged ones and appends the good ones to
+// res.entries. It records the messages found in hasMsg and forgets, in
+// hasState, the states moved along with a damaged message. An error that
+// is not damage (an I/O error, the open-files limit) is returned.
+func (s *Spool) readBatch(files []batchFile, dirs batchDirs, buf []byte, hasMsg, hasState map[string]bool, res *subdirResult) error {
+	for i := range files {
+		f := &files[i]
+		if f.retry { // the files before it are closed now
+			*f = dirs.open(f.id, f.hasState)
+			if f.retry {
+				return fmt.Errorf("%s: %w (raise the open-files limit: ulimit -n, systemd's LimitNOFILE)", s.msgPath(f.id), f.err)
+			}
+		}
+		var env *Envelope
+		var size int64
+		err := f.err
+		if err == nil {
+			var h header
+			h, env, err = readHead(fdReader(f.fd), f.size, buf)
+			size = h.bodyLen
+		}
+		if errors.Is(err, os.ErrNotExist) {
+			f.close()
+			continue // removed since the listing (read-only scan of a live spool)
+		}
+		if err != nil && !errors.Is(err, ErrCorrupt) {
+			return fmt.Errorf("%s: %w", s.msgPath(f.id), err)
+		}
+		if err != nil {
+			f.close()
+			res.corrupt++
+			s.quarantine(f.id, err)
+			delete(hasState, f.id) // moved along (or, read-only, not an orphan)
+			continue
+		}
+		hasMsg[f.id] = true
+		st := &State{}
+		if f.stateFD >= 0 || f.stateErr != nil {
+			err = f.stateErr
+			if err == nil {
+				st, err = readStateFD(f.stateFD, f.stateSize, buf)
+			}
+			if errors.Is(err, ErrCorrupt) {
+				res.badStates++
+				st = &State{}
+				if s.readOnly {
+					s.log.Error("spool: damaged state file; message shown as never tried", "id", f.id, "err", err)
+				} else {
+					s.quarantinePath(s.statePath(f.id), filepath.Join(s.dir, dirCorrupt, f.id+".state"), err, "id", f.id)
+				}
+			} else if err != nil {
+				return fmt.Errorf("read state %s: %w", f.id, err)
+			}
+		}
+		f.close()
+		res.entries = append(res.entries, Entry{ID: f.id, Envelope: env, State: st, Size: size})
+	}
+	return nil
+}
+
+// batchDirs are the directories of a batch, open: msg/AB and state/AB
+// (-1 when missing), and the openat(2) to open their files with.
+type batchDirs struct {
+	msg, state int
+	openat     func(dirfd int, name string, flags int) (int, error)
+}
+
+// open opens the message file id, checks that it is a regular file and
+// asks the kernel to read its first page; when hasState, it does the same
+// for the whole state file. It uses the system calls directly: a scan
+// opens every file in the queue. When the open-files limit is reached
+// the result is to be opened again (retry), with nothing open.
+func (dirs batchDirs) open(id string, hasState bool) batchFile {
+	f := batchFile{id: id, hasState: hasState, fd: -1, stateFD: -1}
+	f.fd, f.size, f.err = dirs.openAhead(dirs.msg, id, headPage)
+	switch {
+	case tooManyFiles(f.err):
+		f.retry = true
+		return f
+	case errors.Is(f.err, unix.ELOOP):
+		f.err = fmt.Errorf("%w: a symbolic link", ErrCorrupt)
+	case errors.Is(f.err, errNotRegular):
+		f.err = fmt.Errorf("%w: not a regular file", ErrCorrupt)
+	}
+	if f.err != nil || !hasState || dirs.state < 0 {
+		return f
+	}
+	f.stateFD, f.stateSize, f.stateErr = dirs.openAhead(dirs.state, id, -1)
+	switch {
+	case tooManyFiles(f.stateErr):
+		f.close()
+		f.retry, f.err = true, f.stateErr
+	case errors.Is(f.stateErr, os.ErrNotExist):
+		f.stateErr = nil // removed since the listing: never tried, as ReadState says
+	case errors.Is(f.stateErr, unix.ELOOP):
+		f.stateErr = fmt.Errorf("%w: a symbolic link", ErrCorrupt)
+	case errors.Is(f.stateErr, errNotRegular):
+		f.stateErr = fmt.Errorf("%w: not a regular file", ErrCorrupt)
+	}
+	return f
+}
+
+// close closes what is open of f.
+func (f *batchFile) close() {
+	if f.fd >= 0 {
+		unix.Close(f.fd)
+		f.fd = -1
+	}
+	if f.stateFD >= 0 {
+		unix.Close(f.stateFD)
+		f.stateFD = -1
+	}
+}
+
+// tooManyFiles reports whether err is EMFILE or ENFILE.
+func tooManyFiles(err error) bool {
+	return errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE)
+}
+
+// headPage is how much of a message file a scan reads: its header and,
+// almost always, its whole envelope.
+const headPage = 4096
+
+var errNotRegular = errors.New("not a regular file")
+
+// openAhead opens the regular file name in the directory open as dirfd
+// without following a symbolic link, and starts reading its first n
+// bytes into the page cache without waiting for them (posix_fadvise
+// WILLNEED, which reads no more than asked); n < 0 means the whole file.
+// It returns the descriptor and the file's size; on error nothing is
+// left open.
+func (dirs batchDirs) openAhead(dirfd int, name string, n int64) (int, int64, error) {
+	fd, err := dirs.openat(dirfd, name, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW|unix.O_NONBLOCK)
+	if err != nil {
+		return -1, 0, &os.PathError{Op: "open", Path: name, Err: err}
+	}
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
-		return nil, 0, &os.PathError{Op: "fstat", Path: name, Err: err}
+		unix.Close(fd)
+		return -1, 0, &os.PathError{Op: "fstat", Path: name, Err: err}
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFREG {
-		return nil, 0, fmt.Errorf("%w: not a regular file", ErrCorrupt)
+		unix.Close(fd)
+		return -1, 0, errNotRegular
 	}
-	// Only the first page is wanted: no readahead into the body.
-	_ = unix.Fadvise(fd, 0, 0, unix.FADV_RANDOM)
-	h, env, err := readHead(fdReader(fd), st.Size, buf)
-	if err != nil {
-		return nil, 0, err
+	if n < 0 || n > st.Size {
+		n = st.Size
 	}
-	return env, h.bodyLen, nil
+	if n > 0 {
+		_ = unix.Fadvise(fd, 0, n, unix.FADV_WILLNEED) // a hint: a failure only costs time
+	}
+	return fd, st.Size, nil
+}
+
+// readStateFD reads and decodes the state file open as fd, of the given
+// size (state files are replaced, never changed in place), with buf as
+// scratch space; fd -1 is no state file, the zero State.
+func readStateFD(fd int, size int64, buf []byte) (*State, error) {
+	if fd < 0 {
+		return &State{}, nil
+	}
+	data := buf
+	if int64(cap(data)) < size {
+		data = make([]byte, size)
+	}
+	n, err := fdReader(fd).ReadAt(data[:size], 0)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	return decodeState(data[:n])
 }
 
 // fdReader reads a raw file descriptor with pread(2).

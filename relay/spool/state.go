@@ -119,9 +119,19 @@ func (s *Spool) ReadState(id string) (*State, error) {
 	if err != nil {
 		return nil, fmt.Errorf("spool %s: read state %s: %w", s.dir, id, err)
 	}
+	st, err := decodeState(data)
+	if err != nil {
+		return nil, fmt.Errorf("spool %s: read state %s: %w", s.dir, id, err)
+	}
+	return st, nil
+}
+
+// decodeState decodes the JSON of a state file; the error wraps
+// [ErrCorrupt].
+func decodeState(data []byte) (*State, error) {
 	st := new(State)
 	if err := json.Unmarshal(data, st); err != nil {
-		return nil, fmt.Errorf("spool %s: read state %s: %w: %v", s.dir, id, ErrCorrupt, err)
+		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
 	}
 	return st, nil
 }
