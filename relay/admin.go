@@ -226,12 +226,13 @@ func (a *admin) Hold(ctx context.Context, f control.Filter) (int, error) {
 	if err != nil && len(ids) == 0 {
 		return 0, err
 	}
-	n, eerr := a.edit(ids, func(id string, _ *spool.Envelope, st *spool.State) bool {
+	n, eerr := a.edit(ids, func(id string, env *spool.Envelope, st *spool.State) bool {
 		if st.Hold {
 			return false
 		}
 		st.Hold = true
 		a.d.sc.RemoveMessage(id)
+		a.d.q.setHeld(id, true, pendingRecipients(env, st))
 		a.d.log.Info("held", "id", id)
 		return true
 	})

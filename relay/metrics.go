@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/postern-mta/postern/relay/sched"
+	"github.com/postern-mta/postern/relay/spool"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -19,9 +20,9 @@ type relayMetrics struct {
 	policy     *prometheus.GaugeVec
 }
 
-// newMetrics registers the queue's metrics on reg; stats and free feed
-// the gauges read at scrape time.
-func newMetrics(reg *prometheus.Registry, stats func() sched.Stats, free func() (uint64, bool)) (*relayMetrics, error) {
+// newMetrics registers the queue's metrics on reg; stats, census and free
+// feed the gauges read at scrape time.
+func newMetrics(reg *prometheus.Registry, stats func() sched.Stats, census func() queueCensus, free func() (uint64, bool)) (*relayMetrics, error) {
 	if reg == nil {
 		return nil, nil
 	}
@@ -41,7 +42,7 @@ func newMetrics(reg *prometheus.Registry, stats func() sched.Stats, free func() 
 		policy: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "postern_relay_policy_info",
 			Help: "1 for the hash of the policy in force."}, []string{"hash"}),
 	}
-	gauges := []prometheus.Collector{&queueCollector{stats: stats, free: free}}
+	gauges := []prometheus.Collector{&queueCollector{stats: stats, census: census, free: free}}
 	for _, c := range append([]prometheus.Collector{m.deliveries, m.delayHist, m.dsns, m.fsync, m.reloads, m.policy}, gauges...) {
 		if err := reg.Register(c); err != nil {
 			return nil, err
@@ -91,25 +92,84 @@ func (m *relayMetrics) reload(ok bool, hash string) {
 	m.policy.WithLabelValues(hash).Set(1)
 }
 
+// Queue states of the postern_relay_queue_messages and _recipients
+// gauges.
+const (
+	statePending  = "pending"  // due, waiting for a worker
+	stateDeferred = "deferred" // waiting for its next attempt, or for a down destination
+	stateHeld     = "held"     // held by the administrator
+	stateActive   = "active"   // being delivered
+)
+
+var queueStates = []string{statePending, stateDeferred, stateHeld, stateActive}
+
+// queueCensus counts the queued messages and their recipients not yet
+// final by state, at one instant. A message counts once: active when one
+// of its deliveries is in flight, else pending when one of its
+// destinations is due, else deferred (or held).
+type queueCensus struct {
+	messages, recipients map[string]int
+	oldest               time.Time // arrival of the oldest queued message; zero when none
+}
+
+// census takes the queue's census from the schedule and the held
+// messages (once per scrape: it visits every queued message).
+func (q *queue) census() queueCensus {
+	c := queueCensus{messages: map[string]int{}, recipients: map[string]int{}}
+	now := q.clock.Now()
+	arrived := func(id string) {
+		if t, err := spool.ParseID(id); err == nil && (c.oldest.IsZero() || t.Before(c.oldest)) {
+			c.oldest = t
+		}
+	}
+	q.sc.EachMessage(func(id string, items []sched.Item) {
+		rank := 0 // 0 deferred, 1 pending, 2 active
+		for _, it := range items {
+			state, r := stateDeferred, 0
+			switch {
+			case it.Active:
+				state, r = stateActive, 2
+			case !it.Down && !it.Due.After(now):
+				state, r = statePending, 1
+			}
+			rank = max(rank, r)
+			if pl, ok := it.Payload.(*item); ok {
+				c.recipients[state] += len(pl.rcpts)
+			}
+		}
+		c.messages[[]string{stateDeferred, statePending, stateActive}[rank]]++
+		arrived(id)
+	})
+	q.eachHeld(func(id string, pending int) {
+		c.messages[stateHeld]++
+		c.recipients[stateHeld] += pending
+		arrived(id)
+	})
+	return c
+}
+
 // queueCollector exports the scheduler's and the spool's gauges, taking
-// one scheduler snapshot per scrape (Stats walks every destination).
+// one scheduler snapshot and one census per scrape.
 type queueCollector struct {
-	stats func() sched.Stats
-	free  func() (uint64, bool)
+	stats  func() sched.Stats
+	census func() queueCensus
+	free   func() (uint64, bool)
 }
 
 var (
-	descItems  = prometheus.NewDesc("postern_relay_queue_items", "Scheduled (message, destination) items not yet due or in flight.", nil, nil)
-	descReady  = prometheus.NewDesc("postern_relay_queue_ready", "Items due and waiting for a worker.", nil, nil)
-	descActive = prometheus.NewDesc("postern_relay_queue_active", "Deliveries in flight.", nil, nil)
-	descDown   = prometheus.NewDesc("postern_relay_destinations_down", "Destinations marked down (probed once per interval).", nil, nil)
-	descOldest = prometheus.NewDesc("postern_relay_queue_oldest_seconds", "Age of the earliest due item's due time (0 when the queue is empty).", nil, nil)
-	descFree   = prometheus.NewDesc("postern_relay_spool_free_bytes", "Free bytes on the spool's file system.", nil, nil)
+	descMessages   = prometheus.NewDesc("postern_relay_queue_messages", "Queued messages by state: pending (due, waiting for a worker), deferred (waiting for the next attempt or a down destination), held, active (being delivered).", []string{"state"}, nil)
+	descRecipients = prometheus.NewDesc("postern_relay_queue_recipients", "Recipients of the queued messages not yet final, by state (as postern_relay_queue_messages, per destination).", []string{"state"}, nil)
+	descItems      = prometheus.NewDesc("postern_relay_queue_items", "Scheduled (message, destination) items not yet due or in flight.", nil, nil)
+	descReady      = prometheus.NewDesc("postern_relay_queue_ready", "Items due and waiting for a worker.", nil, nil)
+	descActive     = prometheus.NewDesc("postern_relay_queue_active", "Deliveries in flight.", nil, nil)
+	descDown       = prometheus.NewDesc("postern_relay_destinations_down", "Destinations marked down (probed once per interval).", nil, nil)
+	descOldest     = prometheus.NewDesc("postern_relay_queue_oldest_seconds", "Age of the oldest queued message, from its arrival (0 when the queue is empty).", nil, nil)
+	descFree       = prometheus.NewDesc("postern_relay_spool_free_bytes", "Free bytes on the spool's file system.", nil, nil)
 )
 
 // Describe implements prometheus.Collector.
 func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descItems, descReady, descActive, descDown, descOldest, descFree} {
+	for _, d := range []*prometheus.Desc{descMessages, descRecipients, descItems, descReady, descActive, descDown, descOldest, descFree} {
 		ch <- d
 	}
 }
@@ -117,9 +177,14 @@ func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) {
 // Collect implements prometheus.Collector.
 func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
 	st := c.stats()
+	cen := c.census()
+	for _, state := range queueStates {
+		ch <- prometheus.MustNewConstMetric(descMessages, prometheus.GaugeValue, float64(cen.messages[state]), state)
+		ch <- prometheus.MustNewConstMetric(descRecipients, prometheus.GaugeValue, float64(cen.recipients[state]), state)
+	}
 	oldest := 0.0
-	if !st.OldestDue.IsZero() {
-		oldest = max(time.Since(st.OldestDue).Seconds(), 0)
+	if !cen.oldest.IsZero() {
+		oldest = max(time.Since(cen.oldest).Seconds(), 0)
 	}
 	free := 0.0
 	if f, ok := c.free(); ok {

@@ -41,6 +41,46 @@ type queue struct {
 
 	// locks serialise the reads and writes of one message's state.
 	locks msgLocks
+
+	// held are the held messages (never on the schedule), with their
+	// pending recipients, for the metrics.
+	heldMu sync.Mutex
+	held   map[string]int
+}
+
+// setHeld records whether message id is held, with its pending
+// recipients.
+func (q *queue) setHeld(id string, held bool, pending int) {
+	q.heldMu.Lock()
+	defer q.heldMu.Unlock()
+	if !held {
+		delete(q.held, id)
+		return
+	}
+	if q.held == nil {
+		q.held = map[string]int{}
+	}
+	q.held[id] = pending
+}
+
+// eachHeld calls fn for every held message, under the lock.
+func (q *queue) eachHeld(fn func(id string, pending int)) {
+	q.heldMu.Lock()
+	defer q.heldMu.Unlock()
+	for id, n := range q.held {
+		fn(id, n)
+	}
+}
+
+// pendingRecipients counts the recipients of a message not yet final.
+func pendingRecipients(env *spool.Envelope, st *spool.State) int {
+	n := 0
+	for i := range env.Recipients {
+		if !st.Get(i).Status.Final() {
+			n++
+		}
+	}
+	return n
 }
 
 // dsnSettings are the relay.dsn settings and the hostname.
@@ -203,6 +243,7 @@ func destKey(g *engine.Group) string {
 // schedule puts message id's pending recipients into the scheduler, due
 // at due (or each recipient's next attempt, when later).
 func (q *queue) schedule(ctx context.Context, id string, env *spool.Envelope, st *spool.State, due time.Time) error {
+	q.setHeld(id, st.Hold, pendingRecipients(env, st))
 	if st.Hold {
 		return nil
 	}
@@ -508,6 +549,7 @@ func (q *queue) remove(id string) {
 		return
 	}
 	q.sc.RemoveMessage(id)
+	q.setHeld(id, false, 0)
 	if q.removed != nil {
 		q.removed()
 	}

@@ -213,3 +213,50 @@ func TestListenerTLSBounded(t *testing.T) {
 		t.Fatalf("a FIFO as the certificate: %v, want ErrNotRegular naming the listener", err)
 	}
 }
+
+// TestCensus: the queue's census counts each message once by the state of
+// its destinations (active over pending over deferred; a down
+// destination's items are deferred), its recipients per destination, the
+// held messages apart, and the oldest arrival from the queue IDs.
+func TestCensus(t *testing.T) {
+	q, clock := testQueue(t, nil)
+	now := clock.Now()
+	ids := make([]string, 5)
+	for i := range ids {
+		ids[i] = spool.NewID(now.Add(-time.Duration(5-i)*time.Hour), strings.NewReader(strings.Repeat("x", 64)))
+	}
+	// ids[0]: two destinations, one due (pending) and one later.
+	q.sc.Add(ids[0], "a.example", now, &item{rcpts: []int{0, 1}})
+	q.sc.Add(ids[0], "b.example", now.Add(time.Hour), &item{rcpts: []int{2}})
+	// ids[1]: due later (deferred).
+	q.sc.Add(ids[1], "b.example", now.Add(time.Minute), &item{rcpts: []int{0}})
+	// ids[2]: due, but its destination is down (deferred).
+	q.sc.Add(ids[2], "down.example", now, &item{rcpts: []int{0}})
+	q.sc.MarkDown("down.example", now.Add(time.Minute), "refused")
+	// ids[3]: being delivered (active).
+	q.sc.Add(ids[3], "c.example", now.Add(-time.Second), &item{rcpts: []int{0, 1, 2}})
+	dp, ok := q.sc.TryNext()
+	if !ok || dp.ID != ids[3] {
+		t.Fatalf("dispatched %+v, %v; want %s (the earliest due)", dp, ok, ids[3])
+	}
+	// ids[4]: held, with 2 pending recipients.
+	q.setHeld(ids[4], true, 2)
+
+	c := q.census()
+	wantMsgs := map[string]int{statePending: 1, stateDeferred: 2, stateActive: 1, stateHeld: 1}
+	wantRcpts := map[string]int{statePending: 2, stateDeferred: 3, stateActive: 3, stateHeld: 2}
+	for _, s := range queueStates {
+		if c.messages[s] != wantMsgs[s] || c.recipients[s] != wantRcpts[s] {
+			t.Errorf("%s: %d messages, %d recipients; want %d, %d", s, c.messages[s], c.recipients[s], wantMsgs[s], wantRcpts[s])
+		}
+	}
+	if want := now.Add(-5 * time.Hour).Truncate(time.Millisecond); !c.oldest.Equal(want) {
+		t.Errorf("oldest arrival %v, want %v (ids[0]'s)", c.oldest, want)
+	}
+	// Released (scheduled again) or removed, a held message counts no more.
+	q.setHeld(ids[4], false, 0)
+	q.sc.Done(dp)
+	if c := q.census(); c.messages[stateHeld] != 0 || c.messages[stateActive] != 0 {
+		t.Errorf("after the release and the dispatch's end: %v", c.messages)
+	}
+}

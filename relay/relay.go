@@ -130,7 +130,13 @@ func New(opts Options) (*Daemon, error) {
 	d.policyHash.Store(policyHash(opts.Policy))
 
 	d.sc = sched.New(sched.Options{Workers: rc.Queue.Workers, Clock: d.clock, DestinationLimit: d.destLimit})
-	d.m, err = newMetrics(opts.Registry, d.sc.Stats, d.freeBytes)
+	census := func() queueCensus {
+		if d.q == nil { // not yet built: nothing queued
+			return queueCensus{}
+		}
+		return d.q.census()
+	}
+	d.m, err = newMetrics(opts.Registry, d.sc.Stats, census, d.freeBytes)
 	if err != nil {
 		_ = d.eng.Close()
 		return nil, fmt.Errorf("relay: metrics: %w", err)

@@ -308,6 +308,26 @@ func TestRelayDeadDestination(t *testing.T) {
 	if untried != n-1 {
 		t.Errorf("%d never-tried messages listed as waiting for the down destination, want %d: %+v", untried, n-1, ms)
 	}
+	// The queue gauges say the same; a held message counts as held.
+	if got, err := c.Hold(context.Background(), control.Filter{IDs: []string{ms[0].ID}}); err != nil || got != 1 {
+		t.Fatalf("hold %s: %d, %v", ms[0].ID, got, err)
+	}
+	// (A deferral's dispatch ends a moment after its log line: poll.)
+	wants := []string{fmt.Sprintf("postern_relay_queue_messages{state=\"deferred\"} %d\n", n-1),
+		"postern_relay_queue_messages{state=\"held\"} 1\n", "postern_relay_queue_recipients{state=\"held\"} 1\n",
+		"postern_relay_queue_messages{state=\"pending\"} 0\n", "postern_relay_queue_messages{state=\"active\"} 0\n"}
+	waitFor(t, "the queue gauges", func() bool {
+		exposition := httpGet(t, "http://"+r.d.HTTPAddr()+"/metrics", 200)
+		for _, want := range wants {
+			if !strings.Contains(exposition, want) {
+				return false
+			}
+		}
+		return true
+	})
+	if got, err := c.Release(context.Background(), []string{ms[0].ID}); err != nil || got != 1 {
+		t.Fatalf("release %s: %d, %v", ms[0].ID, got, err)
+	}
 	// queue.retry's first delay is 2m (the default), ±10 % jitter for the
 	// first message's own retry: past that, every message is due.
 	clock.Advance(2*time.Minute*11/10 + time.Second)

@@ -192,6 +192,26 @@ func (s *Scheduler) Items(id string) []Item {
 	return out
 }
 
+// EachMessage calls fn for every message on the schedule, with its
+// entries as [Scheduler.Items] describes them (the slice is reused: it is
+// valid during the call only). It holds the scheduler's lock throughout:
+// fn must be quick and must not call the Scheduler. It is meant for
+// metrics, once per scrape.
+func (s *Scheduler) EachMessage(fn func(id string, items []Item)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var items []Item
+	for id, first := range s.byID {
+		items = items[:0]
+		for it := first; it != nil; it = it.next {
+			d := it.dest
+			items = append(items, Item{Dest: d.name, Due: it.due, Payload: it.payload, Active: it.active,
+				Down: d.down, Until: d.until, Reason: d.reason})
+		}
+		fn(id, items)
+	}
+}
+
 // remove is Remove for one item; s.mu is held.
 func (s *Scheduler) remove(it *item, now time.Time) bool {
 	if it.active {

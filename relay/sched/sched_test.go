@@ -880,3 +880,31 @@ func TestItemsReportEntriesAndDownState(t *testing.T) {
 		t.Errorf("Items(m1) after b's dispatch and a's MarkUp = %+v, want a.example only, up", got)
 	}
 }
+
+func TestEachMessageVisitsEveryMessageOnce(t *testing.T) {
+	s, _ := newSched(10, 10)
+	s.Add("m1", "a.example", t0, 1)
+	s.Add("m1", "b.example", t0.Add(time.Hour), 2)
+	s.Add("m2", "a.example", t0, 3)
+	dp := mustNext(t, s)
+	got := map[string][]Item{}
+	s.EachMessage(func(id string, items []Item) { got[id] = slices.Clone(items) })
+	if len(got) != 2 || len(got["m1"]) != 2 || len(got["m2"]) != 1 {
+		t.Fatalf("EachMessage saw %+v, want m1 with 2 entries and m2 with 1", got)
+	}
+	active := 0
+	for _, items := range got {
+		for _, it := range items {
+			if it.Active {
+				active++
+				if it.Dest != dp.Dest {
+					t.Errorf("active entry %+v, want the dispatched %s/%s", it, dp.ID, dp.Dest)
+				}
+			}
+		}
+	}
+	if active != 1 {
+		t.Errorf("%d active entries, want 1: %+v", active, got)
+	}
+	s.Done(dp)
+}
