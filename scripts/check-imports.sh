@@ -3,8 +3,8 @@
 # (tests aside; README.md, section Layout, draws the same graph):
 #
 #   cmd/postern       -> engine policies expr transport transport/tlsrpt relay relay/control internal/textsafe internal/safefile internal/jsonout internal/corpus internal/mtalog internal/policytest internal/policydiff
-#   relay             -> engine engine/metrics policies transport relay/spool relay/sched relay/smtpd relay/control
-#   relay/smtpd       -> relay/spool (its Envelope type only)
+#   relay             -> engine engine/metrics policies expr transport transport/dns relay/spool relay/sched relay/smtpd relay/control internal/safefile
+#   relay/smtpd       -> relay/spool (its Envelope type only) internal/safefile
 #   relay/control     -> relay/spool
 #   relay/spool, relay/sched: leaves
 #   engine            -> engine/throttle engine/metrics engine/dsn policies expr transport transport/dns transport/mailbox transport/dane transport/mtasts transport/tlsrpt internal/textsafe internal/safefile internal/jsonout
