@@ -313,7 +313,7 @@ func relayFields() []Field {
 			Doc: "The SMTP listeners of `postern relay`. Each has name (required, unique: logs, metrics and the listener variable), address (required: IP:PORT, [IPv6]:PORT; port 0: a free port), " +
 				"mode (smtp: relays for relay.networks and authenticated clients, STARTTLS offered when tls is set; submission: RFC 6409, STARTTLS and then AUTH required before MAIL, needs tls and relay.auth; submissions: RFC 8314 implicit TLS, AUTH required, needs tls and relay.auth; default smtp), " +
 				"tls ({cert: PATH, key: PATH}, PEM files relative to the policy's directory), proxy-protocol ({trusted: [PREFIX, ...]}: a PROXY protocol v1/v2 header is required from these peers, which gives the client's address, and connections from any other peer are refused), " +
-				"max-connections (200) and max-connections-per-ip (20; more get 421 4.7.0). AUTH is offered only over TLS. A listener that is not on a loopback address, or takes PROXY headers, is open to other machines: the open-relay guard applies (see The relay daemon).",
+				"max-connections (200) and max-connections-per-ip (20; more get 421 4.7.0; an IPv6 client counts by its /84 network, as Postfix does, since one host may hold a whole /64). AUTH is offered only over TLS. A listener that is not on a loopback address, or takes PROXY headers, is open to other machines: the open-relay guard applies (see The relay daemon).",
 			Example: "relay:\n  listeners:\n    - name: mta\n      address: 127.0.0.1:10025\n    - name: submission\n      address: \"[::]:587\"\n      mode: submission\n      tls: {cert: /etc/postern/tls.crt, key: /etc/postern/tls.key}\n      max-connections-per-ip: 5",
 			decode:  decodeListeners,
 			node:    listenersNode,
@@ -330,7 +330,7 @@ func relayFields() []Field {
 		literalField("relay.auth.mechanisms", mechanismsKind, func(s *Set) *[]string { return &s.relay.Auth.Mechanisms }, []string{"plain", "login"},
 			"SASL mechanisms offered: plain (RFC 4616) and login. At least one. Used only with users-file.", storeMechanisms),
 		literalField("relay.auth.max-failures", intKind(1, 100), func(s *Set) *int { return &s.relay.Auth.MaxFailures }, 3,
-			"Failed AUTH attempts per session: the failure that reaches this number is answered 421 4.7.0 and the session closed. Besides, a client address with more than 10 failures in a minute gets 454 4.7.0 for AUTH until the minute ends."),
+			"Failed AUTH attempts per session: the failure that reaches this number is answered 421 4.7.0 and the session closed. Besides, a client address (an IPv6 one by its /84 network) with more than 10 failures in a minute gets 454 4.7.0 for AUTH until the minute ends."),
 		permitField(),
 		literalField("relay.limits.message-size", messageSizeKind, func(s *Set) *int64 { return &s.relay.Limits.MessageSize }, DefaultRelayMessageSize,
 			"Largest message accepted, in bytes: advertised with SIZE (RFC 1870); a MAIL command declaring more, or a message growing past it, is refused with 552 5.3.4."),

@@ -9,8 +9,8 @@ import (
 	"github.com/emersion/go-sasl"
 )
 
-// authLimiter counts AUTH failures per client address in fixed windows of
-// AuthFailureWindow.
+// authLimiter counts AUTH failures per client (an IPv4 address, an IPv6
+// block: clientBlock) in fixed windows of AuthFailureWindow.
 type authLimiter struct {
 	mu  sync.Mutex
 	max int
@@ -28,6 +28,7 @@ type authWindow struct {
 const maxTrackedIPs = 4096
 
 func (l *authLimiter) blocked(ip netip.Addr) bool {
+	ip = clientBlock(ip)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	w := l.m[ip]
@@ -42,6 +43,7 @@ func (l *authLimiter) blocked(ip netip.Addr) bool {
 }
 
 func (l *authLimiter) fail(ip netip.Addr) {
+	ip = clientBlock(ip)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()

@@ -257,3 +257,21 @@ func TestLoadUsersBounded(t *testing.T) {
 		t.Errorf("a file over MaxUsersFile: %v, want ErrTooLarge", err)
 	}
 }
+
+// TestAuthFailuresPerIPv6Block: the AUTH failures of one IPv6 /84 count
+// together, whatever its addresses; the next block is another client.
+func TestAuthFailuresPerIPv6Block(t *testing.T) {
+	clock := &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	l := &authLimiter{max: 2, now: clock.now, m: map[netip.Addr]*authWindow{}}
+	l.fail(netip.MustParseAddr("2001:db8:1:2:3:4000::1"))
+	l.fail(netip.MustParseAddr("2001:db8:1:2:3:4abc:dead:beef"))
+	if !l.blocked(netip.MustParseAddr("2001:db8:1:2:3:4fff::2")) {
+		t.Error("a third address of the same /84 is not blocked after 2 failures in it")
+	}
+	if l.blocked(netip.MustParseAddr("2001:db8:1:2:3:5000::1")) {
+		t.Error("the next /84 is blocked")
+	}
+	if l.blocked(netip.MustParseAddr("192.0.2.1")) {
+		t.Error("an IPv4 client is blocked")
+	}
+}

@@ -272,4 +272,35 @@ func TestConnectionCaps(t *testing.T) {
 		c.send("PROXY TCP4 192.0.2.7 127.0.0.1 40001 25\r\n")
 		c.expect("421 4.7.0")
 	})
+	t.Run("per IPv6 block behind PROXY", func(t *testing.T) {
+		cfg := proxyConfig("127.0.0.1/32")
+		cfg.Listeners[0].MaxConnectionsPerIP = 1
+		te := start(t, cfg)
+		a := dialNoGreeting(t, te.addr())
+		a.send("PROXY TCP6 2001:db8:1:2:3:4000::7 2001:db8::1 40000 25\r\n")
+		a.expect("220 ")
+		// Another address of the same /84: the same client.
+		b := dialNoGreeting(t, te.addr())
+		b.send("PROXY TCP6 2001:db8:1:2:3:4fff:1:9 2001:db8::1 40001 25\r\n")
+		b.expect("421 4.7.0")
+		// The next /84 is another client.
+		c := dialNoGreeting(t, te.addr())
+		c.send("PROXY TCP6 2001:db8:1:2:3:5000::7 2001:db8::1 40002 25\r\n")
+		c.expect("220 ")
+	})
+}
+
+func TestClientBlock(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{"192.0.2.7", "192.0.2.7"},
+		{"::ffff:192.0.2.7", "192.0.2.7"},
+		{"2001:db8:1:2:3:4abc:5:6", "2001:db8:1:2:3:4000::"},
+		{"2001:db8:1:2:3:4fff:ffff:ffff", "2001:db8:1:2:3:4000::"},
+		{"fe80::1%eth0", "fe80::"},
+		{"::1", "::"},
+	} {
+		if got := clientBlock(netip.MustParseAddr(c.in)); got != netip.MustParseAddr(c.want) {
+			t.Errorf("clientBlock(%s) = %s, want %s", c.in, got, c.want)
+		}
+	}
 }

@@ -488,7 +488,9 @@ func (l *listener) release() {
 	l.mu.Unlock()
 }
 
+// acquireIP takes a connection slot of ip's client block (clientBlock).
 func (l *listener) acquireIP(ip netip.Addr) bool {
+	ip = clientBlock(ip)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.cfg.MaxConnectionsPerIP > 0 && l.perIP[ip] >= l.cfg.MaxConnectionsPerIP {
@@ -498,7 +500,9 @@ func (l *listener) acquireIP(ip netip.Addr) bool {
 	return true
 }
 
+// releaseIP gives back the slot acquireIP took for ip.
 func (l *listener) releaseIP(ip netip.Addr) {
+	ip = clientBlock(ip)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.perIP[ip] <= 1 {
