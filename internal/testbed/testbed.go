@@ -43,15 +43,37 @@ func Require(t testing.TB, program string) string {
 
 // FreePort returns a TCP port on host that was free a moment ago. The same
 // number is usually free for UDP too; callers that need both check.
+//
+// It never returns a number it returned before in this process: the
+// kernel may hand the same free port to two bind(0) calls in a row, and a
+// test that asks for two ports (a listener's and a metrics endpoint's)
+// would then start a server whose second bind fails.
 func FreePort(t testing.TB, host string) int {
 	t.Helper()
-	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-	if err != nil {
-		t.Fatalf("testbed: free port on %s: %v", host, err)
+	for range 100 {
+		l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+		if err != nil {
+			t.Fatalf("testbed: free port on %s: %v", host, err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		givenMu.Lock()
+		seen := given[port]
+		given[port] = true
+		givenMu.Unlock()
+		if !seen {
+			return port
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatalf("testbed: free port on %s: 100 tries gave only ports handed out before", host)
+	return 0
 }
+
+// given are the ports FreePort has returned in this process.
+var (
+	givenMu sync.Mutex
+	given   = map[int]bool{}
+)
 
 // ListenOn settles where a test server listens: host defaults to
 // 127.0.0.1; port 0 means nsPort (the protocol's real port) for a server in
