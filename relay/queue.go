@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -269,25 +270,31 @@ func (q *queue) deliver(ctx context.Context, dp sched.Dispatch) {
 	defer q.sc.Done(dp)
 	defer q.lock(dp.ID)()
 
-	msg, err := q.sp.Load(dp.ID)
+	// A down dispatch makes no connection: the envelope is enough (the
+	// body is read only if a notice or the expiry needs it), so that a
+	// destination down with a large queue costs no full read per message.
+	var (
+		msg  *spool.Message
+		env  *spool.Envelope
+		size int64
+		err  error
+	)
+	if dp.Down {
+		env, size, err = q.sp.Head(dp.ID)
+	} else if msg, err = q.sp.Load(dp.ID); err == nil {
+		defer msg.Close()
+		env, size = msg.Envelope, msg.Size
+	}
 	if err != nil {
-		if errors.Is(err, spool.ErrCorrupt) {
-			q.log.Error("message damaged: moved to corrupt/", "id", dp.ID, "err", err)
-			q.sc.RemoveMessage(dp.ID)
-			return
-		}
-		q.log.Error("cannot read a queued message; retrying later", "id", dp.ID, "err", err)
-		q.sc.Add(dp.ID, dp.Dest, q.clock.Now().Add(time.Minute), dp.Payload)
+		q.readFailed(dp, err, q.clock.Now().Add(time.Minute))
 		return
 	}
-	defer msg.Close()
 	st, err := q.sp.ReadState(dp.ID)
 	if err != nil {
 		q.log.Error("cannot read a message's state; retrying later", "id", dp.ID, "err", err)
 		q.sc.Add(dp.ID, dp.Dest, q.clock.Now().Add(time.Minute), dp.Payload)
 		return
 	}
-	env := msg.Envelope
 	var rcpts []int
 	if it, ok := dp.Payload.(*item); ok {
 		for _, i := range it.rcpts {
@@ -303,13 +310,13 @@ func (q *queue) deliver(ctx context.Context, dp sched.Dispatch) {
 	now := q.clock.Now()
 
 	if dp.Down {
-		q.deferDown(ctx, dp, msg, st, rcpts, now)
+		q.deferDown(ctx, dp, env, size, st, rcpts, now)
 		return
 	}
 
 	// The engine sees the queue as it was before this attempt (retry_num
 	// is the attempts already made).
-	em := engineMessage(dp.ID, env, st, rcpts, dp.Dest, msg.Size, now)
+	em := engineMessage(dp.ID, env, st, rcpts, dp.Dest, size, now)
 
 	// Before the attempt, the state counts it and says when the next one
 	// is due: a crash during the delivery neither forgets the attempt nor
@@ -457,8 +464,8 @@ func (q *queue) record(ctx context.Context, dp sched.Dispatch, msg *spool.Messag
 
 // deferDown defers the recipients of a down destination without a
 // connection: the attempt counts for expiry only.
-func (q *queue) deferDown(ctx context.Context, dp sched.Dispatch, msg *spool.Message, st *spool.State, rcpts []int, now time.Time) {
-	em := engineMessage(dp.ID, msg.Envelope, st, rcpts, dp.Dest, msg.Size, now)
+func (q *queue) deferDown(ctx context.Context, dp sched.Dispatch, env *spool.Envelope, size int64, st *spool.State, rcpts []int, now time.Time) {
+	em := engineMessage(dp.ID, env, st, rcpts, dp.Dest, size, now)
 	dec, err := q.eng.Evaluate(ctx, em, engine.WithoutDNS())
 	expired := err == nil && len(dec.Groups) > 0 && dec.Groups[0].Schedule != nil && dec.Groups[0].Schedule.ExpiresIn <= 0
 	if !expired {
@@ -469,7 +476,7 @@ func (q *queue) deferDown(ctx context.Context, dp sched.Dispatch, msg *spool.Mes
 		// the destination is probed again, once. Only a delay notice,
 		// which must not be sent twice, is recorded.
 		for _, i := range rcpts {
-			q.log.Warn("delivery", "id", dp.ID, "to", msg.Envelope.Recipients[i].Addr, "status", "deferred",
+			q.log.Warn("delivery", "id", dp.ID, "to", env.Recipients[i].Addr, "status", "deferred",
 				"dest", dp.Dest, "dsn", "4.4.1", "reply", "destination down: "+dp.Reason, "retry_after", dp.Until)
 			q.m.delivery("deferred", "down")
 		}
@@ -483,7 +490,10 @@ func (q *queue) deferDown(ctx context.Context, dp sched.Dispatch, msg *spool.Mes
 					Code: 451, Enhanced: transport.EnhancedCode{4, 4, 1}, Text: "destination down: " + dp.Reason},
 					Route: dp.Dest, NotifyDelay: true, ExpiresAt: expiresAt}
 			}
-			if nerr := q.notify(ctx, dp.ID, msg.Envelope, msg, em, results, rcpts, st); nerr != nil {
+			nerr := q.withMessage(dp.ID, func(msg *spool.Message) error {
+				return q.notify(ctx, dp.ID, env, msg, em, results, rcpts, st)
+			})
+			if nerr != nil {
 				q.log.Error("cannot queue a delay notice; it is tried again at the next attempt", "id", dp.ID, "err", nerr)
 			} else {
 				notified = true
@@ -499,12 +509,48 @@ func (q *queue) deferDown(ctx context.Context, dp sched.Dispatch, msg *spool.Mes
 	}
 	// Expired while its destination was down: the engine says so (class
 	// expired) without a connection when asked to deliver now.
-	results, derr := q.eng.Deliver(ctx, em, msg.Body)
-	if derr != nil || len(results) != len(rcpts) {
-		q.sc.Add(dp.ID, dp.Dest, dp.Until, &item{rcpts: rcpts})
-		return
+	err = q.withMessage(dp.ID, func(msg *spool.Message) error {
+		results, derr := q.eng.Deliver(ctx, em, msg.Body)
+		if derr != nil || len(results) != len(rcpts) {
+			return fmt.Errorf("delivery returned %d results for %d recipients: %v", len(results), len(rcpts), derr)
+		}
+		q.record(ctx, dp, msg, st, rcpts, em, results, now, false)
+		return nil
+	})
+	if err != nil {
+		q.readFailed(dp, fmt.Errorf("expiring: %w", err), dp.Until)
 	}
-	q.record(ctx, dp, msg, st, rcpts, em, results, now, false)
+}
+
+// readFailed handles a dispatch whose message could not be read: a
+// damaged one (moved to corrupt/ by the spool) or one no longer in the
+// spool leaves the schedule; any other failure is tried again at retry.
+func (q *queue) readFailed(dp sched.Dispatch, err error, retry time.Time) {
+	gone := true
+	switch {
+	case errors.Is(err, spool.ErrCorrupt):
+		q.log.Error("message damaged: moved to corrupt/", "id", dp.ID, "err", err)
+	case errors.Is(err, os.ErrNotExist):
+		q.log.Error("message no longer in the spool: dropped from the schedule", "id", dp.ID, "err", err)
+	default:
+		gone = false
+		q.log.Error("cannot read a queued message; retrying later", "id", dp.ID, "err", err)
+		q.sc.Add(dp.ID, dp.Dest, retry, dp.Payload)
+	}
+	if gone {
+		q.sc.RemoveMessage(dp.ID)
+		q.setHeld(dp.ID, false, 0)
+	}
+}
+
+// withMessage loads message id whole (CRC checked) for fn, and closes it.
+func (q *queue) withMessage(id string, fn func(*spool.Message) error) error {
+	msg, err := q.sp.Load(id)
+	if err != nil {
+		return err
+	}
+	defer msg.Close()
+	return fn(msg)
 }
 
 // downError is the last error of a recipient deferred because its

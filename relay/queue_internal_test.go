@@ -260,3 +260,55 @@ func TestCensus(t *testing.T) {
 		t.Errorf("after the release and the dispatch's end: %v", c.messages)
 	}
 }
+
+// TestDownDeferralReadsNoBody: a dispatch to a down destination reads the
+// envelope only: a message whose body was damaged is deferred (no
+// attempt, no state file) and left in place, and only the attempt that
+// reads the body (Load checks the CRC) moves it to corrupt/ and drops it
+// from the schedule.
+func TestDownDeferralReadsNoBody(t *testing.T) {
+	dialer := dialFunc(func(context.Context, string, netip.AddrPort, netip.Addr) (net.Conn, error) {
+		return nil, errors.New("connection refused (test)")
+	})
+	q, clock := testQueue(t, dialer)
+	id, msg := queueOne(t, q)
+	msg.Close()
+	path := filepath.Join(q.sp.Dir(), "msg", id[7:9], id)
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, _ := f.Stat()
+	if _, err := f.WriteAt([]byte{'Z'}, fi.Size()-3); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+
+	now := clock.Now()
+	q.sc.MarkDown("route:sink", now.Add(time.Minute), "refused (test)")
+	q.sc.Add(id, "route:sink", now, &item{rcpts: []int{0}})
+	dp, ok := q.sc.TryNext()
+	if !ok || !dp.Down {
+		t.Fatalf("dispatch %+v, %v; want a down dispatch", dp, ok)
+	}
+	q.deliver(context.Background(), dp)
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("the message left msg/ on a down deferral: %v", err)
+	}
+	if items := q.sc.Items(id); len(items) != 1 || !items[0].Due.Equal(now.Add(time.Minute)) {
+		t.Fatalf("after the deferral the schedule holds %+v, want one entry due at the end of the down period", items)
+	}
+
+	clock.Advance(time.Minute)
+	dp, ok = q.sc.TryNext()
+	if !ok || dp.Down || !dp.Probe {
+		t.Fatalf("dispatch %+v, %v; want the probe", dp, ok)
+	}
+	q.deliver(context.Background(), dp)
+	if _, err := os.Stat(filepath.Join(q.sp.Dir(), "corrupt", id)); err != nil {
+		t.Errorf("the damaged message is not in corrupt/ after the attempt that read it: %v", err)
+	}
+	if items := q.sc.Items(id); len(items) != 0 {
+		t.Errorf("the damaged message is still scheduled: %+v", items)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -47,7 +48,7 @@ type Options struct {
 	// Clock drives the scheduler; nil means the system clock.
 	Clock sched.Clock
 	// Jitter returns uniform numbers in [0, 1) for retry jitter and the
-	// start-up spread; nil means math/rand/v2.
+	// start-up spread, safe for concurrent use; nil means math/rand/v2.
 	Jitter func() float64
 }
 
@@ -176,14 +177,29 @@ func (d *Daemon) recover() error {
 	ctx := context.Background()
 	now := d.clock.Now()
 	spread := d.eng.Policy().Relay().Queue.StartupSpread
+	// Scan hands the messages over from one goroutine; working out their
+	// destinations (a policy evaluation each) is spread over one worker
+	// per CPU, so that it overlaps the scan's reads instead of following
+	// them.
+	work := make(chan spool.Entry, 256)
+	var wg sync.WaitGroup
+	for range runtime.GOMAXPROCS(0) {
+		wg.Go(func() {
+			for e := range work {
+				due := sched.StartupDue(now, now, spread, d.q.jitter)
+				if err := d.q.schedule(ctx, e.ID, e.Envelope, e.State, due); err != nil {
+					d.log.Error("cannot schedule a queued message; it stays in the spool", "id", e.ID, "err", err)
+				}
+			}
+		})
+	}
 	stats, err := d.sp.Scan(func(e spool.Entry) error {
 		d.queued.Add(1)
-		due := sched.StartupDue(now, now, spread, d.q.jitter)
-		if err := d.q.schedule(ctx, e.ID, e.Envelope, e.State, due); err != nil {
-			d.log.Error("cannot schedule a queued message; it stays in the spool", "id", e.ID, "err", err)
-		}
+		work <- e
 		return nil
 	})
+	close(work)
+	wg.Wait()
 	if err != nil {
 		return fmt.Errorf("relay: scanning the spool: %w", err)
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/postern-mta/postern/relay"
 	"github.com/postern-mta/postern/relay/control"
 	"github.com/postern-mta/postern/relay/sched"
+	"github.com/postern-mta/postern/relay/spool"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -457,5 +458,61 @@ func TestRelayDelayNotices(t *testing.T) {
 	waitFor(t, "only the 2 queued messages in the spool", func() bool { return spoolMessages(t, r.dir) == 2 })
 	if n := len(ok.Messages(t)); n != 2 {
 		t.Errorf("%d notices after the next deferral, want still 2", n)
+	}
+}
+
+// TestRelayRecoversSpool: started on a spool that holds 300 messages, 30
+// of them held, the relay schedules every other one exactly once (spread
+// over startup-spread, an hour on a clock that does not move, so none is
+// due yet) and counts the held ones apart, as its queue gauges show.
+func TestRelayRecoversSpool(t *testing.T) {
+	const n, everyHeld = 300, 10
+	dir := filepath.Join(t.TempDir(), "spool")
+	clock := sched.NewFakeClock(time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC))
+	sp, err := spool.Open(dir, spool.Options{Now: clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		rc, err := sp.Create(&spool.Envelope{From: "a@sender.test", Recipients: []spool.Recipient{{Addr: fmt.Sprintf("u%d@dest.test", i)}, {Addr: fmt.Sprintf("v%d@dest.test", i)}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := rc.Write([]byte("Subject: t\r\n\r\nhi\r\n")); err != nil {
+			t.Fatal(err)
+		}
+		id, err := rc.Commit(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i%everyHeld == 0 {
+			if err := sp.WriteState(id, &spool.State{Hold: true}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := sp.Close(); err != nil {
+		t.Fatal(err)
+	}
+	proxy := testbed.StartProxy(t, testbed.ClosedPort(t))
+	policy := "version: 1\nhostname: relay.test\nrelay:\n  queue:\n    startup-spread: 1h\nrouting:\n  route: dead\n  routes:\n" +
+		relayRoute("dead", proxy.Addr) + "tls:\n  starttls: disable\n"
+	r := startRelayWith(t, policy, dir, func(o *relay.Options) { o.Clock = clock; o.Engine.Clock = clock.Now })
+	held := n / everyHeld
+	waitFor(t, "the metrics endpoint", func() bool { return r.d.HTTPAddr() != "" })
+	exposition := httpGet(t, "http://"+r.d.HTTPAddr()+"/metrics", 200)
+	for _, want := range []string{
+		fmt.Sprintf("postern_relay_queue_messages{state=\"deferred\"} %d\n", n-held),
+		fmt.Sprintf("postern_relay_queue_recipients{state=\"deferred\"} %d\n", 2*(n-held)),
+		fmt.Sprintf("postern_relay_queue_messages{state=\"held\"} %d\n", held),
+		fmt.Sprintf("postern_relay_queue_items %d\n", n-held),
+		"postern_relay_queue_messages{state=\"pending\"} 0\n", "postern_relay_queue_messages{state=\"active\"} 0\n",
+	} {
+		if !strings.Contains(exposition, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	if _, total := proxy.Stats(); total != 0 {
+		t.Errorf("%d connections before any message was due", total)
 	}
 }

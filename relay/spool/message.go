@@ -97,6 +97,38 @@ func readHead(f io.ReaderAt, size int64, buf []byte) (header, *Envelope, error) 
 	return h, env, nil
 }
 
+// Head reads the envelope of the queued message id and the size of its
+// body, without reading the body: for work that needs no body, such as
+// deferring a message whose destination is down. It checks the header,
+// the size and the envelope, not the CRC (Load does, before the body is
+// used); a message that fails is moved to corrupt/ as Load does, and the
+// errors are Load's.
+func (s *Spool) Head(id string) (*Envelope, int64, error) {
+	if !ValidID(id) {
+		return nil, 0, fmt.Errorf("spool %s: read %q: %w", s.dir, id, ErrBadID)
+	}
+	if s.closed.Load() {
+		return nil, 0, fmt.Errorf("spool %s: %w", s.dir, ErrClosed)
+	}
+	f, err := os.Open(s.msgPath(id))
+	if err != nil {
+		return nil, 0, fmt.Errorf("spool %s: read %s: %w", s.dir, id, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, 0, fmt.Errorf("spool %s: read %s: %w", s.dir, id, err)
+	}
+	h, env, err := readHead(f, fi.Size(), make([]byte, 4096))
+	if err != nil {
+		if errors.Is(err, ErrCorrupt) {
+			s.quarantine(id, err)
+		}
+		return nil, 0, fmt.Errorf("spool %s: read %s: %w", s.dir, id, err)
+	}
+	return env, h.bodyLen, nil
+}
+
 // Load opens the queued message id for delivery. It checks the header,
 // the size, the envelope and the CRC-32C of envelope and body; a message
 // that fails is moved to corrupt/ (unless read-only), logged at error

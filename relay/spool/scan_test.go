@@ -162,6 +162,9 @@ func TestLoadRefusesBadIDs(t *testing.T) {
 		if err := s.Remove(id); !errors.Is(err, ErrBadID) {
 			t.Errorf("Remove(%q) = %v, want ErrBadID", id, err)
 		}
+		if _, _, err := s.Head(id); !errors.Is(err, ErrBadID) {
+			t.Errorf("Head(%q) = %v, want ErrBadID", id, err)
+		}
 	}
 	if _, err := s.Load(NewID(time.Now(), nil)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("Load of an unknown ID = %v, want ErrNotExist", err)
@@ -439,5 +442,53 @@ func TestSync(t *testing.T) {
 	}
 	if err := s.Sync(); !errors.Is(err, ErrClosed) {
 		t.Errorf("Sync after Close = %v, want ErrClosed", err)
+	}
+}
+
+// TestHead: Head gives the envelope and the body's size without reading
+// the body, so a flipped body byte passes it (Load, which checks the
+// CRC, catches it); a damaged header or envelope is moved to corrupt/ as
+// Load does.
+func TestHead(t *testing.T) {
+	s := openTest(t, Options{})
+	body := testBody(5000)
+	good := queue(t, s, testEnvelope(), body)
+	env, size, err := s.Head(good)
+	if err != nil || size != int64(len(body)) || !reflect.DeepEqual(env.Recipients, testEnvelope().Recipients) || env.From != testEnvelope().From {
+		t.Fatalf("Head = %+v, %d, %v; want the envelope and size %d", env, size, err, len(body))
+	}
+	flipped := queue(t, s, testEnvelope(), body)
+	fi, _ := os.Stat(s.msgPath(flipped))
+	f, err := os.OpenFile(s.msgPath(flipped), os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte{'Z'}, fi.Size()-3); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if _, _, err := s.Head(flipped); err != nil {
+		t.Errorf("Head of a message with a damaged body = %v, want no error (the CRC is Load's)", err)
+	}
+	if _, err := s.Load(flipped); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("Load of a damaged body = %v, want ErrCorrupt", err)
+	}
+	badJSON := queue(t, s, testEnvelope(), body)
+	f, err = os.OpenFile(s.msgPath(badJSON), os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte{'#'}, headerLen); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if _, _, err := s.Head(badJSON); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("Head of a damaged envelope = %v, want ErrCorrupt", err)
+	}
+	if _, err := os.Stat(filepath.Join(s.dir, dirCorrupt, badJSON)); err != nil {
+		t.Errorf("the damaged message is not in corrupt/: %v", err)
+	}
+	if _, _, err := s.Head(NewID(time.Now(), nil)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("Head of an unknown ID = %v, want ErrNotExist", err)
 	}
 }
