@@ -178,6 +178,9 @@ func (a *admin) Flush(ctx context.Context, f control.Filter) (int, error) {
 		// new ones, and a restart spreads the due messages anyway).
 		n := a.d.sc.Messages()
 		a.d.sc.Flush(sched.Filter{})
+		if a.d.q.down != nil {
+			a.d.q.down.clearAll()
+		}
 		a.d.log.Info("flushed", "messages", n)
 		return n, nil
 	}
@@ -207,7 +210,7 @@ func (a *admin) Flush(ctx context.Context, f control.Filter) (int, error) {
 			for d := range ds {
 				if !dests[d] {
 					dests[d] = true
-					a.d.sc.MarkUp(d)
+					a.d.q.markUp(d)
 				}
 			}
 		}

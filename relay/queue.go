@@ -43,6 +43,10 @@ type queue struct {
 	// locks serialise the reads and writes of one message's state.
 	locks msgLocks
 
+	// down mirrors the scheduler's down destinations in SPOOL/down.json,
+	// so that a restart knows them; nil keeps nothing.
+	down *downStore
+
 	// held are the held messages (never on the schedule), with their
 	// pending recipients, for the metrics.
 	heldMu sync.Mutex
@@ -244,6 +248,12 @@ func destKey(g *engine.Group) string {
 // schedule puts message id's pending recipients into the scheduler, due
 // at due (or each recipient's next attempt, when later).
 func (q *queue) schedule(ctx context.Context, id string, env *spool.Envelope, st *spool.State, due time.Time) error {
+	return q.scheduleFrom(ctx, id, env, st, due, nil)
+}
+
+// scheduleFrom is schedule, with each destination's recipients due no
+// earlier than notBefore(dest) when notBefore is not nil.
+func (q *queue) scheduleFrom(ctx context.Context, id string, env *spool.Envelope, st *spool.State, due time.Time, notBefore func(dest string) time.Time) error {
 	q.setHeld(id, st.Hold, pendingRecipients(env, st))
 	if st.Hold {
 		return nil
@@ -254,6 +264,11 @@ func (q *queue) schedule(ctx context.Context, id string, env *spool.Envelope, st
 	}
 	for dest, rcpts := range dests {
 		at := due
+		if notBefore != nil {
+			if nb := notBefore(dest); nb.After(at) {
+				at = nb
+			}
+		}
 		for _, i := range rcpts {
 			if n := st.Get(i).NextAttempt; n.After(at) {
 				at = n
@@ -445,9 +460,9 @@ func (q *queue) record(ctx context.Context, dp sched.Dispatch, msg *spool.Messag
 	// messages wait without a connection until the first retry delay
 	// has passed (then one probe goes). Anything else means it is up.
 	if downClass(results) {
-		q.sc.MarkDown(dp.Dest, now.Add(q.minRetry()), results[0].Text)
+		q.markDown(dp.Dest, now.Add(q.minRetry()), results[0].Text)
 	} else {
-		q.sc.MarkUp(dp.Dest)
+		q.markUp(dp.Dest)
 	}
 
 	if st.Done(len(env.Recipients)) {
@@ -551,6 +566,23 @@ func (q *queue) withMessage(id string, fn func(*spool.Message) error) error {
 	}
 	defer msg.Close()
 	return fn(msg)
+}
+
+// markDown marks dest down until until, in the schedule and in
+// SPOOL/down.json.
+func (q *queue) markDown(dest string, until time.Time, reason string) {
+	q.sc.MarkDown(dest, until, reason)
+	if q.down != nil {
+		q.down.set(dest, until, reason)
+	}
+}
+
+// markUp marks dest up again (cheap when it was not down).
+func (q *queue) markUp(dest string) {
+	q.sc.MarkUp(dest)
+	if q.down != nil {
+		q.down.clear(dest)
+	}
 }
 
 // downError is the last error of a recipient deferred because its

@@ -149,7 +149,8 @@ func New(opts Options) (*Daemon, error) {
 	}
 	d.m.reload(true, d.hash())
 	d.q = &queue{sp: d.sp, sc: d.sc, eng: d.eng, clock: d.clock, log: d.log, m: d.m, jitter: jitter, dsn: d.dsnSettings,
-		setLimit: func(dest string, n int) { d.limits.Store(dest, n) }, added: func() { d.queued.Add(1) }, removed: func() { d.queued.Add(-1) }}
+		setLimit: func(dest string, n int) { d.limits.Store(dest, n) }, added: func() { d.queued.Add(1) }, removed: func() { d.queued.Add(-1) },
+		down: newDownStore(d.sp.Dir(), d.clock.Now(), d.log)}
 	if err := d.recover(); err != nil {
 		d.closeAll()
 		return nil, err
@@ -177,6 +178,14 @@ func (d *Daemon) recover() error {
 	ctx := context.Background()
 	now := d.clock.Now()
 	spread := d.eng.Policy().Relay().Queue.StartupSpread
+	// The destinations that were down when the daemon stopped are down
+	// still, until their period ends: their messages are scheduled for
+	// then (queue.schedule), when one probe goes.
+	down := d.q.down.entries()
+	for dest, e := range down {
+		d.sc.MarkDown(dest, e.Until, e.Reason)
+	}
+	notBefore := func(dest string) time.Time { return down[dest].Until }
 	// Scan hands the messages over from one goroutine; working out their
 	// destinations (a policy evaluation each) is spread over one worker
 	// per CPU, so that it overlaps the scan's reads instead of following
@@ -187,7 +196,7 @@ func (d *Daemon) recover() error {
 		wg.Go(func() {
 			for e := range work {
 				due := sched.StartupDue(now, now, spread, d.q.jitter)
-				if err := d.q.schedule(ctx, e.ID, e.Envelope, e.State, due); err != nil {
+				if err := d.q.scheduleFrom(ctx, e.ID, e.Envelope, e.State, due, notBefore); err != nil {
 					d.log.Error("cannot schedule a queued message; it stays in the spool", "id", e.ID, "err", err)
 				}
 			}

@@ -516,3 +516,50 @@ func TestRelayRecoversSpool(t *testing.T) {
 		t.Errorf("%d connections before any message was due", total)
 	}
 }
+
+// TestRelayRestartKeepsDownDestinations: a destination found down stays
+// down across a restart (SPOOL/down.json): the restarted relay neither
+// connects to it nor defers its messages once more, but schedules them
+// for the end of the down period, when exactly one probe goes.
+func TestRelayRestartKeepsDownDestinations(t *testing.T) {
+	proxy := testbed.StartProxy(t, testbed.ClosedPort(t))
+	clock := sched.NewFakeClock(time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC))
+	policy := "version: 1\nhostname: relay.test\nrelay:\n  queue:\n    startup-spread: 0s\n    destination-concurrency: 1\nrouting:\n  route: dead\n  routes:\n" +
+		relayRoute("dead", proxy.Addr) + "tls:\n  starttls: disable\n"
+	withClock := func(o *relay.Options) { o.Clock = clock; o.Engine.Clock = clock.Now }
+	r := startRelayWith(t, policy, "", withClock)
+	const n = 8
+	for i := range n {
+		if out := swaks(t, r.addr, "--from", "alice@sender.test", "--to", fmt.Sprintf("u%d@dest.test", i)); !strings.Contains(out, "queued as") {
+			t.Fatalf("message %d not queued:\n%s", i, out)
+		}
+	}
+	waitFor(t, "every message to be deferred", func() bool { return strings.Count(r.log.String(), "destination down") >= n-1 })
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(r.dir, "down.json")); err != nil {
+		t.Fatalf("no down.json after the destination went down: %v", err)
+	}
+
+	r2 := startRelayWith(t, policy, r.dir, withClock)
+	waitFor(t, "the metrics endpoint", func() bool { return r2.d.HTTPAddr() != "" })
+	want := fmt.Sprintf("postern_relay_queue_messages{state=\"deferred\"} %d\n", n)
+	if exp := httpGet(t, "http://"+r2.d.HTTPAddr()+"/metrics", 200); !strings.Contains(exp, want) || !strings.Contains(exp, "postern_relay_destinations_down 1\n") {
+		t.Errorf("after the restart /metrics lacks %q or 1 destination down:\n%s", want, exp)
+	}
+	if got := strings.Count(r2.log.String(), "destination down"); got != 0 {
+		t.Errorf("the restarted relay deferred %d messages once more, want none (they wait for the probe)", got)
+	}
+	if _, total := proxy.Stats(); total != 1 {
+		t.Errorf("%d connections after the restart, want still the first one", total)
+	}
+	// The down period (queue.retry's first delay, 2m) ends, and the
+	// first message's own retry (2m ±10 % jitter) is due: one probe.
+	clock.Advance(2*time.Minute*11/10 + time.Second)
+	waitFor(t, "the probe", func() bool { _, total := proxy.Stats(); return total >= 2 })
+	waitFor(t, "the deferrals after the probe", func() bool { return strings.Count(r2.log.String(), "destination down") >= n-1 })
+	if _, total := proxy.Stats(); total != 2 {
+		t.Errorf("%d connections after the down period, want 2 (one probe)", total)
+	}
+}
