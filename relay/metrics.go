@@ -103,6 +103,10 @@ const (
 
 var queueStates = []string{statePending, stateDeferred, stateHeld, stateActive}
 
+// byRank orders the states of a scheduled item: a message is in the
+// highest state of its items.
+var byRank = [...]string{stateDeferred, statePending, stateActive}
+
 // queueCensus counts the queued messages and their recipients not yet
 // final by state, at one instant. A message counts once: active when one
 // of its deliveries is in flight, else pending when one of its
@@ -123,21 +127,21 @@ func (q *queue) census() queueCensus {
 		}
 	}
 	q.sc.EachMessage(func(id string, items []sched.Item) {
-		rank := 0 // 0 deferred, 1 pending, 2 active
+		rank := 0 // the message's state: the highest of its items' in byRank
 		for _, it := range items {
-			state, r := stateDeferred, 0
+			r := 0
 			switch {
 			case it.Active:
-				state, r = stateActive, 2
+				r = 2
 			case !it.Down && !it.Due.After(now):
-				state, r = statePending, 1
+				r = 1
 			}
 			rank = max(rank, r)
 			if pl, ok := it.Payload.(*item); ok {
-				c.recipients[state] += len(pl.rcpts)
+				c.recipients[byRank[r]] += len(pl.rcpts)
 			}
 		}
-		c.messages[[]string{stateDeferred, statePending, stateActive}[rank]]++
+		c.messages[byRank[rank]]++
 		arrived(id)
 	})
 	q.eachHeld(func(id string, pending int) {

@@ -31,12 +31,11 @@ import (
 //
 // The Closer releases the lock (after syncing the spool's file system).
 func OpenOffline(dir string, writable bool) (Queue, io.Closer, error) {
-	ro, err := spool.OpenReadOnly(dir) // also checks that dir is a spool
-	if err != nil {
-		return nil, nil, err
-	}
 	if !writable {
-		return &offline{sp: ro}, ro, nil
+		return OpenView(dir, nil)
+	}
+	if _, err := spool.OpenReadOnly(dir); err != nil { // checks that dir is a spool: Open would create one
+		return nil, nil, err
 	}
 	sp, err := spool.Open(dir, spool.Options{})
 	if err != nil {

@@ -183,8 +183,13 @@ type Item struct {
 func (s *Scheduler) Items(id string) []Item {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var out []Item
-	for it := s.byID[id]; it != nil; it = it.next {
+	return s.items(nil, s.byID[id])
+}
+
+// items appends the description of the chain of items from first to
+// out; s.mu is held.
+func (s *Scheduler) items(out []Item, first *item) []Item {
+	for it := first; it != nil; it = it.next {
 		d := it.dest
 		out = append(out, Item{Dest: d.name, Due: it.due, Payload: it.payload, Active: it.active,
 			Down: d.down, Until: d.until, Reason: d.reason})
@@ -202,12 +207,7 @@ func (s *Scheduler) EachMessage(fn func(id string, items []Item)) {
 	defer s.mu.Unlock()
 	var items []Item
 	for id, first := range s.byID {
-		items = items[:0]
-		for it := first; it != nil; it = it.next {
-			d := it.dest
-			items = append(items, Item{Dest: d.name, Due: it.due, Payload: it.payload, Active: it.active,
-				Down: d.down, Until: d.until, Reason: d.reason})
-		}
+		items = s.items(items[:0], first)
 		fn(id, items)
 	}
 }

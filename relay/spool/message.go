@@ -104,29 +104,12 @@ func readHead(f io.ReaderAt, size int64, buf []byte) (header, *Envelope, error) 
 // used); a message that fails is moved to corrupt/ as Load does, and the
 // errors are Load's.
 func (s *Spool) Head(id string) (*Envelope, int64, error) {
-	if !ValidID(id) {
-		return nil, 0, fmt.Errorf("spool %s: read %q: %w", s.dir, id, ErrBadID)
-	}
-	if s.closed.Load() {
-		return nil, 0, fmt.Errorf("spool %s: %w", s.dir, ErrClosed)
-	}
-	f, err := os.Open(s.msgPath(id))
+	m, err := s.open(id, false)
 	if err != nil {
-		return nil, 0, fmt.Errorf("spool %s: read %s: %w", s.dir, id, err)
+		return nil, 0, err
 	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, 0, fmt.Errorf("spool %s: read %s: %w", s.dir, id, err)
-	}
-	h, env, err := readHead(f, fi.Size(), make([]byte, 4096))
-	if err != nil {
-		if errors.Is(err, ErrCorrupt) {
-			s.quarantine(id, err)
-		}
-		return nil, 0, fmt.Errorf("spool %s: read %s: %w", s.dir, id, err)
-	}
-	return env, h.bodyLen, nil
+	m.Close()
+	return m.Envelope, m.Size, nil
 }
 
 // Load opens the queued message id for delivery. It checks the header,
@@ -135,19 +118,21 @@ func (s *Spool) Head(id string) (*Envelope, int64, error) {
 // level, and the error wraps [ErrCorrupt]. A message that is not queued
 // gives an error wrapping [os.ErrNotExist]; an invalid ID one wrapping
 // [ErrBadID]. The caller closes the Message.
-func (s *Spool) Load(id string) (*Message, error) {
+func (s *Spool) Load(id string) (*Message, error) { return s.open(id, true) }
+
+// open is Load, and Head when crc is false (the body is not read).
+func (s *Spool) open(id string, crc bool) (*Message, error) {
 	if !ValidID(id) {
 		return nil, fmt.Errorf("spool %s: load %q: %w", s.dir, id, ErrBadID)
 	}
 	if s.closed.Load() {
 		return nil, fmt.Errorf("spool %s: %w", s.dir, ErrClosed)
 	}
-	path := s.msgPath(id)
-	f, err := os.Open(path)
+	f, err := os.Open(s.msgPath(id))
 	if err != nil {
 		return nil, fmt.Errorf("spool %s: load %s: %w", s.dir, id, err)
 	}
-	m, err := s.load(id, f)
+	m, err := s.load(id, f, crc)
 	if err != nil {
 		f.Close()
 		if errors.Is(err, ErrCorrupt) {
@@ -162,7 +147,9 @@ func (s *Spool) Load(id string) (*Message, error) {
 // was most of what delivery allocated.
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
-func (s *Spool) load(id string, f *os.File) (*Message, error) {
+// load checks the open message file f of id: its header, size and
+// envelope, and with crc the CRC-32C of envelope and body.
+func (s *Spool) load(id string, f *os.File, crc bool) (*Message, error) {
 	fi, err := f.Stat()
 	if err != nil {
 		return nil, err
@@ -171,15 +158,17 @@ func (s *Spool) load(id string, f *os.File) (*Message, error) {
 	if err != nil {
 		return nil, err
 	}
-	crc := crc32New()
-	bp := copyBufs.Get().(*[]byte)
-	_, err = io.CopyBuffer(crc, io.NewSectionReader(f, headerLen, h.envLen+h.bodyLen), *bp)
-	copyBufs.Put(bp)
-	if err != nil {
-		return nil, err
-	}
-	if got := crc.Sum32(); got != h.crc {
-		return nil, fmt.Errorf("%w: CRC-32C %08x, header says %08x", ErrCorrupt, got, h.crc)
+	if crc {
+		sum := crc32New()
+		bp := copyBufs.Get().(*[]byte)
+		_, err = io.CopyBuffer(sum, io.NewSectionReader(f, headerLen, h.envLen+h.bodyLen), *bp)
+		copyBufs.Put(bp)
+		if err != nil {
+			return nil, err
+		}
+		if got := sum.Sum32(); got != h.crc {
+			return nil, fmt.Errorf("%w: CRC-32C %08x, header says %08x", ErrCorrupt, got, h.crc)
+		}
 	}
 	return &Message{
 		ID:       id,
