@@ -38,6 +38,11 @@ func ParseURL(s string) (RedisOptions, error) {
 	case "rediss":
 		o.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
 	default:
+		if !validScheme(scheme) {
+			// Not a scheme at all (a URL missing its scheme, "u:pw@h://..."):
+			// what stands before "://" may hold a secret, so it is not shown.
+			return o, errors.New("throttle: redis URL: want redis://host:port or rediss://host:port")
+		}
 		return o, fmt.Errorf("throttle: redis URL: scheme %q: want redis or rediss", scheme)
 	}
 	if i := strings.LastIndex(rest, "@"); i >= 0 {
@@ -81,6 +86,20 @@ func ParseURL(s string) (RedisOptions, error) {
 		return o, fmt.Errorf("throttle: redis URL: database %d: a Redis Cluster has only database 0", o.DB)
 	}
 	return o, nil
+}
+
+// validScheme reports whether s has the syntax of a URI scheme (RFC 3986
+// §3.1): a letter, then letters, digits, "+", "-" or ".".
+func validScheme(s string) bool {
+	for i, c := range s {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z':
+		case i > 0 && (c >= '0' && c <= '9' || c == '+' || c == '-' || c == '.'):
+		default:
+			return false
+		}
+	}
+	return s != ""
 }
 
 // hostPort checks one host[:port] of the URL and adds the default port.
