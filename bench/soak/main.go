@@ -50,6 +50,8 @@ type config struct {
 	n, parallel, size, sample, sinks, mpc int
 	warmup                                float64
 	metrics, log                          bool
+	logHandler                            string // -log: json (format every record) or drop (take every record, format none)
+	pin                                   bool   // the engine process on one CPU, the sinks on the others
 	compare                               bool
 	compareN, compareRuns                 int
 	variants                              string // -compare: the variants, the first being the reference
@@ -69,11 +71,13 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&c.mpc, "mpc", 1000, "limits.messages-per-connection")
 	fs.Float64Var(&c.warmup, "warmup", 0.1, "fraction of the messages counted as warm-up: memory growth is measured from the first sample after it")
 	fs.BoolVar(&c.metrics, "metrics", false, "engine metrics on a fresh Prometheus registry, scraped at every sample")
-	fs.BoolVar(&c.log, "log", false, "engine logging: a slog JSON handler writing to a counting io.Discard")
+	fs.BoolVar(&c.log, "log", false, "engine logging: a slog handler (-log-handler) that counts the records")
+	fs.StringVar(&c.logHandler, "log-handler", "json", "-log's handler: json (slog's JSON handler writing to a counting io.Discard) or drop (takes every record and formats none: what the engine itself spends on the line)")
+	fs.BoolVar(&c.pin, "pin", false, "run the engine process on one CPU only (GOMAXPROCS 1) and the sinks on the other CPUs, so that the engine's throughput is bound by its own CPU (needs taskset and 2 CPUs)")
 	fs.BoolVar(&c.compare, "compare", false, "compare the throughput without and with -metrics -log (alternating short runs)")
 	fs.IntVar(&c.compareN, "compare-n", 20000, "messages per -compare run")
 	fs.IntVar(&c.compareRuns, "compare-runs", 3, "-compare runs of each variant")
-	fs.StringVar(&c.variants, "variants", "plain,metrics+log", "-compare: the variants (plain, metrics, log, metrics+log), each compared with the first")
+	fs.StringVar(&c.variants, "variants", "plain,metrics+log", "-compare: the variants (plain, metrics, log, metrics+log, record, metrics+record), each compared with the first; record is -log -log-handler drop")
 	fs.StringVar(&c.cpuprofile, "cpuprofile", "", "write the CPU profile of the engine's deliveries to `file` (not with -compare)")
 	fs.DurationVar(&c.timeout, "timeout", 15*time.Minute, "bound on the deliveries of one run")
 	fs.DurationVar(&c.settle, "settle", 5*time.Second, "after Close, how long to wait for goroutines and fds to fall back to the baseline")
@@ -83,6 +87,9 @@ func parseFlags(args []string) (config, error) {
 	}
 	if c.n < 1 || c.parallel < 1 || c.sample < 1 || c.sinks < 1 || c.compareN < 1 || c.compareRuns < 1 {
 		return c, fmt.Errorf("-n, -parallel, -sample, -sinks, -compare-n and -compare-runs must be positive")
+	}
+	if c.logHandler != "json" && c.logHandler != "drop" {
+		return c, fmt.Errorf("-log-handler %q: want json or drop", c.logHandler)
 	}
 	return c, nil
 }
@@ -155,7 +162,13 @@ func runOnce(ctx context.Context, cfg config, progress io.Writer) (outcome, erro
 	if err := os.Chmod(tmp, 0o755); err != nil { // smtp-sink runs as nobody
 		return outcome{}, err
 	}
-	ss, err := startSinks(ctx, bin, tmp, cfg.sinks)
+	var engineCPU, sinkCPUs string
+	if cfg.pin {
+		if engineCPU, sinkCPUs, err = cpuSplit(); err != nil {
+			return outcome{}, err
+		}
+	}
+	ss, err := startSinks(ctx, bin, tmp, cfg.sinks, sinkCPUs)
 	if err != nil {
 		return outcome{}, err
 	}
@@ -164,7 +177,11 @@ func runOnce(ctx context.Context, cfg config, progress io.Writer) (outcome, erro
 	for _, s := range ss {
 		addrs = append(addrs, s.Addr)
 	}
-	cmd := exec.CommandContext(ctx, self, childArgs(cfg, strings.Join(addrs, ","))...)
+	argv := append([]string{self}, childArgs(cfg, strings.Join(addrs, ","))...)
+	if cfg.pin {
+		argv = append([]string{"taskset", "-c", engineCPU}, argv...) // taskset execs the engine: its CPU time is still the child's
+	}
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), childEnv+"=1")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	var out strings.Builder
@@ -188,13 +205,13 @@ func runOnce(ctx context.Context, cfg config, progress io.Writer) (outcome, erro
 func childArgs(cfg config, addrs string) []string {
 	return []string{"-addrs", addrs, "-n", fmt.Sprint(cfg.n), "-parallel", fmt.Sprint(cfg.parallel),
 		"-size", fmt.Sprint(cfg.size), "-sample", fmt.Sprint(cfg.sample), "-mpc", fmt.Sprint(cfg.mpc),
-		"-metrics=" + fmt.Sprint(cfg.metrics), "-log=" + fmt.Sprint(cfg.log),
+		"-metrics=" + fmt.Sprint(cfg.metrics), "-log=" + fmt.Sprint(cfg.log), "-log-handler", cfg.logHandler,
 		"-timeout", cfg.timeout.String(), "-settle", cfg.settle.String(), "-cpuprofile", cfg.cpuprofile}
 }
 
 func printMachine(w io.Writer, cfg config) {
 	fmt.Fprintf(w, "machine: nproc=%d, CPU %q, %s/%s, %s, load average %s\n",
 		runtime.NumCPU(), procstat.CPUModel(), runtime.GOOS, runtime.GOARCH, runtime.Version(), procstat.LoadAvg())
-	fmt.Fprintf(w, "N=%d messages of %d bytes payload, %d goroutines, %d smtp-sinks, messages-per-connection %d, sample every %d, metrics %v, log %v\n\n",
-		cfg.n, cfg.size, cfg.parallel, cfg.sinks, cfg.mpc, cfg.sample, cfg.metrics, cfg.log)
+	fmt.Fprintf(w, "N=%d messages of %d bytes payload, %d goroutines, %d smtp-sinks, messages-per-connection %d, sample every %d, metrics %v, log %v (%s), pinned %v\n\n",
+		cfg.n, cfg.size, cfg.parallel, cfg.sinks, cfg.mpc, cfg.sample, cfg.metrics, cfg.log, cfg.logHandler, cfg.pin)
 }

@@ -157,7 +157,11 @@ func printVerdict(w io.Writer, cfg config, o outcome) {
 			r.MetricDelivered, r.MetricConnsOpen)
 	}
 	if cfg.log {
-		fmt.Fprintf(w, "log: %d JSON lines, %.0f bytes each on average\n", r.LogLines, float64(r.LogBytes)/float64(max(r.LogLines, 1)))
+		if cfg.logHandler == "drop" {
+			fmt.Fprintf(w, "log: %d records taken by the drop handler (none formatted)\n", r.LogLines)
+		} else {
+			fmt.Fprintf(w, "log: %d JSON lines, %.0f bytes each on average\n", r.LogLines, float64(r.LogBytes)/float64(max(r.LogLines, 1)))
+		}
 	}
 }
 
@@ -165,18 +169,22 @@ func printVerdict(w io.Writer, cfg config, o outcome) {
 type variant struct {
 	name         string
 	metrics, log bool
+	logHandler   string // with log: json or drop
 }
 
-// parseVariants reads -variants: names among plain, metrics, log and
-// metrics+log, at least two.
+// parseVariants reads -variants: names among plain, metrics, log,
+// metrics+log, record and metrics+record, at least two. A "record"
+// variant logs through a handler that drops every record unformatted:
+// the engine's own part of the log line, without the JSON formatting.
 func parseVariants(list string) ([]variant, error) {
-	known := map[string]variant{"plain": {"plain", false, false}, "metrics": {"metrics", true, false},
-		"log": {"log", false, true}, "metrics+log": {"metrics+log", true, true}}
+	known := map[string]variant{"plain": {"plain", false, false, ""}, "metrics": {"metrics", true, false, ""},
+		"log": {"log", false, true, "json"}, "metrics+log": {"metrics+log", true, true, "json"},
+		"record": {"record", false, true, "drop"}, "metrics+record": {"metrics+record", true, true, "drop"}}
 	var vs []variant
 	for name := range strings.SplitSeq(list, ",") {
 		v, ok := known[strings.TrimSpace(name)]
 		if !ok {
-			return nil, fmt.Errorf("-variants: %q is none of plain, metrics, log, metrics+log", name)
+			return nil, fmt.Errorf("-variants: %q is none of plain, metrics, log, metrics+log, record, metrics+record", name)
 		}
 		vs = append(vs, v)
 	}
@@ -207,6 +215,9 @@ func compare(ctx context.Context, cfg config, w io.Writer) error {
 		}
 		for _, v := range order {
 			c.metrics, c.log = v.metrics, v.log
+			if v.log {
+				c.logHandler = v.logHandler
+			}
 			o, err := runOnce(ctx, c, os.Stderr)
 			if err != nil {
 				return fmt.Errorf("run %d, %s: %w", r+1, v.name, err)

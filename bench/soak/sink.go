@@ -3,7 +3,12 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os/exec"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/postern-mta/postern/bench/internal/sinkproc"
 )
@@ -19,12 +24,39 @@ func findSmtpSink() (string, error) {
 	return "", errors.New("smtp-sink is not installed (apt-get install postfix)")
 }
 
-// startSinks starts k smtp-sinks on free loopback ports; on error the
-// ones started are stopped.
-func startSinks(ctx context.Context, bin, dir string, k int) ([]*sinkproc.Sink, error) {
+// cpuSplit is -pin's split of the CPUs this process may use: the first
+// for the engine process, the others for the sinks (taskset -c lists).
+func cpuSplit() (engineCPU, sinkCPUs string, err error) {
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &set); err != nil {
+		return "", "", fmt.Errorf("-pin: sched_getaffinity: %w", err)
+	}
+	var cpus []string
+	for i := range 1024 {
+		if set.IsSet(i) {
+			cpus = append(cpus, strconv.Itoa(i))
+		}
+	}
+	if len(cpus) < 2 {
+		return "", "", fmt.Errorf("-pin needs 2 CPUs, this process may use %d", len(cpus))
+	}
+	return cpus[0], strings.Join(cpus[1:], ","), nil
+}
+
+// startSinks starts k smtp-sinks on free loopback ports, on the CPUs
+// given (a taskset -c list; "" for any); on error the ones started are
+// stopped.
+func startSinks(ctx context.Context, bin, dir string, k int, cpus string) ([]*sinkproc.Sink, error) {
+	spec := sinkproc.SmtpSink(bin)
+	if cpus != "" {
+		argv := spec.Argv
+		spec.Argv = func(addr string) []string {
+			return append([]string{"taskset", "-c", cpus}, argv(addr)...)
+		}
+	}
 	var ss []*sinkproc.Sink
 	for range k {
-		s, err := sinkproc.Start(ctx, sinkproc.SmtpSink(bin), dir)
+		s, err := sinkproc.Start(ctx, spec, dir)
 		if err != nil {
 			stopSinks(ss)
 			return nil, err

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -154,16 +155,7 @@ func TestSoakPolicyRoutesEachDomainToItsSink(t *testing.T) {
 // goroutines and open files it had before the engine existed.
 func TestSoakEndToEnd(t *testing.T) {
 	testbed.Require(t, "smtp-sink")
-	cfg, err := parseFlags([]string{"-n", "400", "-sinks", "2", "-sample", "100", "-parallel", "8", "-mpc", "50", "-metrics", "-log", "-timeout", "2m"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	o, err := runOnce(ctx, cfg, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg, o := runShort(t, "-n", "400", "-sinks", "2", "-sample", "100", "-parallel", "8", "-mpc", "50", "-metrics", "-log")
 	if o.w.Delivered != 400 || len(o.sinks) != 2 || o.sinks[0].Messages != 200 || o.sinks[1].Messages != 200 {
 		t.Errorf("delivered %d, sinks %+v; want 400, 200 at each sink", o.w.Delivered, o.sinks)
 	}
@@ -181,4 +173,48 @@ func TestSoakEndToEnd(t *testing.T) {
 	if !v.goroutinesOK || !v.fdsOK {
 		t.Errorf("after Close: %d goroutines, %d fds; before the engine: %d, %d", v.after.Goroutines, v.after.FDs, o.w.Baseline.Goroutines, o.w.Baseline.FDs)
 	}
+}
+
+// TestSoakPinnedDropHandler: with -pin the engine process runs on one CPU
+// (GOMAXPROCS 1, from its affinity) and still delivers every message; with
+// -log-handler drop the engine hands over a record per recipient and none
+// is formatted.
+func TestSoakPinnedDropHandler(t *testing.T) {
+	testbed.Require(t, "smtp-sink")
+	testbed.Require(t, "taskset")
+	if runtime.NumCPU() < 2 {
+		t.Skip("-pin needs 2 CPUs")
+	}
+	_, o := runShort(t, "-n", "200", "-sinks", "1", "-sample", "100", "-parallel", "4", "-log", "-log-handler", "drop", "-pin")
+	if o.w.Delivered != 200 || o.sinks[0].Messages != 200 {
+		t.Errorf("delivered %d, sink counted %+v; want 200", o.w.Delivered, o.sinks)
+	}
+	if o.w.Procs != 1 {
+		t.Errorf("engine process GOMAXPROCS %d, want 1 when pinned to one CPU", o.w.Procs)
+	}
+	if o.w.LogLines < 200 || o.w.LogBytes != 0 {
+		t.Errorf("drop handler: %d records, %d bytes; want at least 200 records and no bytes", o.w.LogLines, o.w.LogBytes)
+	}
+}
+
+func TestParseFlagsRefusesUnknownHandler(t *testing.T) {
+	if _, err := parseFlags([]string{"-log-handler", "text"}); err == nil || !strings.Contains(err.Error(), "want json or drop") {
+		t.Errorf("-log-handler text: %v, want an error naming json and drop", err)
+	}
+}
+
+// runShort runs one soak with the flags given (and a 2-minute bound).
+func runShort(t *testing.T, args ...string) (config, outcome) {
+	t.Helper()
+	cfg, err := parseFlags(append(args, "-timeout", "2m"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	o, err := runOnce(ctx, cfg, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg, o
 }

@@ -42,6 +42,7 @@ type workerResult struct {
 	Delivered  int64   `json:"delivered"`
 	Failed     int64   `json:"failed"`
 	FirstError string  `json:"first_error,omitempty"`
+	Procs      int     `json:"procs"` // the engine process's GOMAXPROCS (1 with -pin)
 	LogLines   int64   `json:"log_lines"`
 	LogBytes   int64   `json:"log_bytes"`
 	// From the engine's own metrics, read at the end (-metrics only).
@@ -61,6 +62,20 @@ func (w *countWriter) Write(p []byte) (int, error) {
 }
 
 var _ io.Writer = (*countWriter)(nil)
+
+// dropHandler takes every record at every level and formats none of it,
+// counting it as a line of no bytes: with it, -log measures what the
+// engine spends building and handing over its log lines, apart from
+// what a handler spends formatting them.
+type dropHandler struct{ w *countWriter }
+
+func (h dropHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h dropHandler) Handle(context.Context, slog.Record) error {
+	h.w.lines.Add(1)
+	return nil
+}
+func (h dropHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h dropHandler) WithGroup(string) slog.Handler      { return h }
 
 // soakPolicy is a relay policy with one route per sink; recipients of
 // domain dK.dest.test go to sink K. STARTTLS is off: smtp-sink has none.
@@ -128,7 +143,7 @@ func soak(cfg config) (*workerResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	res := &workerResult{}
+	res := &workerResult{Procs: runtime.GOMAXPROCS(0)}
 	if res.Baseline, err = probe(); err != nil {
 		return nil, err
 	}
@@ -142,7 +157,11 @@ func soak(cfg config) (*workerResult, error) {
 		}
 	}
 	if cfg.log {
-		opts.Logger = slog.New(slog.NewJSONHandler(r.logw, nil))
+		var h slog.Handler = slog.NewJSONHandler(r.logw, nil)
+		if cfg.logHandler == "drop" {
+			h = dropHandler{r.logw}
+		}
+		opts.Logger = slog.New(h)
 	}
 	if r.e, err = engine.LoadFile(policy, opts); err != nil {
 		return nil, fmt.Errorf("load the soak policy: %w", err)
