@@ -24,6 +24,14 @@
 //
 //	go run ./bench/soak [-n 100000] [-parallel 20] [-size 2048] [-sample 5000] [-metrics] [-log]
 //	go run ./bench/soak -compare [-compare-n 20000] [-compare-runs 3] [-variants plain,metrics,log,metrics+log]
+//	go run ./bench/soak -ab [-ab-variant metrics+log] [-ab-block 2000] [-ab-pairs 40] [-pin]
+//
+// -ab measures the same cost inside one engine process: a plain engine
+// and the variant's, on the same sinks, take blocks of messages in turn,
+// and the cost is the median of the pairs' ratios, so that a machine
+// whose speed drifts from run to run (as shared VMs do) does not decide
+// the result. -pin puts the engine process on one CPU and the sinks on
+// the others, so that its throughput is bound by its own CPU.
 package main
 
 import (
@@ -52,6 +60,9 @@ type config struct {
 	metrics, log                          bool
 	logHandler                            string // -log: json (format every record) or drop (take every record, format none)
 	pin                                   bool   // the engine process on one CPU, the sinks on the others
+	ab                                    bool   // one engine process, plain and -ab-variant engines in alternating blocks
+	abVariant                             string
+	abBlock, abPairs                      int
 	compare                               bool
 	compareN, compareRuns                 int
 	variants                              string // -compare: the variants, the first being the reference
@@ -79,14 +90,18 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&c.compareRuns, "compare-runs", 3, "-compare runs of each variant")
 	fs.StringVar(&c.variants, "variants", "plain,metrics+log", "-compare: the variants (plain, metrics, log, metrics+log, record, metrics+record), each compared with the first; record is -log -log-handler drop")
 	fs.StringVar(&c.cpuprofile, "cpuprofile", "", "write the CPU profile of the engine's deliveries to `file` (not with -compare)")
+	fs.BoolVar(&c.ab, "ab", false, "measure the cost of -ab-variant within one engine process: a plain engine and the variant's take blocks of messages in turn (drift of the machine falls on both)")
+	fs.StringVar(&c.abVariant, "ab-variant", "metrics+log", "-ab: the variant compared with plain (metrics, log, metrics+log, record, metrics+record)")
+	fs.IntVar(&c.abBlock, "ab-block", 2000, "-ab: messages per block")
+	fs.IntVar(&c.abPairs, "ab-pairs", 40, "-ab: pairs of blocks measured (after one warm-up pair)")
 	fs.DurationVar(&c.timeout, "timeout", 15*time.Minute, "bound on the deliveries of one run")
 	fs.DurationVar(&c.settle, "settle", 5*time.Second, "after Close, how long to wait for goroutines and fds to fall back to the baseline")
 	fs.StringVar(&c.addrs, "addrs", "", "internal (engine process): the sinks' addresses")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
-	if c.n < 1 || c.parallel < 1 || c.sample < 1 || c.sinks < 1 || c.compareN < 1 || c.compareRuns < 1 {
-		return c, fmt.Errorf("-n, -parallel, -sample, -sinks, -compare-n and -compare-runs must be positive")
+	if c.n < 1 || c.parallel < 1 || c.sample < 1 || c.sinks < 1 || c.compareN < 1 || c.compareRuns < 1 || c.abBlock < 1 || c.abPairs < 1 {
+		return c, fmt.Errorf("-n, -parallel, -sample, -sinks, -compare-n, -compare-runs, -ab-block and -ab-pairs must be positive")
 	}
 	if c.logHandler != "json" && c.logHandler != "drop" {
 		return c, fmt.Errorf("-log-handler %q: want json or drop", c.logHandler)
@@ -107,9 +122,12 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if cfg.compare {
+	switch {
+	case cfg.ab:
+		err = abCompare(ctx, cfg, os.Stdout)
+	case cfg.compare:
 		err = compare(ctx, cfg, os.Stdout)
-	} else {
+	default:
 		err = soakOnce(ctx, cfg, os.Stdout)
 	}
 	if err != nil {
@@ -146,31 +164,48 @@ func (o outcome) rate() float64 {
 // checks that the sinks received every message. The engine process's
 // progress goes to progress.
 func runOnce(ctx context.Context, cfg config, progress io.Writer) (outcome, error) {
+	var o outcome
+	var err error
+	o.cpu, o.sinks, err = runChild(ctx, cfg, cfg.n, progress, &o.w, func() error {
+		if o.w.Failed > 0 {
+			return fmt.Errorf("%d of %d messages not delivered (first: %s)", o.w.Failed, cfg.n, o.w.FirstError)
+		}
+		return nil
+	})
+	return o, err
+}
+
+// runChild starts fresh sinks (on their CPUs with -pin), runs the engine
+// process against them with cfg's flags, decodes what it prints into out,
+// calls check, and waits until the sinks have counted n messages. It
+// returns the engine process's CPU time (user and system) and the sinks'
+// counts.
+func runChild(ctx context.Context, cfg config, n int, progress io.Writer, out any, check func() error) (time.Duration, []sinkproc.Counts, error) {
 	bin, err := findSmtpSink()
 	if err != nil {
-		return outcome{}, err
+		return 0, nil, err
 	}
 	self, err := os.Executable()
 	if err != nil {
-		return outcome{}, err
+		return 0, nil, err
 	}
 	tmp, err := os.MkdirTemp("", "postern-soak-sinks-")
 	if err != nil {
-		return outcome{}, err
+		return 0, nil, err
 	}
 	defer os.RemoveAll(tmp)
 	if err := os.Chmod(tmp, 0o755); err != nil { // smtp-sink runs as nobody
-		return outcome{}, err
+		return 0, nil, err
 	}
 	var engineCPU, sinkCPUs string
 	if cfg.pin {
 		if engineCPU, sinkCPUs, err = cpuSplit(); err != nil {
-			return outcome{}, err
+			return 0, nil, err
 		}
 	}
 	ss, err := startSinks(ctx, bin, tmp, cfg.sinks, sinkCPUs)
 	if err != nil {
-		return outcome{}, err
+		return 0, nil, err
 	}
 	defer stopSinks(ss)
 	var addrs []string
@@ -184,21 +219,20 @@ func runOnce(ctx context.Context, cfg config, progress io.Writer) (outcome, erro
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), childEnv+"=1")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	var out strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, progress
+	var stdout strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, progress
 	if err := cmd.Run(); err != nil {
-		return outcome{}, fmt.Errorf("engine process: %w", err)
+		return 0, nil, fmt.Errorf("engine process: %w", err)
 	}
-	var o outcome
-	if err := json.Unmarshal([]byte(out.String()), &o.w); err != nil {
-		return o, fmt.Errorf("engine process output %q: %w", out.String(), err)
+	if err := json.Unmarshal([]byte(stdout.String()), out); err != nil {
+		return 0, nil, fmt.Errorf("engine process output %q: %w", stdout.String(), err)
 	}
-	if o.w.Failed > 0 {
-		return o, fmt.Errorf("%d of %d messages not delivered (first: %s)", o.w.Failed, cfg.n, o.w.FirstError)
+	if err := check(); err != nil {
+		return 0, nil, err
 	}
-	o.cpu = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
-	o.sinks, err = sinkproc.Settle(ctx, ss, cfg.n)
-	return o, err
+	cpu := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	counts, err := sinkproc.Settle(ctx, ss, n)
+	return cpu, counts, err
 }
 
 // childArgs are the engine process's flags.
@@ -206,7 +240,8 @@ func childArgs(cfg config, addrs string) []string {
 	return []string{"-addrs", addrs, "-n", fmt.Sprint(cfg.n), "-parallel", fmt.Sprint(cfg.parallel),
 		"-size", fmt.Sprint(cfg.size), "-sample", fmt.Sprint(cfg.sample), "-mpc", fmt.Sprint(cfg.mpc),
 		"-metrics=" + fmt.Sprint(cfg.metrics), "-log=" + fmt.Sprint(cfg.log), "-log-handler", cfg.logHandler,
-		"-timeout", cfg.timeout.String(), "-settle", cfg.settle.String(), "-cpuprofile", cfg.cpuprofile}
+		"-timeout", cfg.timeout.String(), "-settle", cfg.settle.String(), "-cpuprofile", cfg.cpuprofile,
+		"-ab=" + fmt.Sprint(cfg.ab), "-ab-block", fmt.Sprint(cfg.abBlock), "-ab-pairs", fmt.Sprint(cfg.abPairs)}
 }
 
 func printMachine(w io.Writer, cfg config) {

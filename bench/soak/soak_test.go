@@ -218,3 +218,43 @@ func runShort(t *testing.T, args ...string) (config, outcome) {
 	}
 	return cfg, o
 }
+
+// TestSoakAB: -ab runs a plain engine and the variant's in one process,
+// in alternating blocks after a warm-up pair: every block is measured,
+// every message reaches the sinks, and only the variant's engine logs
+// (its "policy loaded", then one record per message of its blocks, the
+// warm-up one included).
+func TestSoakAB(t *testing.T) {
+	testbed.Require(t, "smtp-sink")
+	cfg, err := parseFlags([]string{"-ab", "-ab-variant", "metrics+log", "-ab-block", "50", "-ab-pairs", "3", "-sinks", "2", "-parallel", "4", "-timeout", "2m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, name, err := abConfig(cfg)
+	if err != nil || name != "metrics+log" || !cfg.metrics || !cfg.log || cfg.logHandler != "json" {
+		t.Fatalf("abConfig: %q, metrics %v, log %v (%s), %v", name, cfg.metrics, cfg.log, cfg.logHandler, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	res, _, sinks, err := runAB(ctx, cfg, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.A) != 3 || len(res.B) != 3 {
+		t.Fatalf("%d A blocks, %d B blocks; want 3 each", len(res.A), len(res.B))
+	}
+	for i := range 3 {
+		if res.A[i].WallNS <= 0 || res.B[i].WallNS <= 0 || res.A[i].CPUNS <= 0 || res.B[i].CPUNS <= 0 {
+			t.Errorf("pair %d: A %+v, B %+v; want positive wall and CPU times", i, res.A[i], res.B[i])
+		}
+	}
+	if got := sinks[0].Messages + sinks[1].Messages; got != 400 {
+		t.Errorf("sinks counted %d messages, want 400 (4 pairs of 2 blocks of 50)", got)
+	}
+	if res.LogLines != 201 {
+		t.Errorf("%d log records, want 201 (\"policy loaded\", then a line for each of the variant's 4 blocks of 50)", res.LogLines)
+	}
+	if _, _, err := abConfig(config{abVariant: "plain"}); err == nil {
+		t.Error("-ab-variant plain accepted")
+	}
+}

@@ -63,13 +63,14 @@ func (w *countWriter) Write(p []byte) (int, error) {
 
 var _ io.Writer = (*countWriter)(nil)
 
-// dropHandler takes every record at every level and formats none of it,
-// counting it as a line of no bytes: with it, -log measures what the
-// engine spends building and handing over its log lines, apart from
-// what a handler spends formatting them.
+// dropHandler takes every record at Info and above (the JSON handler's
+// default level) and formats none of it, counting it as a line of no
+// bytes: with it, -log measures what the engine spends building and
+// handing over its log lines, apart from what a handler spends
+// formatting them.
 type dropHandler struct{ w *countWriter }
 
-func (h dropHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h dropHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelInfo }
 func (h dropHandler) Handle(context.Context, slog.Record) error {
 	h.w.lines.Add(1)
 	return nil
@@ -102,7 +103,13 @@ const soakZone = "$TTL 300\n$ORIGIN dest.test.\n@ IN SOA ns1 hostmaster 1 3600 6
 // engineWorker is the engine process: it delivers cfg.n messages and
 // prints a workerResult on stdout, progress on stderr.
 func engineWorker(cfg config) int {
-	res, err := soak(cfg)
+	var res any
+	var err error
+	if cfg.ab {
+		res, err = abWorker(cfg)
+	} else {
+		res, err = soak(cfg)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "soak worker:", err)
 		return 1
@@ -130,19 +137,11 @@ type run struct {
 // soak is the engine process's whole run: baseline, engine, deliveries,
 // Close, and the samples along the way.
 func soak(cfg config) (*workerResult, error) {
-	sinks, err := parseAddrs(cfg.addrs)
+	sinks, policy, cleanup, err := setUp(cfg)
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "postern-soak-")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(dir)
-	policy, err := writePolicy(dir, sinks, cfg.mpc)
-	if err != nil {
-		return nil, err
-	}
+	defer cleanup()
 	res := &workerResult{Procs: runtime.GOMAXPROCS(0)}
 	if res.Baseline, err = probe(); err != nil {
 		return nil, err
@@ -150,18 +149,8 @@ func soak(cfg config) (*workerResult, error) {
 	res.Baseline.Label = "baseline"
 	r := &run{cfg: cfg, logw: &countWriter{}}
 	var opts engine.Options
-	if cfg.metrics {
-		r.reg = prometheus.NewRegistry()
-		if opts.Metrics, err = metrics.New(r.reg, metrics.Options{}); err != nil {
-			return nil, fmt.Errorf("metrics.New: %w", err)
-		}
-	}
-	if cfg.log {
-		var h slog.Handler = slog.NewJSONHandler(r.logw, nil)
-		if cfg.logHandler == "drop" {
-			h = dropHandler{r.logw}
-		}
-		opts.Logger = slog.New(h)
+	if opts, r.reg, err = observed(cfg, r.logw); err != nil {
+		return nil, err
 	}
 	if r.e, err = engine.LoadFile(policy, opts); err != nil {
 		return nil, fmt.Errorf("load the soak policy: %w", err)
@@ -173,6 +162,45 @@ func soak(cfg config) (*workerResult, error) {
 	r.deliverAll(res, len(sinks))
 	stopProfile()
 	return res, r.wrapUp(res)
+}
+
+// setUp reads the sinks' addresses and writes the soak's policy for them
+// into a temporary directory, which cleanup removes.
+func setUp(cfg config) (sinks []netip.AddrPort, policy string, cleanup func(), err error) {
+	if sinks, err = parseAddrs(cfg.addrs); err != nil {
+		return nil, "", nil, err
+	}
+	dir, err := os.MkdirTemp("", "postern-soak-")
+	if err != nil {
+		return nil, "", nil, err
+	}
+	if policy, err = writePolicy(dir, sinks, cfg.mpc); err != nil {
+		os.RemoveAll(dir)
+		return nil, "", nil, err
+	}
+	return sinks, policy, func() { os.RemoveAll(dir) }, nil
+}
+
+// observed is the engine options of -metrics (on a fresh registry, also
+// returned) and -log (records counted by logw).
+func observed(cfg config, logw *countWriter) (engine.Options, *prometheus.Registry, error) {
+	var opts engine.Options
+	var reg *prometheus.Registry
+	if cfg.metrics {
+		reg = prometheus.NewRegistry()
+		var err error
+		if opts.Metrics, err = metrics.New(reg, metrics.Options{}); err != nil {
+			return opts, nil, fmt.Errorf("metrics.New: %w", err)
+		}
+	}
+	if cfg.log {
+		var h slog.Handler = slog.NewJSONHandler(logw, nil)
+		if cfg.logHandler == "drop" {
+			h = dropHandler{logw}
+		}
+		opts.Logger = slog.New(h)
+	}
+	return opts, reg, nil
 }
 
 // parseAddrs reads -addrs, the sinks' addresses.
