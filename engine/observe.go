@@ -80,7 +80,7 @@ func logStatus(r *Result) string {
 
 // observe logs one line per result — the message's ID, the recipient,
 // status=sent|deferred|bounced|local and Postfix's fields (relay host
-// and address, delay, DSN code, the reply) — with the caller's context,
+// and address, delay in milliseconds, DSN code, the reply) — with the caller's context,
 // and counts it in the metrics.
 func (e *Engine) observe(ctx context.Context, msg *Message, results []Result) {
 	m, lg := e.opts.Metrics, e.opts.Logger
@@ -104,9 +104,10 @@ func (e *Engine) observe(ctx context.Context, msg *Message, results []Result) {
 		if r.Host != "" {
 			attrs = append(attrs, slog.String("relay", relayField(r.Host, r.Address)))
 		}
-		// Seconds, as Postfix's delay= (a number formats without the
-		// allocations of Duration.String).
-		attrs = append(attrs, slog.Float64("delay", r.Duration.Round(time.Millisecond).Seconds()))
+		// Postfix's delay=, in whole milliseconds: an integer, because
+		// slog's JSON handler formats a float through encoding/json, a
+		// third of the cost of the whole line in a real run.
+		attrs = append(attrs, slog.Int64("delay_ms", r.Duration.Milliseconds()))
 		if r.Code != 0 {
 			attrs = append(attrs, slog.Int("code", r.Code))
 		}

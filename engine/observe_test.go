@@ -137,8 +137,8 @@ func TestObserveRealDelivery(t *testing.T) {
 			if l["relay"] != wantRelay || l["dsn"] == nil || l["level"] != "INFO" {
 				t.Errorf("sent line %v: want relay %s, a dsn code, level INFO", l, wantRelay)
 			}
-			if d, isNum := l["delay"].(float64); !isNum || d < 0 || d > 60 {
-				t.Errorf("sent line %v: want delay as a number of seconds", l)
+			if d, isNum := l["delay_ms"].(float64); !isNum || d < 0 || d > 60000 || d != float64(int64(d)) {
+				t.Errorf("sent line %v: want delay_ms, a whole number of milliseconds", l)
 			}
 		case "c@busy.test":
 			if l["reply"] != "Temporary local problem" && !strings.Contains(l["reply"].(string), "Temporary local problem") || l["retry_from"] != "schedule" || l["level"] != "WARN" {
