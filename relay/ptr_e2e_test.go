@@ -87,6 +87,10 @@ routing:
 	}
 
 	// The first line of each message is the start of our Received field.
+	// The sink's capture of a message is complete once the relay had its
+	// 250 for it (smtp-sink writes the file as the data arrives): wait
+	// for the three deliveries, not only for the files.
+	waitFor(t, "three messages delivered", func() bool { return strings.Count(r.log.String(), "msg=removed") == 3 })
 	received := map[string]string{}
 	for _, m := range sink.WaitMessages(t, 3) {
 		for _, subject := range []string{"named", "unnamed", "loopback"} {
