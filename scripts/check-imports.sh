@@ -10,10 +10,11 @@
 #   engine            -> engine/throttle engine/metrics engine/dsn policies expr transport transport/dns transport/mailbox transport/dane transport/mtasts transport/tlsrpt internal/textsafe internal/safefile internal/jsonout
 #   policies          -> expr internal/safefile internal/jsonout internal/suggest
 #   expr              -> internal/textsafe internal/suggest
-#   transport         -> transport/mailbox
+#   transport         -> transport/mailbox internal/xtext
 #   transport/dns     -> internal/safefile
 #   transport/mtasts  -> internal/safefile
-#   engine/throttle, engine/dsn, engine/metrics, transport/mailbox, transport/dane, transport/tlsrpt, internal/textsafe, internal/safefile, internal/jsonout: leaves (nothing of the module)
+#   engine/dsn        -> internal/xtext
+#   engine/throttle, engine/metrics, transport/mailbox, transport/dane, transport/tlsrpt, internal/textsafe, internal/safefile, internal/jsonout, internal/xtext: leaves (nothing of the module)
 #
 # transport and transport/dns do not know each other: the engine resolves,
 # the transport dials the addresses it is handed. Tools and tests sit on
@@ -80,7 +81,7 @@ leaf relay/sched
 leaf transport/mailbox
 leaf transport/dane
 leaf engine/throttle
-leaf engine/dsn
+check engine/dsn policies expr transport relay engine/throttle engine/metrics
 leaf engine/metrics
 leaf transport/tlsrpt
 leaf internal/textsafe
@@ -88,4 +89,5 @@ leaf internal/safefile
 leaf internal/jsonout
 leaf internal/procgroup
 leaf internal/suggest
+leaf internal/xtext
 exit $fail

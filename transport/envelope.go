@@ -3,6 +3,8 @@ package transport
 import (
 	"strconv"
 	"strings"
+
+	"github.com/postern-mta/postern/internal/xtext"
 )
 
 // mailCommand builds MAIL FROM with the parameters the server offers.
@@ -40,7 +42,7 @@ func (d *delivery) mailCommand(s *session) string {
 		}
 		if msg.EnvID != "" {
 			b.WriteString(" ENVID=")
-			b.WriteString(xtext(msg.EnvID))
+			b.WriteString(xtext.Encode(msg.EnvID))
 		}
 	}
 	return b.String()
@@ -55,26 +57,8 @@ func (d *delivery) rcptCommand(s *session, r Recipient, addr string) string {
 			line += " NOTIFY=" + n
 		}
 		if r.ORcpt != "" {
-			line += " ORCPT=rfc822;" + xtext(r.ORcpt)
+			line += " ORCPT=rfc822;" + xtext.Encode(r.ORcpt)
 		}
 	}
 	return line
-}
-
-// xtext encodes s per RFC 3461 section 4: "+", "=", controls, space and
-// non-ASCII bytes become +XX.
-func xtext(s string) string {
-	const hex = "0123456789ABCDEF"
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < '!' || c > '~' || c == '+' || c == '=' {
-			b.WriteByte('+')
-			b.WriteByte(hex[c>>4])
-			b.WriteByte(hex[c&15])
-			continue
-		}
-		b.WriteByte(c)
-	}
-	return b.String()
 }

@@ -232,15 +232,3 @@ func FuzzNormalize(f *testing.F) {
 		}
 	})
 }
-
-func TestXtext(t *testing.T) {
-	for in, want := range map[string]string{
-		"a@b.example": "a@b.example",
-		"a+b=c d":     "a+2Bb+3Dc+20d",
-		"ü":           "+C3+BC",
-	} {
-		if got := xtext(in); got != want {
-			t.Errorf("xtext(%q) = %q, want %q", in, got, want)
-		}
-	}
-}

@@ -6,62 +6,25 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/postern-mta/postern/internal/xtext"
 )
 
 // EncodeXtext encodes s as xtext (RFC 3461 section 4): every byte outside
 // "!" to "~", and "+" and "=", becomes "+" and two upper-case hex digits.
 // ENVID values are sent this way.
-func EncodeXtext(s string) string {
-	const hex = "0123456789ABCDEF"
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < '!' || c > '~' || c == '+' || c == '=' {
-			b.WriteByte('+')
-			b.WriteByte(hex[c>>4])
-			b.WriteByte(hex[c&15])
-			continue
-		}
-		b.WriteByte(c)
-	}
-	return b.String()
-}
+func EncodeXtext(s string) string { return xtext.Encode(s) }
 
 // DecodeXtext decodes xtext (RFC 3461 section 4). Only "!" to "~" may
 // appear, "=" never, and "+" only before two hex digits (lower case is
 // accepted too). The result may hold any byte; callers check what they
 // allow (an ENVID must be printable ASCII, see [Report].EnvID).
 func DecodeXtext(s string) (string, error) {
-	d, err := decodeXtext(s)
+	d, err := xtext.Decode(s)
 	if err != nil {
 		return "", fmt.Errorf("dsn: xtext %q: %w", s, err)
 	}
 	return d, nil
-}
-
-func decodeXtext(s string) (string, error) {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == '+':
-			if i+2 >= len(s) || !isHex(s[i+1]) || !isHex(s[i+2]) {
-				return "", fmt.Errorf("\"+\" at offset %d is not followed by two hex digits", i)
-			}
-			v, _ := strconv.ParseUint(s[i+1:i+3], 16, 8)
-			b.WriteByte(byte(v))
-			i += 2
-		case c < '!' || c > '~' || c == '=':
-			return "", fmt.Errorf("byte 0x%02X at offset %d is not allowed", c, i)
-		default:
-			b.WriteByte(c)
-		}
-	}
-	return b.String(), nil
-}
-
-func isHex(c byte) bool {
-	return '0' <= c && c <= '9' || 'A' <= c && c <= 'F' || 'a' <= c && c <= 'f'
 }
 
 // ParseORCPT reads the value of the ESMTP ORCPT parameter of RCPT TO
@@ -85,7 +48,7 @@ func ParseORCPT(param string) (addrType, addr string, err error) {
 	if t == "utf-8" {
 		addr, err = decodeUTF8Addr(enc)
 	} else {
-		addr, err = decodeXtext(enc)
+		addr, err = xtext.Decode(enc)
 	}
 	if err != nil {
 		return "", "", fmt.Errorf("dsn: ORCPT %q: %w", param, err)
