@@ -12,7 +12,6 @@ import (
 	"os"
 	"runtime"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,7 +22,6 @@ import (
 	"github.com/postern-mta/postern/bench/internal/sinkproc"
 	"github.com/postern-mta/postern/bench/internal/stats"
 	"github.com/postern-mta/postern/engine"
-	"github.com/postern-mta/postern/transport"
 )
 
 // abBlock is one block of messages through one engine: its wall time and
@@ -129,9 +127,10 @@ func printAB(w io.Writer, cfg config, name string, r abResult) {
 		}
 		fmt.Fprintf(w, "| %s | %s | %.1f | %s |\n", s.name, stats.RangeText(rates, "%.0f"), stats.Median(s.wall), stats.RangeText(s.cpu, "%.1f"))
 	}
-	cost := stats.Median(wallRatio) - 1
+	slower := stats.Median(wallRatio) // B's time per message over A's
+	cost := 1 - 1/slower              // the throughput B loses
 	fmt.Fprintf(w, "\n%s vs plain, %d pairs: time per message %+.1f %% (median of the pairs' ratios; quartiles %+.1f %%, %+.1f %%): cost %.1f %% of the throughput, target ≤ %.0f %%: %s\n",
-		name, len(wallRatio), 100*cost, 100*(quantile(wallRatio, 0.25)-1), 100*(quantile(wallRatio, 0.75)-1), 100*(1-1/(1+cost)), 100*maxCost, met(1-1/(1+cost) <= maxCost))
+		name, len(wallRatio), 100*(slower-1), 100*(quantile(wallRatio, 0.25)-1), 100*(quantile(wallRatio, 0.75)-1), 100*cost, 100*maxCost, met(cost <= maxCost))
 	fmt.Fprintf(w, "%s vs plain: CPU per message %+.1f %% (median of the pairs' ratios; quartiles %+.1f %%, %+.1f %%), %+.2f µs per message (difference of the medians)\n",
 		name, 100*(stats.Median(cpuRatio)-1), 100*(quantile(cpuRatio, 0.25)-1), 100*(quantile(cpuRatio, 0.75)-1), stats.Median(cpuB)-stats.Median(cpuA))
 }
@@ -230,13 +229,9 @@ func (d *abDeliverer) block(ctx context.Context, e *engine.Engine) (abBlock, err
 	for range d.cfg.parallel {
 		wg.Go(func() {
 			for i := next.Add(1); i <= n; i = next.Add(1) {
-				k := base + i
-				msg := engine.Message{ID: fmt.Sprintf("SOAK%08X", k), From: "bench@sender.test",
-					To: []string{fmt.Sprintf("r%d@%s", k, sinkDomain(int(k)%d.sinks))}, Size: len(d.body)}
-				out, err := e.Deliver(ctx, msg, strings.NewReader(d.body))
-				if err != nil || len(out) != 1 || out[0].Status != transport.StatusDelivered {
+				if f := deliverNumbered(ctx, e, base+i, d.sinks, d.body); f != "" {
 					failed.Add(1)
-					d.once.Do(func() { d.res.FirstError = describe(out, err) })
+					d.once.Do(func() { d.res.FirstError = f })
 				}
 			}
 		})

@@ -89,7 +89,7 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&c.compareN, "compare-n", 20000, "messages per -compare run")
 	fs.IntVar(&c.compareRuns, "compare-runs", 3, "-compare runs of each variant")
 	fs.StringVar(&c.variants, "variants", "plain,metrics+log", "-compare: the variants (plain, metrics, log, metrics+log, record, metrics+record), each compared with the first; record is -log -log-handler drop")
-	fs.StringVar(&c.cpuprofile, "cpuprofile", "", "write the CPU profile of the engine's deliveries to `file` (not with -compare)")
+	fs.StringVar(&c.cpuprofile, "cpuprofile", "", "write the CPU profile of the engine's deliveries to `file` (not with -compare or -ab)")
 	fs.BoolVar(&c.ab, "ab", false, "measure the cost of -ab-variant within one engine process: a plain engine and the variant's take blocks of messages in turn (drift of the machine falls on both)")
 	fs.StringVar(&c.abVariant, "ab-variant", "metrics+log", "-ab: the variant compared with plain (metrics, log, metrics+log, record, metrics+record)")
 	fs.IntVar(&c.abBlock, "ab-block", 2000, "-ab: messages per block")
@@ -102,6 +102,12 @@ func parseFlags(args []string) (config, error) {
 	}
 	if c.n < 1 || c.parallel < 1 || c.sample < 1 || c.sinks < 1 || c.compareN < 1 || c.compareRuns < 1 || c.abBlock < 1 || c.abPairs < 1 {
 		return c, fmt.Errorf("-n, -parallel, -sample, -sinks, -compare-n, -compare-runs, -ab-block and -ab-pairs must be positive")
+	}
+	if c.ab && c.compare {
+		return c, fmt.Errorf("-ab and -compare are two ways of comparing: name one")
+	}
+	if (c.ab || c.compare) && c.cpuprofile != "" {
+		return c, fmt.Errorf("-cpuprofile is for a single soak, not -ab or -compare")
 	}
 	if c.logHandler != "json" && c.logHandler != "drop" {
 		return c, fmt.Errorf("-log-handler %q: want json or drop", c.logHandler)

@@ -204,7 +204,7 @@ func compare(ctx context.Context, cfg config, w io.Writer) error {
 		return err
 	}
 	c := cfg
-	c.n, c.cpuprofile = cfg.compareN, ""
+	c.n = cfg.compareN
 	c.sample = min(cfg.sample, c.n)
 	printMachine(w, c)
 	res := map[string][]outcome{}

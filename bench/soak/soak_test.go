@@ -197,9 +197,25 @@ func TestSoakPinnedDropHandler(t *testing.T) {
 	}
 }
 
-func TestParseFlagsRefusesUnknownHandler(t *testing.T) {
-	if _, err := parseFlags([]string{"-log-handler", "text"}); err == nil || !strings.Contains(err.Error(), "want json or drop") {
-		t.Errorf("-log-handler text: %v, want an error naming json and drop", err)
+// TestParseFlagsRefuses: flags that would be ignored, or that name
+// nothing, are refused with the reason.
+func TestParseFlagsRefuses(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-log-handler", "text"}, "want json or drop"},
+		{[]string{"-ab", "-compare"}, "name one"},
+		{[]string{"-ab", "-cpuprofile", "x.prof"}, "-cpuprofile is for a single soak"},
+		{[]string{"-compare", "-cpuprofile", "x.prof"}, "-cpuprofile is for a single soak"},
+		{[]string{"-ab", "-ab-block", "0"}, "must be positive"},
+	} {
+		if _, err := parseFlags(c.args); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: %v, want an error saying %q", c.args, err, c.want)
+		}
+	}
+	if _, err := parseFlags([]string{"-cpuprofile", "x.prof"}); err != nil {
+		t.Errorf("-cpuprofile alone: %v", err)
 	}
 }
 

@@ -291,12 +291,9 @@ func (r *run) deliverAll(res *workerResult, sinks int) {
 	for range r.cfg.parallel {
 		wg.Go(func() {
 			for i := next.Add(1); i <= int64(r.cfg.n); i = next.Add(1) {
-				msg := engine.Message{ID: fmt.Sprintf("SOAK%08X", i), From: "bench@sender.test",
-					To: []string{fmt.Sprintf("r%d@%s", i, sinkDomain(int(i)%sinks))}, Size: len(body)}
-				out, err := r.e.Deliver(ctx, msg, strings.NewReader(body))
-				if err != nil || len(out) != 1 || out[0].Status != transport.StatusDelivered {
+				if f := deliverNumbered(ctx, r.e, i, sinks, body); f != "" {
 					failed.Add(1)
-					firstErr.Do(func() { res.FirstError = describe(out, err) })
+					firstErr.Do(func() { res.FirstError = f })
 				}
 				if d := r.done.Add(1); d%int64(r.cfg.sample) == 0 && d < int64(r.cfg.n) {
 					r.sampleInline()
@@ -308,6 +305,19 @@ func (r *run) deliverAll(res *workerResult, sinks int) {
 	res.ElapsedNS = int64(time.Since(r.start))
 	res.Failed = failed.Load()
 	res.Delivered = int64(r.cfg.n) - res.Failed
+}
+
+// deliverNumbered delivers soak message number k, to one recipient at
+// the sink its number picks, through e; it returns what went wrong, ""
+// when the recipient was delivered.
+func deliverNumbered(ctx context.Context, e *engine.Engine, k int64, sinks int, body string) (failure string) {
+	msg := engine.Message{ID: fmt.Sprintf("SOAK%08X", k), From: "bench@sender.test",
+		To: []string{fmt.Sprintf("r%d@%s", k, sinkDomain(int(k)%sinks))}, Size: len(body)}
+	out, err := e.Deliver(ctx, msg, strings.NewReader(body))
+	if err != nil || len(out) != 1 || out[0].Status != transport.StatusDelivered {
+		return describe(out, err)
+	}
+	return ""
 }
 
 // describe is the first failure, for the report.
