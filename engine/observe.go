@@ -80,8 +80,8 @@ func logStatus(r *Result) string {
 
 // observe logs one line per result — the message's ID, the recipient,
 // status=sent|deferred|bounced|local and Postfix's fields (relay host
-// and address, delay in milliseconds, DSN code, the reply) — with the caller's context,
-// and counts it in the metrics.
+// and address, delay in milliseconds, DSN code, the reply) — with the
+// caller's context, and counts it in the metrics.
 func (e *Engine) observe(ctx context.Context, msg *Message, results []Result) {
 	m, lg := e.opts.Metrics, e.opts.Logger
 	for i := range results {

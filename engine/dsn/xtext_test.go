@@ -120,20 +120,3 @@ func FuzzORCPT(f *testing.F) {
 		}
 	})
 }
-
-// FuzzXtext: DecodeXtext undoes EncodeXtext for any bytes, and
-// EncodeXtext writes only xtext characters.
-func FuzzXtext(f *testing.F) {
-	for _, s := range []string{"", "QQ314159", "a+b=c d", "\x00\xff\r\n", "é"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		enc := dsn.EncodeXtext(s)
-		if strings.ContainsAny(enc, "= ") || !isASCII([]byte(enc)) {
-			t.Fatalf("EncodeXtext(%q) = %q: not xtext", s, enc)
-		}
-		if dec, err := dsn.DecodeXtext(enc); err != nil || dec != s {
-			t.Fatalf("DecodeXtext(EncodeXtext(%q) = %q) = %q, %v", s, enc, dec, err)
-		}
-	})
-}

@@ -39,8 +39,9 @@ func TestEncodeDecode(t *testing.T) {
 // FuzzRoundTrip: whatever Encode writes, Decode reads back unchanged, and
 // it is printable ASCII without "=".
 func FuzzRoundTrip(f *testing.F) {
-	f.Add("bob+x@example.com")
-	f.Add("\x00=+ \xff")
+	for _, s := range []string{"", "QQ314159", "bob+x@example.com", "a+b=c d", "\x00=+ \xff\r\n", "é"} {
+		f.Add(s)
+	}
 	f.Fuzz(func(t *testing.T, s string) {
 		e := Encode(s)
 		if strings.ContainsAny(e, "= ") || strings.ContainsFunc(e, func(r rune) bool { return r < '!' || r > '~' }) {

@@ -258,36 +258,33 @@ func TestConnectionCaps(t *testing.T) {
 			t.Errorf("postern_relay_sessions = %v, want 2", got)
 		}
 	})
-	t.Run("per IP behind PROXY", func(t *testing.T) {
-		cfg := proxyConfig("127.0.0.1/32")
-		cfg.Listeners[0].MaxConnectionsPerIP = 1
-		te := start(t, cfg)
-		a := dialNoGreeting(t, te.addr())
-		a.send("PROXY TCP4 192.0.2.7 127.0.0.1 40000 25\r\n")
-		a.expect("220 ")
-		b := dialNoGreeting(t, te.addr())
-		b.send("PROXY TCP4 192.0.2.8 127.0.0.1 40000 25\r\n")
-		b.expect("220 ")
-		c := dialNoGreeting(t, te.addr())
-		c.send("PROXY TCP4 192.0.2.7 127.0.0.1 40001 25\r\n")
-		c.expect("421 4.7.0")
-	})
-	t.Run("per IPv6 block behind PROXY", func(t *testing.T) {
-		cfg := proxyConfig("127.0.0.1/32")
-		cfg.Listeners[0].MaxConnectionsPerIP = 1
-		te := start(t, cfg)
-		a := dialNoGreeting(t, te.addr())
-		a.send("PROXY TCP6 2001:db8:1:2:3:4000::7 2001:db8::1 40000 25\r\n")
-		a.expect("220 ")
-		// Another address of the same /84: the same client.
-		b := dialNoGreeting(t, te.addr())
-		b.send("PROXY TCP6 2001:db8:1:2:3:4fff:1:9 2001:db8::1 40001 25\r\n")
-		b.expect("421 4.7.0")
-		// The next /84 is another client.
-		c := dialNoGreeting(t, te.addr())
-		c.send("PROXY TCP6 2001:db8:1:2:3:5000::7 2001:db8::1 40002 25\r\n")
-		c.expect("220 ")
-	})
+	// Behind PROXY the client is the address the header names; an IPv6
+	// client is its /84 block. Three connections in turn, one allowed
+	// per client.
+	for _, c := range []struct {
+		name    string
+		headers [3]string
+		want    [3]string
+	}{
+		{"per IP behind PROXY", [3]string{"PROXY TCP4 192.0.2.7 127.0.0.1 40000 25", "PROXY TCP4 192.0.2.8 127.0.0.1 40000 25",
+			"PROXY TCP4 192.0.2.7 127.0.0.1 40001 25"}, [3]string{"220 ", "220 ", "421 4.7.0"}},
+		// The second is another address of the same /84: the same
+		// client; the third is in the next /84, another client.
+		{"per IPv6 block behind PROXY", [3]string{"PROXY TCP6 2001:db8:1:2:3:4000::7 2001:db8::1 40000 25",
+			"PROXY TCP6 2001:db8:1:2:3:4fff:1:9 2001:db8::1 40001 25", "PROXY TCP6 2001:db8:1:2:3:5000::7 2001:db8::1 40002 25"},
+			[3]string{"220 ", "421 4.7.0", "220 "}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := proxyConfig("127.0.0.1/32")
+			cfg.Listeners[0].MaxConnectionsPerIP = 1
+			te := start(t, cfg)
+			for i, h := range c.headers {
+				conn := dialNoGreeting(t, te.addr())
+				conn.send(h + "\r\n")
+				conn.expect(c.want[i])
+			}
+		})
+	}
 }
 
 func TestClientBlock(t *testing.T) {
